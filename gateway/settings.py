@@ -1,0 +1,94 @@
+"""Gateway settings, read from the worker's environment only.
+
+Keys never travel through workflow inputs or history: the worker reads them here
+and the HTTP client adds them to each request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ENV_GATEWAY_URL = "GATEWAY_URL"
+ENV_GATEWAY_DIALECT = "GATEWAY_DIALECT"
+ENV_GATEWAY_API_KEY = "GATEWAY_API_KEY"
+ENV_GATEWAY_API_KEY_HEADER = "GATEWAY_API_KEY_HEADER"
+ENV_GATEWAY_EXTRA_HEADERS = "GATEWAY_EXTRA_HEADERS"
+ENV_AZURE_API_VERSION = "AZURE_API_VERSION"
+ENV_GATEWAY_TIMEOUT = "GATEWAY_TIMEOUT_SECONDS"
+
+GATEWAY_ENV_VARS = (
+    ENV_GATEWAY_URL,
+    ENV_GATEWAY_DIALECT,
+    ENV_GATEWAY_API_KEY,
+    ENV_GATEWAY_API_KEY_HEADER,
+    ENV_GATEWAY_EXTRA_HEADERS,
+    ENV_AZURE_API_VERSION,
+    ENV_GATEWAY_TIMEOUT,
+)
+
+DEFAULT_GATEWAY_URL = "http://localhost:8000"
+DEFAULT_AZURE_API_VERSION = "2025-01-01-preview"
+
+
+class Dialect(StrEnum):
+    """How a gateway lays out its routes and expects its key."""
+
+    KONG = "kong"
+    OPENAI = "openai"
+    AZURE = "azure"
+
+
+class GatewaySettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str = DEFAULT_GATEWAY_URL
+    dialect: Dialect = Dialect.KONG
+    api_key: SecretStr | None = None
+    # Header that carries api_key; None picks the dialect's own
+    # (kong: apikey, openai: Authorization Bearer, azure: api-key).
+    api_key_header: str | None = None
+    extra_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    azure_api_version: str = DEFAULT_AZURE_API_VERSION
+    timeout_seconds: float = 60.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"gateway URL must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        extra: dict[str, str] = {}
+        raw_extra = env.get(ENV_GATEWAY_EXTRA_HEADERS, "").strip()
+        if raw_extra:
+            try:
+                parsed = json.loads(raw_extra)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{ENV_GATEWAY_EXTRA_HEADERS} must be a JSON object of header names to values"
+                ) from exc
+            if not isinstance(parsed, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+            ):
+                raise ValueError(
+                    f"{ENV_GATEWAY_EXTRA_HEADERS} must be a JSON object of header names to values"
+                )
+            extra = parsed
+        key = env.get(ENV_GATEWAY_API_KEY) or None
+        return cls(
+            base_url=env.get(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL),
+            dialect=Dialect(env.get(ENV_GATEWAY_DIALECT, Dialect.KONG.value).lower()),
+            api_key=SecretStr(key) if key else None,
+            api_key_header=env.get(ENV_GATEWAY_API_KEY_HEADER) or None,
+            extra_headers={k: SecretStr(v) for k, v in extra.items()},
+            azure_api_version=env.get(ENV_AZURE_API_VERSION, DEFAULT_AZURE_API_VERSION),
+            timeout_seconds=float(env.get(ENV_GATEWAY_TIMEOUT, "60")),
+        )
