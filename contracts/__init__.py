@@ -1,0 +1,1 @@
+"""The JSON contract of BatchJobWorkflow: inputs, results and names shared by every layer."""
