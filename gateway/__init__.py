@@ -1,1 +1,1 @@
-"""HTTP client of the OpenAI-style files and batches API, as Kong, OpenAI, Azure or the emulator serve it."""
+"""HTTP client of the OpenAI-style files and batches API (Kong, OpenAI, Azure, emulator)."""

@@ -1,0 +1,232 @@
+"""Async client of the files and batches routes.
+
+One instance (one httpx.AsyncClient, one connection pool) serves a whole worker.
+Uploads stream from disk and downloads stream to disk, so a 200 MB file never
+sits in memory. Failures become the typed errors of gateway.errors; nothing is
+retried here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from gateway import dialects
+from gateway.errors import (
+    GatewayError,
+    RetryableGatewayError,
+    error_for_response,
+    error_for_transport,
+)
+from gateway.models import Batch, FileObject, Page
+from gateway.settings import GatewaySettings
+
+M = TypeVar("M", bound=BaseModel)
+
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+class GatewayClient:
+    def __init__(self, settings: GatewaySettings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- files -------------------------------------------------------------
+
+    async def upload_file(self, path: Path, *, filename: str, purpose: str = "batch") -> FileObject:
+        """Stream a file from disk as multipart; 200 (OpenAI) and 201 (Kong) both succeed."""
+        with path.open("rb") as stream:
+            return await self._call(
+                "POST",
+                "/files",
+                FileObject,
+                operation=f"upload {path.name}",
+                files={"file": (filename, stream, "application/jsonl")},
+                data={"purpose": purpose},
+            )
+
+    async def get_file(self, file_id: str) -> FileObject:
+        return await self._call("GET", f"/files/{file_id}", FileObject, operation="get file")
+
+    async def list_files(
+        self, *, purpose: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Page[FileObject]:
+        params: dict[str, Any] = {"limit": limit}
+        if purpose:
+            params["purpose"] = purpose
+        if after:
+            params["after"] = after
+        return await self._call(
+            "GET",
+            "/files",
+            Page[FileObject],
+            operation="list files",
+            params=params,
+            collection=True,
+        )
+
+    async def iter_files(self, *, purpose: str | None = None) -> AsyncIterator[FileObject]:
+        after: str | None = None
+        while True:
+            page = await self.list_files(purpose=purpose, after=after)
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id or page.data[-1].id
+
+    async def delete_file(self, file_id: str) -> None:
+        await self._request("DELETE", f"/files/{file_id}", operation="delete file", collection=True)
+
+    async def download_file(self, file_id: str, destination: Path) -> int:
+        """Stream a file's content into destination; returns the bytes written.
+
+        A body shorter than its Content-Length is a truncated download and is
+        raised as retryable rather than handed on as a whole file.
+        """
+        operation = f"download file {file_id}"
+        url = dialects.route(self.settings, f"/files/{file_id}/content")
+        request = self._http.build_request(
+            "GET", url, headers=dialects.auth_headers(self.settings), params=self._params(None)
+        )
+        written = 0
+        try:
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.is_error:
+                    await response.aread()
+                    raise error_for_response(response, operation=operation)
+                expected = response.headers.get("content-length")
+                with destination.open("wb") as out:
+                    async for chunk in response.aiter_raw(DOWNLOAD_CHUNK_BYTES):
+                        out.write(chunk)
+                        written += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, operation=operation, url=url) from exc
+        if expected is not None and expected.isdigit() and int(expected) != written:
+            raise RetryableGatewayError(
+                f"{operation}: truncated, got {written} of {expected} bytes"
+            )
+        return written
+
+    # -- batches -----------------------------------------------------------
+
+    async def create_batch(
+        self,
+        *,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+    ) -> Batch:
+        body: dict[str, Any] = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+        }
+        if metadata:
+            body["metadata"] = dict(metadata)
+        return await self._call("POST", "/batches", Batch, operation="create batch", json=body)
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return await self._call("GET", f"/batches/{batch_id}", Batch, operation="get batch")
+
+    async def list_batches(self, *, after: str | None = None, limit: int = 100) -> Page[Batch]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return await self._call(
+            "GET", "/batches", Page[Batch], operation="list batches", params=params, collection=True
+        )
+
+    async def iter_batches(self) -> AsyncIterator[Batch]:
+        """Newest first, as the API lists them."""
+        after: str | None = None
+        while True:
+            page = await self.list_batches(after=after)
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id or page.data[-1].id
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        return await self._call(
+            "POST",
+            f"/batches/{batch_id}/cancel",
+            Batch,
+            operation="cancel batch",
+            collection=True,
+        )
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {**dialects.default_params(self.settings), **(params or {})}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        collection: bool = False,
+        params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        url = dialects.route(self.settings, path)
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                headers=dialects.auth_headers(self.settings),
+                params=self._params(params),
+                **kwargs,
+            )
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, operation=operation, url=url) from exc
+        if response.is_error:
+            raise error_for_response(response, operation=operation, collection_route=collection)
+        return response
+
+    async def _call(
+        self, method: str, path: str, model: type[M], *, operation: str, **kwargs: Any
+    ) -> M:
+        response = await self._request(method, path, operation=operation, **kwargs)
+        try:
+            return model.model_validate_json(response.content)
+        except ValueError as exc:
+            raise GatewayError(
+                f"{operation}: the gateway answered {response.status_code} with a body that is "
+                f"not a {model.__name__}: {response.text[:300]!r}",
+                status_code=response.status_code,
+            ) from exc

@@ -1,0 +1,153 @@
+"""Pydantic models of the file and batch objects, normalised across dialects.
+
+Azure and Kong bend the OpenAI shapes (capitalised statuses, "" for absent file
+ids, null request_counts, endpoints without /v1); these models accept every
+variant in batch-api-facts.md and expose one shape to the rest of the code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class BatchStatus(StrEnum):
+    VALIDATING = "validating"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
+)
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+class _GatewayObject(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FileObject(_GatewayObject):
+    id: str
+    bytes: int | None = None
+    created_at: int | None = None
+    filename: str | None = None
+    purpose: str | None = None
+    status: str | None = None
+
+
+class RequestCounts(_GatewayObject):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+    @field_validator("total", "completed", "failed", mode="before")
+    @classmethod
+    def _null_is_zero(cls, value: Any) -> Any:
+        return 0 if value is None else value
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed
+
+
+class BatchError(_GatewayObject):
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        code = f"[{self.code}] " if self.code else ""
+        return f"{where}{code}{self.message or 'no message'}"
+
+
+class BatchErrors(_GatewayObject):
+    data: list[BatchError] = Field(default_factory=list)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class TokenUsage(_GatewayObject):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Batch(_GatewayObject):
+    id: str
+    status: BatchStatus
+    endpoint: str | None = None
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    completion_window: str | None = None
+    created_at: int | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    expires_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    # None where the gateway sent null (Azure): unknown, not zero.
+    request_counts: RequestCounts | None = None
+    errors: BatchErrors = Field(default_factory=BatchErrors)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: TokenUsage | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _lowercase_status(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("output_file_id", "error_file_id", "input_file_id", "endpoint", mode="before")
+    @classmethod
+    def _blank_ids(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @field_validator("endpoint", mode="after")
+    @classmethod
+    def _versioned_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/v1/"):
+            return "/v1/" + value.lstrip("/")
+        return value
+
+    @field_validator("errors", "metadata", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list route."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    data: list[T] = Field(default_factory=list)
+    has_more: bool = False
+    last_id: str | None = None
