@@ -27,3 +27,7 @@ ENV_WEB_UI = "TEMPORAL_WEB_UI"
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.
 JOB_KEY_METADATA = "temporal_job_key"
+
+# Root of the claim-check store: input and result locations in workflow inputs
+# are relative to it, on the starter's machine and on every worker's.
+ENV_DATA_DIR = "BATCH_DATA_DIR"

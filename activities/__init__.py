@@ -1,0 +1,1 @@
+"""Side effects of a batch job: each retriable, each idempotent."""

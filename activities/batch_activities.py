@@ -1,0 +1,278 @@
+"""The activities of a batch job, as methods of one class that holds the gateway client.
+
+Each is safe to run twice: uploads and batches are tagged with the job key and
+looked up before anything is created, so a worker that dies after the gateway
+acted but before Temporal heard of it costs nothing on the retry.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.failures import BATCH_NOT_CHANGED, temporal_failures
+from activities.heartbeat import heartbeating
+from activities.results import collect_results, read_input_ids
+from activities.validation import validate_jsonl
+from contracts.constants import JOB_KEY_METADATA
+from contracts.job import BatchCounts
+from contracts.steps import (
+    AwaitChangeRequest,
+    BatchSnapshot,
+    CancelBatchRequest,
+    CollectedResults,
+    CollectResultsRequest,
+    CreateBatchRequest,
+    InputSummary,
+    UploadedInput,
+    UploadInputRequest,
+    ValidateInputRequest,
+)
+from gateway.client import GatewayClient
+from gateway.errors import GatewayError, RouteNotSupportedError
+from gateway.models import Batch
+from storage import LocalStorage
+
+# How far back (by the gateway's clock) a lookup still considers a batch its own,
+# and how many objects it reads at most before it gives up looking.
+LOOKUP_CLOCK_SKEW = timedelta(minutes=10)
+LOOKUP_MAX_OBJECTS = 2_000
+
+
+def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
+    counts = batch.request_counts
+    return BatchSnapshot(
+        id=batch.id,
+        status=batch.status.value,
+        input_file_id=batch.input_file_id,
+        output_file_id=batch.output_file_id,
+        error_file_id=batch.error_file_id,
+        counts=None
+        if counts is None
+        else BatchCounts(total=counts.total, completed=counts.completed, failed=counts.failed),
+        created_at=batch.created_at,
+        errors=[e.describe() for e in batch.errors.data],
+        adopted=adopted,
+    )
+
+
+def upload_filename(job_key: str) -> str:
+    """The name an upload carries at the gateway: how a retry recognises its own."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", job_key)[:200] + ".jsonl"
+
+
+class BatchActivities:
+    def __init__(self, client: GatewayClient, storage: LocalStorage) -> None:
+        self.client = client
+        self.storage = storage
+
+    @activity.defn
+    async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
+        async with temporal_failures():
+            # Fail on a bad results location now, not after a 24h batch.
+            self.storage.path(request.output_path)
+            self.storage.path(request.errors_path)
+            with self.storage.reading(request.input_path) as path:
+                valid = validate_jsonl(
+                    path, label=request.input_path, endpoint=request.endpoint, limits=request.limits
+                )
+            activity.logger.info(
+                "input valid: %d requests, %d bytes, model %s",
+                valid.requests,
+                valid.bytes,
+                valid.model,
+            )
+            return InputSummary(
+                requests=valid.requests, bytes=valid.bytes, model=valid.model, sha256=valid.sha256
+            )
+
+    @activity.defn
+    async def upload_input(self, request: UploadInputRequest) -> UploadedInput:
+        async with temporal_failures():
+            filename = upload_filename(request.job_key)
+            existing = await self._find_upload(filename, request.bytes)
+            if existing is not None:
+                activity.logger.info("adopting earlier upload %s", existing)
+                return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
+            with self.storage.reading(request.input_path) as path:
+                if path.stat().st_size != request.bytes:
+                    raise ApplicationError(
+                        f"{request.input_path} changed since it was validated "
+                        f"({path.stat().st_size} bytes, validated {request.bytes})",
+                        type="InputChanged",
+                        non_retryable=True,
+                    )
+                async with heartbeating():
+                    uploaded = await self.client.upload_file(path, filename=filename)
+            activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
+            return UploadedInput(
+                file_id=uploaded.id, bytes=uploaded.bytes or request.bytes, adopted=False
+            )
+
+    async def _find_upload(self, filename: str, size: int) -> str | None:
+        try:
+            scanned = 0
+            async for item in self.client.iter_files(purpose="batch"):
+                if item.filename == filename and (item.bytes in (None, size)):
+                    return item.id
+                scanned += 1
+                if scanned >= LOOKUP_MAX_OBJECTS:
+                    break
+        except RouteNotSupportedError as exc:
+            activity.logger.warning(
+                "the gateway does not list files (%s); uploading without a look-up", exc.status_code
+            )
+        return None
+
+    @activity.defn
+    async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
+        async with temporal_failures():
+            existing = await self._find_batch(request.job_key, request.not_before)
+            if existing is not None:
+                activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
+                return snapshot(existing, adopted=True)
+            batch = await self.client.create_batch(
+                input_file_id=request.input_file_id,
+                endpoint=request.endpoint,
+                completion_window=request.completion_window,
+                metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
+            )
+            activity.logger.info("created batch %s", batch.id)
+            return snapshot(batch)
+
+    async def _find_batch(self, job_key: str, not_before: datetime) -> Batch | None:
+        oldest = int((not_before - LOOKUP_CLOCK_SKEW).timestamp())
+        try:
+            scanned = 0
+            async for batch in self.client.iter_batches():
+                if batch.metadata.get(JOB_KEY_METADATA) == job_key:
+                    return batch
+                scanned += 1
+                if (batch.created_at is not None and batch.created_at < oldest) or (
+                    scanned >= LOOKUP_MAX_OBJECTS
+                ):
+                    break
+        except RouteNotSupportedError as exc:
+            activity.logger.warning(
+                "the gateway does not list batches (%s): a retried create cannot check for "
+                "an earlier batch",
+                exc.status_code,
+            )
+        return None
+
+    @activity.defn
+    async def await_status_change(self, request: AwaitChangeRequest) -> BatchSnapshot:
+        """One poll. Unchanged, it fails on purpose and Temporal retries it after poll_seconds.
+
+        Retries are not written to history, so a 24h wait costs the same few
+        events as a 10 minute one; the last poll's batch is in the heartbeat
+        details, which describe() and the Web UI show as live progress.
+        """
+        async with temporal_failures():
+            batch = await self.client.get_batch(request.batch_id)
+        current = snapshot(batch)
+        if batch.status.value != request.known_status or batch.status.is_terminal:
+            return current
+        activity.heartbeat(current)
+        counts = current.counts
+        progress = (
+            f"{counts.completed + counts.failed}/{counts.total} finished, {counts.failed} failed"
+            if counts is not None
+            else "counts not reported"
+        )
+        raise ApplicationError(
+            f"batch {batch.id} still {batch.status.value}: {progress}",
+            current,
+            type=BATCH_NOT_CHANGED,
+            next_retry_delay=timedelta(seconds=request.poll_seconds),
+        )
+
+    @activity.defn
+    async def collect_results(self, request: CollectResultsRequest) -> CollectedResults:
+        async with temporal_failures():
+            batch = request.batch
+            with self.storage.reading(request.input_path) as input_file:
+                input_ids = read_input_ids(input_file)
+            with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
+                downloaded: dict[str, Path | None] = {"output": None, "error": None}
+                async with heartbeating():
+                    for kind, file_id in (
+                        ("output", batch.output_file_id),
+                        ("error", batch.error_file_id),
+                    ):
+                        if file_id:
+                            target = Path(scratch) / f"{kind}.jsonl"
+                            size = await self.client.download_file(file_id, target)
+                            activity.logger.info(
+                                "downloaded %s file %s: %d bytes", kind, file_id, size
+                            )
+                            downloaded[kind] = target
+                with (
+                    self.storage.atomic_write(request.output_path) as results_tmp,
+                    self.storage.atomic_write(request.errors_path) as errors_tmp,
+                    results_tmp.open("wb") as results_out,
+                    errors_tmp.open("wb") as errors_out,
+                ):
+                    collected = collect_results(
+                        input_ids=input_ids,
+                        output_file=downloaded["output"],
+                        error_file=downloaded["error"],
+                        results_out=results_out,
+                        errors_out=errors_out,
+                        not_run_code=request.not_run_code,
+                        not_run_message=f"not run: the batch ended {batch.status}",
+                        batch_counts=batch.counts,
+                        batch_completed=batch.status == "completed",
+                    )
+            for problem in collected.problems:
+                activity.logger.warning("batch %s: %s", batch.id, problem)
+            return CollectedResults(
+                requests=collected.tally, usage=collected.usage, problems=collected.problems
+            )
+
+    @activity.defn
+    async def cancel_batch(self, request: CancelBatchRequest) -> BatchSnapshot | None:
+        """Cancel the job's batch; with no id, find it by job key (it may exist unrecorded)."""
+        async with temporal_failures():
+            batch_id = request.batch_id
+            if batch_id is None:
+                found = await self._find_batch(request.job_key, request.not_before)
+                if found is None:
+                    return None
+                batch_id = found.id
+            try:
+                cancelled = await self.client.cancel_batch(batch_id)
+            except RouteNotSupportedError as exc:
+                activity.logger.warning(
+                    "the gateway has no cancel route (%s); batch %s keeps running",
+                    exc.status_code,
+                    batch_id,
+                )
+                return snapshot(await self.client.get_batch(batch_id))
+            except GatewayError as exc:
+                if exc.status_code not in (400, 409):
+                    raise
+                current = await self.client.get_batch(batch_id)
+                if not current.status.is_terminal:
+                    raise
+                return snapshot(current)
+            activity.logger.info("cancel requested for batch %s", batch_id)
+            return snapshot(cancelled)
+
+    def all(self) -> list[Callable[..., Any]]:
+        """The bound methods a worker registers."""
+        return [
+            self.validate_input,
+            self.upload_input,
+            self.create_batch,
+            self.await_status_change,
+            self.collect_results,
+            self.cancel_batch,
+        ]

@@ -1,0 +1,44 @@
+"""Translates our exceptions into Temporal's: retryable or not, and when to try again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+
+from activities.results import ResultIntegrityError
+from activities.validation import InputProblems
+from gateway.errors import GatewayError
+from storage import LocationError
+
+INVALID_INPUT = "InvalidInput"
+INVALID_LOCATION = "InvalidLocation"
+RESULT_INTEGRITY = "ResultIntegrity"
+BATCH_NOT_CHANGED = "BatchNotChanged"
+
+
+def gateway_failure(exc: GatewayError) -> ApplicationError:
+    delay = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+    return ApplicationError(
+        exc.message,
+        type=type(exc).__name__,
+        non_retryable=not exc.retryable,
+        next_retry_delay=delay,
+    )
+
+
+@asynccontextmanager
+async def temporal_failures() -> AsyncIterator[None]:
+    """Wrap an activity body so each failure reaches Temporal with the right retry intent."""
+    try:
+        yield
+    except GatewayError as exc:
+        raise gateway_failure(exc) from exc
+    except InputProblems as exc:
+        raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from exc
+    except LocationError as exc:
+        raise ApplicationError(str(exc), type=INVALID_LOCATION, non_retryable=True) from exc
+    except ResultIntegrityError as exc:
+        raise ApplicationError(str(exc), type=RESULT_INTEGRITY, non_retryable=True) from exc

@@ -1,0 +1,28 @@
+"""Heartbeats while a long transfer runs, so a dead worker is noticed in seconds, not hours."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from temporalio import activity
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(
+    details: Callable[[], Any] | None = None, every: float = 5.0
+) -> AsyncIterator[None]:
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(*(() if details is None else (details(),)))
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,181 @@
+"""Turns the gateway's output and error files into the job's results, checked.
+
+Output lines come in no order and a request can fail inside a completed batch,
+so every line is joined to the input on custom_id: each input request lands
+exactly once in the results or the errors file (the ones the batch never ran
+get a line of their own), and anything that does not add up is said out loud.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from contracts.job import BatchCounts, RequestTally, TokenTotals
+
+
+class ResultIntegrityError(Exception):
+    """The downloaded files cannot be the results of this input."""
+
+
+@dataclass
+class CollectedFiles:
+    tally: RequestTally
+    usage: TokenTotals
+    problems: list[str] = field(default_factory=list)
+
+
+def read_input_ids(path: Path) -> dict[str, int]:
+    """custom_id -> line number, for an input that already passed validation."""
+    ids: dict[str, int] = {}
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if raw.strip():
+                ids[json.loads(raw.decode("utf-8-sig"))["custom_id"]] = number
+    return ids
+
+
+def _lines(path: Path | None) -> Iterator[tuple[int, bytes]]:
+    if path is None:
+        return
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if raw.strip():
+                yield number, raw
+
+
+def _failure_code(line: dict[str, Any]) -> str | None:
+    """None when the line is a success, else the most specific code it carries."""
+    error = line.get("error")
+    if isinstance(error, dict) and error:
+        return str(error.get("code") or error.get("type") or "error")
+    if error:
+        return "error"
+    response = line.get("response")
+    if not isinstance(response, dict):
+        return "no_response"
+    status = response.get("status_code")
+    if not isinstance(status, int) or status >= 400:
+        body = response.get("body")
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            inner = body["error"]
+            if inner.get("code") or inner.get("type"):
+                return str(inner.get("code") or inner.get("type"))
+        return f"http_{status}"
+    return None
+
+
+def _add_usage(usage: TokenTotals, line: dict[str, Any]) -> TokenTotals:
+    body = (line.get("response") or {}).get("body")
+    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+        return usage
+    found = body["usage"]
+    prompt = int(found.get("prompt_tokens", found.get("input_tokens", 0)) or 0)
+    completion = int(found.get("completion_tokens", found.get("output_tokens", 0)) or 0)
+    total = int(found.get("total_tokens", prompt + completion) or 0)
+    return TokenTotals(
+        prompt_tokens=usage.prompt_tokens + prompt,
+        completion_tokens=usage.completion_tokens + completion,
+        total_tokens=usage.total_tokens + total,
+    )
+
+
+def collect_results(
+    *,
+    input_ids: dict[str, int],
+    output_file: Path | None,
+    error_file: Path | None,
+    results_out: IO[bytes],
+    errors_out: IO[bytes],
+    not_run_code: str,
+    not_run_message: str,
+    batch_counts: BatchCounts | None,
+    batch_completed: bool,
+) -> CollectedFiles:
+    seen: set[str] = set()
+    failures: Counter[str] = Counter()
+    succeeded = 0
+    usage = TokenTotals()
+    problems: list[str] = []
+
+    for label, source in (("output", output_file), ("error", error_file)):
+        for number, raw in _lines(source):
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ResultIntegrityError(
+                    f"{label} file line {number} is not JSON ({exc.msg}): truncated or corrupt"
+                ) from exc
+            custom_id = line.get("custom_id") if isinstance(line, dict) else None
+            if not isinstance(custom_id, str):
+                raise ResultIntegrityError(f"{label} file line {number} has no custom_id")
+            if custom_id not in input_ids:
+                raise ResultIntegrityError(
+                    f"{label} file line {number}: custom_id={custom_id!r} is not in the input"
+                )
+            if custom_id in seen:
+                raise ResultIntegrityError(
+                    f"{label} file line {number}: custom_id={custom_id!r} appears twice "
+                    "in the batch's results"
+                )
+            seen.add(custom_id)
+            code = _failure_code(line)
+            if code is None and label == "output":
+                succeeded += 1
+                usage = _add_usage(usage, line)
+                results_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            else:
+                failures[code or "error"] += 1
+                errors_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+
+    missing = [cid for cid in input_ids if cid not in seen]
+    if missing and batch_completed:
+        problems.append(
+            f"{len(missing)} request(s) are missing from a completed batch's files "
+            f"(first: custom_id={missing[0]!r}, input line {input_ids[missing[0]]})"
+        )
+        code, message = "missing_from_output", "the gateway returned no line for this request"
+    else:
+        code, message = not_run_code, not_run_message
+    for custom_id in missing:
+        errors_out.write(
+            json.dumps(
+                {
+                    "custom_id": custom_id,
+                    "response": None,
+                    "error": {"code": code, "message": message},
+                }
+            ).encode()
+            + b"\n"
+        )
+    if missing:
+        failures[code] += len(missing)
+
+    if batch_counts is not None and batch_completed:
+        if batch_counts.total and batch_counts.total != len(input_ids):
+            problems.append(
+                f"the gateway counts {batch_counts.total} requests, the input has {len(input_ids)}"
+            )
+        reported = batch_counts.completed + batch_counts.failed
+        if reported and reported != len(seen):
+            problems.append(
+                f"the gateway reports {reported} finished requests, its files hold {len(seen)}"
+            )
+
+    failed = sum(n for c, n in failures.items() if c not in (not_run_code,))
+    not_run = failures.get(not_run_code, 0)
+    return CollectedFiles(
+        tally=RequestTally(
+            total=len(input_ids),
+            succeeded=succeeded,
+            failed=failed,
+            not_run=not_run,
+            failures_by_code=dict(sorted(failures.items())),
+        ),
+        usage=usage,
+        problems=problems,
+    )

@@ -1,0 +1,160 @@
+"""Checks a JSONL input before anything leaves the machine.
+
+Every problem names the file, the line and (where known) the custom_id, so the
+user fixes them all in one pass instead of one per failed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts.job import InputLimits
+
+MAX_REPORTED_PROBLEMS = 20
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class InputProblems(Exception):
+    """The input file is not a valid batch; nothing was sent anywhere."""
+
+    path: str
+    problems: list[str] = field(default_factory=list)
+    more: int = 0
+
+    def __str__(self) -> str:
+        shown = "\n".join(f"  {p}" for p in self.problems)
+        extra = f"\n  ... and {self.more} more" if self.more else ""
+        count = len(self.problems) + self.more
+        return f"{self.path}: {count} problem(s), nothing was uploaded:\n{shown}{extra}"
+
+
+@dataclass(frozen=True)
+class ValidInput:
+    requests: int
+    bytes: int
+    model: str
+    sha256: str
+
+
+class _Collector:
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.problems: list[str] = []
+        self.more = 0
+
+    def add(self, line: int | None, message: str, custom_id: str | None = None) -> None:
+        if len(self.problems) >= MAX_REPORTED_PROBLEMS:
+            self.more += 1
+            return
+        where = f"{self.label}:{line}" if line is not None else self.label
+        who = f" custom_id={custom_id!r}" if custom_id is not None else ""
+        self.problems.append(f"{where}:{who} {message}")
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InputProblems(self.label, self.problems, self.more)
+
+
+def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits) -> ValidInput:
+    """Stream the file once; raise InputProblems listing what is wrong, line by line."""
+    found = _Collector(label)
+    if not path.is_file():
+        found.add(None, "no such file")
+        found.raise_if_any()
+    size = path.stat().st_size
+    if size == 0:
+        found.add(None, "the file is empty")
+        found.raise_if_any()
+    if size > limits.max_bytes:
+        found.add(None, f"{size} bytes is over the limit of {limits.max_bytes} bytes per file")
+        found.raise_if_any()
+
+    digest = hashlib.sha256()
+    seen_ids: dict[str, int] = {}
+    models: dict[str, int] = {}
+    requests = 0
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            digest.update(raw)
+            if number == 1 and raw.startswith(_BOM):
+                found.add(1, "starts with a UTF-8 byte order mark (BOM); save the file without it")
+                raw = raw[len(_BOM) :]
+            if not raw.strip():
+                found.add(number, "blank line; every line must be one request")
+                continue
+            requests += 1
+            if requests > limits.max_requests:
+                found.add(number, f"over the limit of {limits.max_requests} requests per file")
+                break
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                found.add(
+                    number, f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})"
+                )
+                continue
+            try:
+                request: Any = json.loads(text)
+            except json.JSONDecodeError as exc:
+                found.add(number, f"not JSON: {exc.msg} at column {exc.colno}")
+                continue
+            if not isinstance(request, dict):
+                found.add(number, f"a request must be a JSON object, got {type(request).__name__}")
+                continue
+            _check_request(request, number, endpoint, found, seen_ids, models)
+
+    if requests == 0 and not found.problems:
+        found.add(None, "the file holds no requests")
+    if len(models) > 1:
+        listed = ", ".join(f"{m!r} (first on line {n})" for m, n in models.items())
+        found.add(None, f"field 'body.model': one model per file, found {len(models)}: {listed}")
+    found.raise_if_any()
+    return ValidInput(
+        requests=requests, bytes=size, model=next(iter(models)), sha256=digest.hexdigest()
+    )
+
+
+def _check_request(
+    request: dict[str, Any],
+    number: int,
+    endpoint: str,
+    found: _Collector,
+    seen_ids: dict[str, int],
+    models: dict[str, int],
+) -> None:
+    custom_id = request.get("custom_id")
+    shown_id = custom_id if isinstance(custom_id, str) else None
+    if not isinstance(custom_id, str) or not custom_id:
+        found.add(number, "field 'custom_id': missing or not a non-empty string")
+    elif custom_id in seen_ids:
+        found.add(
+            number,
+            f"field 'custom_id': duplicate of line {seen_ids[custom_id]}",
+            custom_id,
+        )
+    else:
+        seen_ids[custom_id] = number
+    if request.get("method") != "POST":
+        found.add(
+            number, f"field 'method': must be \"POST\", got {request.get('method')!r}", shown_id
+        )
+    if request.get("url") != endpoint:
+        found.add(
+            number,
+            f"field 'url': must equal the batch endpoint {endpoint!r}, got {request.get('url')!r}",
+            shown_id,
+        )
+    body = request.get("body")
+    if not isinstance(body, dict):
+        found.add(number, "field 'body': missing or not a JSON object", shown_id)
+        return
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        found.add(number, "field 'body.model': missing or not a string", shown_id)
+    else:
+        models.setdefault(model, number)

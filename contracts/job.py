@@ -1,0 +1,216 @@
+"""Inputs and results of BatchJobWorkflow: the contract other workflows (any SDK) call it by.
+
+Only locations, ids, counts and settings cross this boundary: never file
+contents, never keys.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts.constants import JOB_KEY_METADATA
+
+SUPPORTED_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+)
+COMPLETION_WINDOW = "24h"
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PhaseDeadlines(_Contract):
+    """How long the job lets a batch sit in each phase before it cancels it.
+
+    A batch past one of these is cancelled, what finished is collected, and the
+    job ends with status deadline_exceeded instead of waiting forever (Azure
+    never expires a batch; any gateway can leave one in validating or finalizing).
+    """
+
+    validating: timedelta = timedelta(hours=4)
+    in_progress: timedelta = timedelta(hours=26)
+    finalizing: timedelta = timedelta(hours=4)
+    cancelling: timedelta = timedelta(hours=1)
+
+
+class InputLimits(_Contract):
+    max_requests: int = Field(default=50_000, ge=1)
+    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+
+
+class BatchJobInput(_Contract):
+    input_path: str = Field(description="Location of the JSONL input, relative to BATCH_DATA_DIR.")
+    endpoint: str = "/v1/chat/completions"
+    completion_window: str = COMPLETION_WINDOW
+    output_path: str | None = Field(
+        default=None,
+        description="Where successful responses go; default <input>.output.jsonl.",
+    )
+    errors_path: str | None = Field(
+        default=None,
+        description="Where failed and unfinished requests go; default <input>.errors.jsonl.",
+    )
+    metadata: dict[str, str] = Field(default_factory=dict)
+    poll_interval: timedelta = timedelta(seconds=60)
+    deadlines: PhaseDeadlines = Field(default_factory=PhaseDeadlines)
+    limits: InputLimits = Field(default_factory=InputLimits)
+    job_key: str | None = Field(
+        default=None,
+        description="Idempotency key tagged on the batch; default the workflow id.",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_endpoint(cls, value: str) -> str:
+        if value not in SUPPORTED_ENDPOINTS:
+            raise ValueError(f"endpoint {value!r} is not one of {', '.join(SUPPORTED_ENDPOINTS)}")
+        return value
+
+    @field_validator("completion_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if value != COMPLETION_WINDOW:
+            raise ValueError(f"completion_window must be {COMPLETION_WINDOW!r}, got {value!r}")
+        return value
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _poll(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("poll_interval must be at least 1 second")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_PAIRS - 1:
+            raise ValueError(
+                f"metadata holds at most {MAX_METADATA_PAIRS - 1} pairs "
+                f"(one of the {MAX_METADATA_PAIRS} is the job key)"
+            )
+        for key, item in value.items():
+            if key == JOB_KEY_METADATA:
+                raise ValueError(f"metadata key {key!r} is reserved for the job key")
+            if len(key) > MAX_METADATA_KEY or len(item) > MAX_METADATA_VALUE:
+                raise ValueError(
+                    f"metadata {key!r}: keys up to {MAX_METADATA_KEY} characters, "
+                    f"values up to {MAX_METADATA_VALUE}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> BatchJobInput:
+        paths = [self.input_path, self.resolved_output_path, self.resolved_errors_path]
+        if len(set(paths)) != len(paths):
+            raise ValueError("input_path, output_path and errors_path must all differ")
+        return self
+
+    @property
+    def resolved_output_path(self) -> str:
+        return self.output_path or _beside(self.input_path, "output")
+
+    @property
+    def resolved_errors_path(self) -> str:
+        return self.errors_path or _beside(self.input_path, "errors")
+
+
+def _beside(location: str, kind: str) -> str:
+    stem = location[: -len(".jsonl")] if location.endswith(".jsonl") else location
+    return f"{stem}.{kind}.jsonl"
+
+
+class JobPhase(StrEnum):
+    VALIDATING_INPUT = "validating_input"
+    UPLOADING = "uploading"
+    CREATING_BATCH = "creating_batch"
+    WAITING = "waiting"
+    CANCELLING = "cancelling"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+
+
+class JobStatus(StrEnum):
+    """How the job ended, as a user reads it: never a bare success when requests failed."""
+
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+
+
+class RequestTally(_Contract):
+    """Per-request outcome: every input custom_id is counted exactly once."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    not_run: int = 0
+    failures_by_code: dict[str, int] = Field(default_factory=dict)
+
+
+class TokenTotals(_Contract):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class BatchCounts(_Contract):
+    """The gateway's own request_counts, as last seen."""
+
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class JobProgress(_Contract):
+    """What a query (and the starter's progress bar) shows while the job runs."""
+
+    phase: JobPhase = JobPhase.VALIDATING_INPUT
+    batch_id: str | None = None
+    batch_status: str | None = None
+    requests: int | None = None
+    counts: BatchCounts | None = None
+    reason: str | None = None
+    updated_at: datetime | None = None
+
+
+class BatchJobResult(_Contract):
+    status: JobStatus
+    reason: str | None = None
+    batch_id: str
+    batch_status: str
+    input_file_id: str
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    output_path: str
+    errors_path: str
+    requests: RequestTally
+    batch_counts: BatchCounts | None = None
+    usage: TokenTotals = Field(default_factory=TokenTotals)
+    started_at: datetime
+    batch_created_at: datetime | None = None
+    finished_at: datetime
+
+
+class FanOutInput(_Contract):
+    """An example parent: several inputs, one child BatchJobWorkflow each."""
+
+    jobs: list[BatchJobInput] = Field(min_length=1)
+
+
+class FanOutResult(_Contract):
+    results: list[BatchJobResult]
+    failed_jobs: dict[str, str] = Field(
+        default_factory=dict, description="input_path -> why its child failed"
+    )

@@ -1,0 +1,96 @@
+"""Inputs and outputs of the activities, as the workflow sees them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.job import BatchCounts, InputLimits, RequestTally, TokenTotals
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ValidateInputRequest(_Step):
+    input_path: str
+    endpoint: str
+    limits: InputLimits
+    output_path: str
+    errors_path: str
+
+
+class InputSummary(_Step):
+    requests: int
+    bytes: int
+    model: str
+    sha256: str
+
+
+class UploadInputRequest(_Step):
+    input_path: str
+    job_key: str
+    sha256: str
+    bytes: int
+
+
+class UploadedInput(_Step):
+    file_id: str
+    bytes: int
+    adopted: bool = Field(description="True when an upload from an earlier attempt was reused.")
+
+
+class CreateBatchRequest(_Step):
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str]
+    job_key: str
+    not_before: datetime = Field(description="The job's start: older batches are not its own.")
+
+
+class BatchSnapshot(_Step):
+    """The parts of a gateway batch object the workflow acts on."""
+
+    id: str
+    status: str
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: BatchCounts | None = None
+    created_at: int | None = None
+    errors: list[str] = Field(default_factory=list)
+    adopted: bool = False
+
+
+class AwaitChangeRequest(_Step):
+    batch_id: str
+    known_status: str
+    poll_seconds: float
+
+
+class CollectResultsRequest(_Step):
+    batch: BatchSnapshot
+    input_path: str
+    output_path: str
+    errors_path: str
+    not_run_code: str = Field(
+        description="Error code written for input requests the batch never ran."
+    )
+
+
+class CollectedResults(_Step):
+    requests: RequestTally
+    usage: TokenTotals
+    problems: list[str] = Field(
+        default_factory=list, description="Integrity findings that make the job not a success."
+    )
+
+
+class CancelBatchRequest(_Step):
+    batch_id: str | None = Field(
+        default=None, description="None when creation may have happened but was not recorded."
+    )
+    job_key: str
+    not_before: datetime

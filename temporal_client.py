@@ -1,0 +1,51 @@
+"""One way to reach Temporal for the worker and the starter alike.
+
+Connection settings come from temporalio.envconfig (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the
+TOML config file), exactly as the temporal CLI reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+class TemporalUnreachableError(RuntimeError):
+    """Temporal did not answer; the message says what to start or set."""
+
+
+def connect_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Client.connect keyword arguments from the standard Temporal environment and profile."""
+    env = dict(os.environ if environ is None else environ)
+    config: dict[str, Any] = dict(
+        ClientConfig.load_client_connect_config(
+            profile=env.get("TEMPORAL_PROFILE") or None,
+            config_file=env.get("TEMPORAL_CONFIG_FILE") or None,
+            override_env_vars=env,
+        )
+    )
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if not config.get("target_host"):
+        config["target_host"] = DEFAULT_ADDRESS
+    config.setdefault("namespace", "default")
+    return config
+
+
+async def connect(environ: Mapping[str, str] | None = None) -> Client:
+    config = connect_config(environ)
+    target = config["target_host"]
+    try:
+        return await Client.connect(data_converter=pydantic_data_converter, **config)
+    except RuntimeError as exc:
+        raise TemporalUnreachableError(
+            f"cannot reach Temporal at {target} (namespace {config['namespace']}): {exc}. "
+            "Start one with `make up` (or `temporal server start-dev`), or set TEMPORAL_ADDRESS."
+        ) from exc

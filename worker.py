@@ -1,0 +1,92 @@
+"""The worker: runs BatchJobWorkflow and its activities on task queue llm-batches.
+
+    python worker.py
+
+Gateway settings (GATEWAY_URL, GATEWAY_DIALECT, GATEWAY_API_KEY, ...) are read
+here, from this process's environment, and never enter a workflow's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.worker import Worker
+
+from activities.batch_activities import BatchActivities
+from contracts.constants import (
+    ENV_DATA_DIR,
+    ENV_MAX_CONCURRENT_ACTIVITIES,
+    ENV_TASK_QUEUE,
+    TASK_QUEUE,
+)
+from gateway.client import GatewayClient
+from gateway.settings import GatewaySettings
+from storage import LocalStorage
+from temporal_client import TemporalUnreachableError, connect
+from workflows.batch_job import BatchJobWorkflow
+from workflows.fan_out import BatchFanOutWorkflow
+
+log = logging.getLogger("worker")
+
+
+async def run_worker(stop: asyncio.Event) -> None:
+    settings = GatewaySettings.from_env()
+    storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
+    task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
+    client = await connect()
+    async with GatewayClient(settings) as gateway:
+        activities = BatchActivities(gateway, storage)
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
+            activities=activities.all(),
+            max_concurrent_activities=int(os.environ.get(ENV_MAX_CONCURRENT_ACTIVITIES, "100")),
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+        log.info(
+            "worker on task queue %s, gateway %s (%s dialect), data dir %s",
+            task_queue,
+            settings.base_url,
+            settings.dialect.value,
+            storage.root,
+        )
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: finishing running activities")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(stop)
+
+    try:
+        asyncio.run(runner())
+    except (TemporalUnreachableError, ValueError) as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's runtime threads can abort a finalizing interpreter (sdk-python #300).
+    os._exit(code)

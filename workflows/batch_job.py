@@ -1,0 +1,323 @@
+"""BatchJobWorkflow: one JSONL file through one gateway batch, durably.
+
+validate -> upload -> create -> wait until terminal -> collect results.
+The wait costs a handful of history events whatever its length: each phase is
+one activity that Temporal retries every poll interval until the status moves,
+and the phase's deadline is that activity's schedule-to-close timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.batch_activities import BatchActivities
+    from activities.failures import BATCH_NOT_CHANGED
+    from contracts.constants import (
+        SEARCH_ATTRIBUTE_BATCH_ID,
+        SEARCH_ATTRIBUTE_BATCH_STATUS,
+        WORKFLOW_NAME,
+    )
+    from contracts.job import (
+        BatchJobInput,
+        BatchJobResult,
+        JobPhase,
+        JobProgress,
+        JobStatus,
+    )
+    from contracts.steps import (
+        AwaitChangeRequest,
+        BatchSnapshot,
+        CancelBatchRequest,
+        CollectResultsRequest,
+        CreateBatchRequest,
+        UploadInputRequest,
+        ValidateInputRequest,
+    )
+
+BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
+BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
+
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+NOT_RUN_CODES = {
+    "expired": "batch_expired",
+    "cancelled": "batch_cancelled",
+}
+
+# Gateway calls: retried with backoff for as long as the schedule-to-close allows;
+# configuration errors are non-retryable and fail at once.
+GATEWAY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+)
+LOCAL_RETRY = RetryPolicy(maximum_attempts=3)
+
+
+class _DeadlineExceeded(Exception):
+    def __init__(self, phase: str, limit: timedelta, last: BatchSnapshot) -> None:
+        super().__init__(f"batch {last.id} spent longer than {limit} in {phase}")
+        self.last = last
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class BatchJobWorkflow:
+    def __init__(self) -> None:
+        self._progress = JobProgress()
+        self._last_status: str | None = None
+
+    @workflow.query
+    def progress(self) -> JobProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, job: BatchJobInput) -> BatchJobResult:
+        info = workflow.info()
+        started = workflow.now()
+        job_key = job.job_key or f"{info.workflow_id}/{info.first_execution_run_id}"
+        output_path = job.resolved_output_path
+        errors_path = job.resolved_errors_path
+
+        self._set_phase(JobPhase.VALIDATING_INPUT)
+        summary = await workflow.execute_activity_method(
+            BatchActivities.validate_input,
+            ValidateInputRequest(
+                input_path=job.input_path,
+                endpoint=job.endpoint,
+                limits=job.limits,
+                output_path=output_path,
+                errors_path=errors_path,
+            ),
+            start_to_close_timeout=timedelta(minutes=30),
+            retry_policy=LOCAL_RETRY,
+        )
+        self._progress.requests = summary.requests
+
+        self._set_phase(JobPhase.UPLOADING)
+        uploaded = await workflow.execute_activity_method(
+            BatchActivities.upload_input,
+            UploadInputRequest(
+                input_path=job.input_path,
+                job_key=job_key,
+                sha256=summary.sha256,
+                bytes=summary.bytes,
+            ),
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=timedelta(hours=6),
+            retry_policy=GATEWAY_RETRY,
+        )
+
+        self._set_phase(JobPhase.CREATING_BATCH)
+        try:
+            batch = await workflow.execute_activity_method(
+                BatchActivities.create_batch,
+                CreateBatchRequest(
+                    input_file_id=uploaded.file_id,
+                    endpoint=job.endpoint,
+                    completion_window=job.completion_window,
+                    metadata=job.metadata,
+                    job_key=job_key,
+                    not_before=started,
+                ),
+                start_to_close_timeout=timedelta(minutes=5),
+                schedule_to_close_timeout=timedelta(hours=6),
+                retry_policy=GATEWAY_RETRY,
+            )
+        except asyncio.CancelledError:
+            # The gateway may have created the batch before the cancel arrived.
+            await self._cancel(None, job_key, started)
+            raise
+        self._observe(batch)
+
+        status = JobStatus.SUCCEEDED
+        reason: str | None = None
+        self._set_phase(JobPhase.WAITING)
+        try:
+            batch = await self._wait_until_terminal(job, batch)
+        except asyncio.CancelledError:
+            status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
+            batch = await self._cancel_and_settle(job, batch, job_key, started)
+        except _DeadlineExceeded as exc:
+            status, reason = JobStatus.DEADLINE_EXCEEDED, str(exc)
+            workflow.logger.warning("%s; cancelling it", reason)
+            batch = await self._cancel_and_settle(job, exc.last, job_key, started)
+
+        if batch.status == "failed":
+            self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
+            details = "\n".join(f"  {e}" for e in batch.errors) or "  (no details given)"
+            raise ApplicationError(
+                f"batch {batch.id} failed validation at the gateway:\n{details}",
+                batch.errors,
+                type="BatchFailed",
+                non_retryable=True,
+            )
+
+        self._set_phase(JobPhase.DOWNLOADING)
+        if status is JobStatus.SUCCEEDED and batch.status in ("expired", "cancelled"):
+            status = JobStatus.EXPIRED if batch.status == "expired" else JobStatus.CANCELLED
+            reason = f"the batch ended {batch.status} at the gateway"
+        collected = await workflow.execute_activity_method(
+            BatchActivities.collect_results,
+            CollectResultsRequest(
+                batch=batch,
+                input_path=job.input_path,
+                output_path=output_path,
+                errors_path=errors_path,
+                not_run_code=NOT_RUN_CODES.get(batch.status, status.value),
+            ),
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=timedelta(hours=12),
+            retry_policy=GATEWAY_RETRY,
+        )
+        tally = collected.requests
+        if status is JobStatus.SUCCEEDED and (
+            tally.failed or tally.not_run or collected.problems or tally.succeeded != tally.total
+        ):
+            status = JobStatus.COMPLETED_WITH_FAILURES
+            summary_line = (
+                f"{tally.failed + tally.not_run} of {tally.total} requests did not succeed"
+            )
+            reason = "; ".join([summary_line, *collected.problems])
+
+        self._set_phase(JobPhase.DONE, reason=reason)
+        return BatchJobResult(
+            status=status,
+            reason=reason,
+            batch_id=batch.id,
+            batch_status=batch.status,
+            input_file_id=uploaded.file_id,
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
+            output_path=output_path,
+            errors_path=errors_path,
+            requests=tally,
+            batch_counts=batch.counts,
+            usage=collected.usage,
+            started_at=started,
+            batch_created_at=(
+                datetime.fromtimestamp(batch.created_at, tz=UTC) if batch.created_at else None
+            ),
+            finished_at=workflow.now(),
+        )
+
+    async def _wait_until_terminal(self, job: BatchJobInput, batch: BatchSnapshot) -> BatchSnapshot:
+        while batch.status not in TERMINAL:
+            limit = self._deadline_for(job, batch.status)
+            batch = await self._await_change(batch, job.poll_interval, limit)
+        return batch
+
+    async def _await_change(
+        self, batch: BatchSnapshot, poll: timedelta, limit: timedelta
+    ) -> BatchSnapshot:
+        try:
+            changed = await workflow.execute_activity_method(
+                BatchActivities.await_status_change,
+                AwaitChangeRequest(
+                    batch_id=batch.id,
+                    known_status=batch.status,
+                    poll_seconds=poll.total_seconds(),
+                ),
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=limit,
+                retry_policy=RetryPolicy(
+                    initial_interval=poll,
+                    backoff_coefficient=1.0,
+                    maximum_interval=poll,
+                ),
+            )
+        except ActivityError as exc:
+            if _ran_out_of_time(exc):
+                raise _DeadlineExceeded(batch.status, limit, batch) from exc
+            raise
+        self._observe(changed)
+        return changed
+
+    def _deadline_for(self, job: BatchJobInput, status: str) -> timedelta:
+        deadlines = job.deadlines
+        return {
+            "validating": deadlines.validating,
+            "in_progress": deadlines.in_progress,
+            "finalizing": deadlines.finalizing,
+            "cancelling": deadlines.cancelling,
+        }.get(status, deadlines.in_progress)
+
+    async def _cancel(
+        self, batch_id: str | None, job_key: str, started: datetime
+    ) -> BatchSnapshot | None:
+        return await workflow.execute_activity_method(
+            BatchActivities.cancel_batch,
+            CancelBatchRequest(batch_id=batch_id, job_key=job_key, not_before=started),
+            start_to_close_timeout=timedelta(minutes=2),
+            schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=GATEWAY_RETRY,
+        )
+
+    async def _cancel_and_settle(
+        self, job: BatchJobInput, batch: BatchSnapshot, job_key: str, started: datetime
+    ) -> BatchSnapshot:
+        """Cancel at the gateway and wait for it to settle, keeping what already finished."""
+        self._set_phase(JobPhase.CANCELLING)
+        cancelled = await self._cancel(batch.id, job_key, started)
+        if cancelled is not None:
+            batch = cancelled
+            self._observe(batch)
+        try:
+            while batch.status not in TERMINAL:
+                batch = await self._await_change(batch, job.poll_interval, job.deadlines.cancelling)
+        except _DeadlineExceeded:
+            workflow.logger.warning(
+                "batch %s did not settle within %s; collecting what is there",
+                batch.id,
+                job.deadlines.cancelling,
+            )
+        return batch
+
+    def _observe(self, batch: BatchSnapshot) -> None:
+        self._progress.batch_id = batch.id
+        self._progress.batch_status = batch.status
+        self._progress.counts = batch.counts
+        self._progress.updated_at = workflow.now()
+        if batch.status != self._last_status:
+            updates = [BATCH_STATUS.value_set(batch.status)]
+            if self._last_status is None:
+                updates.append(BATCH_ID.value_set(batch.id))
+            workflow.upsert_search_attributes(updates)
+            self._last_status = batch.status
+        self._show()
+
+    def _set_phase(self, phase: JobPhase, reason: str | None = None) -> None:
+        self._progress.phase = phase
+        self._progress.reason = reason
+        self._progress.updated_at = workflow.now()
+        self._show()
+
+    def _show(self) -> None:
+        p = self._progress
+        lines = [f"**phase** {p.phase.value}"]
+        if p.batch_id:
+            lines.append(f"**batch** {p.batch_id} ({p.batch_status})")
+        if p.counts is not None:
+            c = p.counts
+            lines.append(
+                f"**requests** {c.completed + c.failed}/{c.total or p.requests or '?'} "
+                f"finished, {c.failed} failed"
+            )
+        elif p.requests is not None:
+            lines.append(f"**requests** {p.requests}")
+        if p.reason:
+            lines.append(f"**reason** {p.reason}")
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _ran_out_of_time(exc: ActivityError) -> bool:
+    cause = exc.cause
+    if isinstance(cause, TimeoutError):
+        return cause.type in (TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.SCHEDULE_TO_START)
+    return isinstance(cause, ApplicationError) and cause.type == BATCH_NOT_CHANGED
