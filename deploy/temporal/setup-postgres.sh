@@ -26,15 +26,17 @@ until nc -z "$POSTGRES_SEEDS" "$DB_PORT"; do
   sleep 2
 done
 
-for pair in "temporal:temporal" "temporal_visibility:visibility"; do
-  db=${pair%%:*}
-  dir=${pair##*:}
-  echo "schema of database $db"
-  # create fails when the database already exists; setup-schema below fails loudly
-  # if it really could not be created.
-  sql --db "$db" create || echo "database $db already exists"
-  sql --db "$db" setup-schema -v 0.0
-  sql --db "$db" update-schema -d "$SCHEMA_DIR/$dir/versioned"
-done
+# $1: database, $2: its schema directory in the admin-tools image.
+setup_database() {
+  echo "schema of database $1"
+  # create fails when the database already exists; setup-schema below fails
+  # loudly if it really could not be created.
+  sql --db "$1" create || echo "database $1 already exists"
+  sql --db "$1" setup-schema -v 0.0
+  sql --db "$1" update-schema -d "$SCHEMA_DIR/$2/versioned"
+}
+
+setup_database temporal temporal
+setup_database temporal_visibility visibility
 
 echo "Temporal schema ready"
