@@ -1,0 +1,124 @@
+"""Auth and injected faults, as an ASGI middleware in front of every API route.
+
+Order: the key check first (a gateway rejects before anything reaches the
+provider), then dropped connections, then error answers. ``/_emulator/*``
+routes are exempt from all three, so a test can always reach the knobs.
+
+A dropped connection is closed with no response at all: the middleware aborts
+uvicorn's transport (reached through the ``send`` callable uvicorn hands to the
+app), which is what a client sees when a proxy or load balancer dies mid-call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from emulator.errors import error_body
+from emulator.knobs import Knobs
+
+log = logging.getLogger("emulator.faults")
+
+ADMIN_PREFIX = "/_emulator"
+
+_MESSAGES = {
+    429: "Rate limit reached (injected by the emulator).",
+    500: "The server had an error while processing your request (injected).",
+    502: "Bad gateway (injected by the emulator).",
+    503: "The service is temporarily unavailable (injected).",
+    504: "Gateway timeout (injected by the emulator).",
+}
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.lower().encode()
+    for key, value in scope.get("headers", []):
+        if key.lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def authorised(scope: Scope, knobs: Knobs) -> bool:
+    assert knobs.auth_header and knobs.auth_key
+    got = _header(scope, knobs.auth_header)
+    if got is None:
+        return False
+    expected = knobs.auth_key
+    if knobs.auth_header.lower() == "authorization":
+        expected = f"Bearer {knobs.auth_key}"
+    return hmac.compare_digest(got.encode(), expected.encode())
+
+
+class FaultsMiddleware:
+    def __init__(self, app: ASGIApp, knobs: Callable[[], Knobs]) -> None:
+        self.app = app
+        self.knobs = knobs
+        self._rng = random.Random(knobs().seed)
+        self.dropped = 0
+        self.injected = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        knobs = self.knobs()
+        if knobs.auth_required and not authorised(scope, knobs):
+            await send_json(
+                send,
+                401,
+                error_body(
+                    401,
+                    f"Missing or invalid API key in the '{knobs.auth_header}' header.",
+                    code="invalid_api_key",
+                ),
+                {"www-authenticate": "Bearer" if knobs.auth_header == "Authorization" else "Key"},
+            )
+            return
+        if knobs.drop_rate > 0 and self._rng.random() < knobs.drop_rate and await self._drop(send):
+            return
+        if knobs.error_rate > 0 and self._rng.random() < knobs.error_rate:
+            self.injected += 1
+            status = self._rng.choice(knobs.error_statuses)
+            headers = {}
+            if status in (429, 503):
+                headers["retry-after"] = f"{knobs.retry_after_seconds:g}"
+                headers["retry-after-ms"] = str(int(knobs.retry_after_seconds * 1000))
+            message = _MESSAGES.get(status, f"Injected error {status}.")
+            code = "rate_limit_exceeded" if status == 429 else None
+            await send_json(send, status, error_body(status, message, code=code), headers)
+            return
+        await self.app(scope, receive, send)
+
+    async def _drop(self, send: Send) -> bool:
+        """Abort the connection; False when the server gives no handle to do it."""
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is None or not hasattr(transport, "abort"):
+            log.warning("cannot drop a connection: no transport behind 'send'")
+            return False
+        self.dropped += 1
+        transport.abort()
+        # Let uvicorn see the connection is gone before the app returns, so it
+        # does not try to answer with a 500 of its own.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return True

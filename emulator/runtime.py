@@ -1,0 +1,31 @@
+"""What every route shares: the knobs in force, the store and the scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from emulator.faults import FaultsMiddleware
+from emulator.knobs import Knobs
+from emulator.scheduler import Scheduler
+from emulator.store import Store
+
+
+class Runtime:
+    def __init__(self, data_dir: Path, knobs: Knobs) -> None:
+        self.data_dir = data_dir
+        self.knobs = knobs
+        self.store = Store(data_dir)
+        self.scheduler = Scheduler(self.store, lambda: self.knobs)
+        self.faults: FaultsMiddleware | None = None
+
+
+def runtime(request: Request) -> Runtime:
+    rt = request.app.state.runtime
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
