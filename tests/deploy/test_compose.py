@@ -579,7 +579,9 @@ def test_starter_runs_the_cli_with_the_workers_temporal_settings(
     starter = services[STARTER]
     assert starter.get("profiles") == ["tools"]
     argv = command_argv(starter.get("entrypoint"))
-    assert argv == ["python", "starter.py"]
+    assert argv == ["python", "/app/starter.py"]
+    # Relative paths on its command line are relative to the shared data directory.
+    assert starter["working_dir"] == service_env(starter)[constants.ENV_DATA_DIR]
     assert starter["image"] == services[WORKER]["image"]
     env = service_env(starter)
     worker_env = service_env(services[WORKER])
@@ -605,6 +607,12 @@ def test_inputs_and_results_share_one_volume_at_data(
     assert len(sources) == 1
     (volume,) = sources
     assert volume in compose["volumes"]
+    # Locations in workflow inputs are relative to BATCH_DATA_DIR on both sides.
+    for name in (WORKER, STARTER):
+        assert service_env(services[name])[constants.ENV_DATA_DIR] == "/data", name
+    emulator_argv = command_argv(services[EMULATOR]["command"])
+    data_dir = PurePosixPath(emulator_argv[emulator_argv.index("--data-dir") + 1])
+    assert PurePosixPath("/data") in data_dir.parents
 
 
 def test_only_the_stack_services_run_without_a_profile(
