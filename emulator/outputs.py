@@ -69,7 +69,7 @@ def _write(
     """Blocking: stream result lines into the ``.part`` blob, return its size."""
     file_id = result_file_id(record.id, kind)
     path: Path = store.part_path(file_id)
-    unfinished = (lambda cid: expired_line(record.id, cid)) if expired else None
+    unfinished = (lambda cid: expired_line(record.id, cid)) if expired and kind == "error" else None
     size = 0
     with path.open("wb") as fh:
         for line in store.iter_result_lines(record.id, ok=kind == "output", unfinished=unfinished):

@@ -121,7 +121,9 @@ class EmulatorProcess:
                     pass
                 time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"emulator not healthy after {self.startup_timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"emulator not healthy after {self.startup_timeout}s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         try:
