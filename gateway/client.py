@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gateway import dialects
 from gateway.errors import (
@@ -23,6 +23,7 @@ from gateway.errors import (
     RetryableGatewayError,
     error_for_response,
     error_for_transport,
+    redact,
 )
 from gateway.models import Batch, FileObject, Page
 from gateway.settings import GatewaySettings
@@ -55,6 +56,18 @@ class GatewayClient:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+    def _secrets(self) -> list[str]:
+        """Values that must never appear in an exception message.
+
+        Extra header values shorter than 8 characters (X-Tenant: acme) are not
+        credentials, and masking them would mangle messages; the key always is.
+        """
+        extra = (value.get_secret_value() for value in self.settings.extra_headers.values())
+        secrets = [value for value in extra if len(value) >= 8]
+        if self.settings.api_key is not None:
+            secrets.append(self.settings.api_key.get_secret_value())
+        return secrets
 
     # -- files -------------------------------------------------------------
 
@@ -98,7 +111,7 @@ class GatewayClient:
                 yield item
             if not page.has_more or not page.data:
                 return
-            after = page.last_id or page.data[-1].id
+            after = _next_cursor(after, page, operation="list files")
 
     async def delete_file(self, file_id: str) -> None:
         await self._request("DELETE", f"/files/{file_id}", operation="delete file", collection=True)
@@ -106,36 +119,51 @@ class GatewayClient:
     async def download_file(self, file_id: str, destination: Path) -> int:
         """Stream a file's content into destination; returns the bytes written.
 
-        A body shorter than its Content-Length is a truncated download and is
-        raised as retryable rather than handed on as a whole file.
+        The content is written to destination + ".part" and renamed into place
+        only once complete, so a failed download never leaves a file that looks
+        whole. A body shorter than its Content-Length is a truncated download
+        and is raised as retryable. A gzip/deflate Content-Encoding is decoded.
         """
         operation = f"download file {file_id}"
         url = dialects.route(self.settings, f"/files/{file_id}/content")
         request = self._http.build_request(
             "GET", url, headers=dialects.auth_headers(self.settings), params=self._params(None)
         )
+        partial = destination.with_name(destination.name + ".part")
         written = 0
         try:
-            response = await self._http.send(request, stream=True)
             try:
-                if response.is_error:
-                    await response.aread()
-                    raise error_for_response(response, operation=operation)
-                expected = response.headers.get("content-length")
-                with destination.open("wb") as out:
-                    async for chunk in response.aiter_raw(DOWNLOAD_CHUNK_BYTES):
-                        out.write(chunk)
-                        written += len(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-            finally:
-                await response.aclose()
-        except httpx.TransportError as exc:
-            raise error_for_transport(exc, operation=operation, url=url) from exc
-        if expected is not None and expected.isdigit() and int(expected) != written:
-            raise RetryableGatewayError(
-                f"{operation}: truncated, got {written} of {expected} bytes"
-            )
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.is_error:
+                        await response.aread()
+                        raise error_for_response(
+                            response, operation=operation, secrets=self._secrets()
+                        )
+                    expected = response.headers.get("content-length")
+                    with partial.open("wb") as out:
+                        # aiter_bytes decodes Content-Encoding; Content-Length
+                        # counts the encoded bytes, i.e. num_bytes_downloaded.
+                        async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
+                            out.write(chunk)
+                            written += len(chunk)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    received = response.num_bytes_downloaded
+                finally:
+                    await response.aclose()
+            except httpx.TransportError as exc:
+                raise error_for_transport(
+                    exc, operation=operation, url=url, secrets=self._secrets()
+                ) from exc
+            if expected is not None and expected.isdigit() and int(expected) != received:
+                raise RetryableGatewayError(
+                    f"{operation}: truncated, got {received} of {expected} bytes"
+                )
+            os.replace(partial, destination)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return written
 
     # -- batches -----------------------------------------------------------
@@ -177,7 +205,7 @@ class GatewayClient:
                 yield item
             if not page.has_more or not page.data:
                 return
-            after = page.last_id or page.data[-1].id
+            after = _next_cursor(after, page, operation="list batches")
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         return await self._call(
@@ -213,9 +241,16 @@ class GatewayClient:
                 **kwargs,
             )
         except httpx.TransportError as exc:
-            raise error_for_transport(exc, operation=operation, url=url) from exc
+            raise error_for_transport(
+                exc, operation=operation, url=url, secrets=self._secrets()
+            ) from exc
         if response.is_error:
-            raise error_for_response(response, operation=operation, collection_route=collection)
+            raise error_for_response(
+                response,
+                operation=operation,
+                collection_route=collection,
+                secrets=self._secrets(),
+            )
         return response
 
     async def _call(
@@ -224,9 +259,28 @@ class GatewayClient:
         response = await self._request(method, path, operation=operation, **kwargs)
         try:
             return model.model_validate_json(response.content)
-        except ValueError as exc:
-            raise GatewayError(
+        except ValidationError as exc:
+            # Not chained: pydantic's message quotes the raw body, which could
+            # echo a secret; the first problem is summarised without the input.
+            problems = exc.errors(include_input=False, include_url=False)
+            first = problems[0] if problems else None
+            where = ".".join(str(part) for part in first["loc"]) if first else ""
+            why = f"; {where or 'body'}: {first['msg']}" if first else ""
+            message = (
                 f"{operation}: the gateway answered {response.status_code} with a body that is "
-                f"not a {model.__name__}: {response.text[:300]!r}",
-                status_code=response.status_code,
-            ) from exc
+                f"not a {model.__name__}{why}: {response.text[:300]!r}"
+            )
+            raise GatewayError(
+                redact(message, self._secrets()), status_code=response.status_code
+            ) from None
+
+
+def _next_cursor(previous: str | None, page: Page[Any], *, operation: str) -> str:
+    """The `after` of the next page; refuses to loop on a gateway that ignores `after`."""
+    cursor = page.last_id or page.data[-1].id
+    if cursor == previous:
+        raise GatewayError(
+            f"{operation}: the gateway answered has_more with the same last id {cursor!r} "
+            "again; it seems to ignore the `after` parameter"
+        )
+    return str(cursor)

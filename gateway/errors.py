@@ -7,6 +7,11 @@ a retry can help, and how long the gateway asked us to wait.
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Collection
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -60,28 +65,66 @@ class RouteNotSupportedError(RejectedByGatewayError):
     """404/405 on a list or cancel route: the gateway does not expose it (Kong may not)."""
 
 
+REDACTED = "***"
+_MAX_MESSAGE_CHARS = 2000
+_HTML_TAG = re.compile(r"<[^>]*>")
+_HTML_DROP = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """text with every secret (API key, secret header value) replaced by ***."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _seconds(value: float) -> float | None:
+    return max(0.0, value) if math.isfinite(value) else None
+
+
 def parse_retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait, from retry-after-ms, or Retry-After in seconds or as an HTTP date."""
     raw = response.headers.get("retry-after-ms")
     if raw:
         try:
-            return max(0.0, float(raw) / 1000.0)
+            return _seconds(float(raw) / 1000.0)
         except ValueError:
             pass
     raw = response.headers.get("retry-after")
     if raw:
         try:
-            return max(0.0, float(raw))
+            return _seconds(float(raw))
         except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return _seconds((when - datetime.now(UTC)).total_seconds())
     return None
 
 
+def _readable_text(response: httpx.Response, text: str) -> str:
+    """An HTML error page (from a proxy or load balancer) reduced to its words."""
+    content_type = response.headers.get("content-type", "").lower()
+    if "html" in content_type or text.lstrip().startswith("<"):
+        text = _HTML_TAG.sub(" ", _HTML_DROP.sub(" ", text))
+    return " ".join(text.split())
+
+
 def _gateway_message(response: httpx.Response) -> tuple[str, str | None]:
-    text = response.text[:2000] if not response.is_stream_consumed else ""
     try:
-        body: Any = json.loads(text) if text else None
+        full = response.text
+    except httpx.ResponseNotRead:
+        full = ""
+    try:
+        body: Any = json.loads(full) if full.strip() else None
     except json.JSONDecodeError:
         body = None
+    text = full[:_MAX_MESSAGE_CHARS]
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
@@ -92,16 +135,27 @@ def _gateway_message(response: httpx.Response) -> tuple[str, str | None]:
             return err, None
         if "message" in body:
             return str(body["message"]), None
-    return (text.strip() or response.reason_phrase or "no body"), None
+    return (_readable_text(response, text)[:500] or response.reason_phrase or "no body"), None
 
 
 def error_for_response(
-    response: httpx.Response, *, operation: str, collection_route: bool = False
+    response: httpx.Response,
+    *,
+    operation: str,
+    collection_route: bool = False,
+    secrets: Collection[str] = (),
 ) -> GatewayError:
-    """Classify a non-2xx answer; the response body must already be read."""
+    """Classify a non-2xx answer; the response body must already be read.
+
+    secrets (the API key, secret header values) are masked out of the message:
+    it ends up in logs and in Temporal's workflow history.
+    """
     status = response.status_code
     gateway_message, code = _gateway_message(response)
-    message = f"{operation}: gateway answered {status} {response.reason_phrase}: {gateway_message}"
+    message = redact(
+        f"{operation}: gateway answered {status} {response.reason_phrase}: {gateway_message}",
+        secrets,
+    )
     if status in RETRYABLE_STATUSES or status >= 500:
         return RetryableGatewayError(
             message, status_code=status, code=code, retry_after=parse_retry_after(response)
@@ -119,9 +173,15 @@ def error_for_response(
     return RejectedByGatewayError(message, status_code=status, code=code)
 
 
-def error_for_transport(exc: httpx.TransportError, *, operation: str, url: str) -> GatewayError:
+def error_for_transport(
+    exc: httpx.TransportError, *, operation: str, url: str, secrets: Collection[str] = ()
+) -> GatewayError:
     kind = type(exc).__name__
+    detail = str(exc) or "no detail"
     return GatewayUnreachableError(
-        f"{operation}: no answer from the gateway at {url} ({kind}: {exc or 'no detail'}); "
-        "is GATEWAY_URL right and the gateway running?"
+        redact(
+            f"{operation}: no answer from the gateway at {url} ({kind}: {detail}); "
+            "is GATEWAY_URL right and the gateway running?",
+            secrets,
+        )
     )
