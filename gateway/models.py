@@ -33,6 +33,22 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+# Every spelling of a status seen or plausible from Azure and gateways
+# ("Completed", "InProgress", "in-progress", "In Progress", "canceled") maps
+# through its lowercase letters-only form to the OpenAI value.
+_STATUS_BY_LETTERS = {status.value.replace("_", ""): status.value for status in BatchStatus} | {
+    "canceled": BatchStatus.CANCELLED.value,
+    "canceling": BatchStatus.CANCELLING.value,
+}
+
+
+def _normalise_status(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    letters = "".join(ch for ch in value.lower() if ch.isalpha())
+    return _STATUS_BY_LETTERS.get(letters, value.strip().lower())
+
+
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
@@ -120,7 +136,7 @@ class Batch(_GatewayObject):
     @field_validator("status", mode="before")
     @classmethod
     def _lowercase_status(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        return _normalise_status(value)
 
     @field_validator("output_file_id", "error_file_id", "input_file_id", "endpoint", mode="before")
     @classmethod
@@ -130,9 +146,10 @@ class Batch(_GatewayObject):
     @field_validator("endpoint", mode="after")
     @classmethod
     def _versioned_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/v1/"):
-            return "/v1/" + value.lstrip("/")
-        return value
+        if value is None:
+            return None
+        path = value.strip().lstrip("/")
+        return "/" + path if path.startswith("v1/") else "/v1/" + path
 
     @field_validator("errors", "metadata", mode="before")
     @classmethod
