@@ -83,12 +83,37 @@ class GatewaySettings(BaseModel):
                 )
             extra = parsed
         key = env.get(ENV_GATEWAY_API_KEY) or None
+
+        def value(name: str, default: str) -> str:
+            # Set-but-empty (VAR= in a compose file) means "use the default".
+            return env.get(name, "").strip() or default
+
+        raw_dialect = value(ENV_GATEWAY_DIALECT, Dialect.KONG.value)
+        try:
+            dialect = Dialect(raw_dialect.lower())
+        except ValueError:
+            choices = ", ".join(d.value for d in Dialect)
+            raise ValueError(
+                f"{ENV_GATEWAY_DIALECT} must be one of {choices}, got {raw_dialect!r}"
+            ) from None
+        raw_timeout = value(ENV_GATEWAY_TIMEOUT, "60")
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0 or timeout == float("inf"):
+            raise ValueError(
+                f"{ENV_GATEWAY_TIMEOUT} must be a positive number of seconds, got {raw_timeout!r}"
+            )
+        url = value(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL)
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{ENV_GATEWAY_URL} must start with http:// or https://, got {url!r}")
         return cls(
-            base_url=env.get(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL),
-            dialect=Dialect(env.get(ENV_GATEWAY_DIALECT, Dialect.KONG.value).lower()),
+            base_url=url,
+            dialect=dialect,
             api_key=SecretStr(key) if key else None,
-            api_key_header=env.get(ENV_GATEWAY_API_KEY_HEADER) or None,
+            api_key_header=env.get(ENV_GATEWAY_API_KEY_HEADER, "").strip() or None,
             extra_headers={k: SecretStr(v) for k, v in extra.items()},
-            azure_api_version=env.get(ENV_AZURE_API_VERSION, DEFAULT_AZURE_API_VERSION),
-            timeout_seconds=float(env.get(ENV_GATEWAY_TIMEOUT, "60")),
+            azure_api_version=value(ENV_AZURE_API_VERSION, DEFAULT_AZURE_API_VERSION),
+            timeout_seconds=timeout,
         )
