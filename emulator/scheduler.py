@@ -134,9 +134,9 @@ class Scheduler:
         return created, expires, emu_now, emu_now + window_seconds
 
     async def create(self, record: BatchRecord) -> None:
-        async with self._lock:
-            await self.store.add_batch(record)
-            self.active[record.id] = Active(record)
+        """Store first, then drive: the loop never sees a batch the database lacks."""
+        await self.store.add_batch(record)
+        self.active[record.id] = Active(record)
 
     async def cancel(self, batch_id: str) -> BatchRecord:
         async with self._lock:
