@@ -49,3 +49,24 @@ async def connect(environ: Mapping[str, str] | None = None) -> Client:
             f"cannot reach Temporal at {target} (namespace {config['namespace']}): {exc}. "
             "Start one with `make up` (or `temporal server start-dev`), or set TEMPORAL_ADDRESS."
         ) from exc
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register BatchStatus and BatchId; the workflow upserts them, and an unknown one hangs it."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from contracts.constants import SEARCH_ATTRIBUTES
+
+    kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=client.namespace, search_attributes={name: kinds[kind]}
+                )
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.failures import BATCH_NOT_CHANGED, temporal_failures
 from activities.heartbeat import heartbeating
@@ -192,6 +192,8 @@ class BatchActivities:
             current,
             type=BATCH_NOT_CHANGED,
             next_retry_delay=timedelta(seconds=request.poll_seconds),
+            # Expected on every poll: not logged as a failure, not counted in failure metrics.
+            category=ApplicationErrorCategory.BENIGN,
         )
 
     @activity.defn

@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.batch_activities import BatchActivities
@@ -70,6 +76,7 @@ class BatchJobWorkflow:
     def __init__(self) -> None:
         self._progress = JobProgress()
         self._last_status: str | None = None
+        self._last_seen: BatchSnapshot | None = None
 
     @workflow.query
     def progress(self) -> JobProgress:
@@ -129,7 +136,9 @@ class BatchJobWorkflow:
                 schedule_to_close_timeout=timedelta(hours=6),
                 retry_policy=GATEWAY_RETRY,
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
             # The gateway may have created the batch before the cancel arrived.
             await self._cancel(None, job_key, started)
             raise
@@ -140,9 +149,11 @@ class BatchJobWorkflow:
         self._set_phase(JobPhase.WAITING)
         try:
             batch = await self._wait_until_terminal(job, batch)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
             status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
-            batch = await self._cancel_and_settle(job, batch, job_key, started)
+            batch = await self._cancel_and_settle(job, self._last_seen or batch, job_key, started)
         except _DeadlineExceeded as exc:
             status, reason = JobStatus.DEADLINE_EXCEEDED, str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
@@ -280,6 +291,7 @@ class BatchJobWorkflow:
         return batch
 
     def _observe(self, batch: BatchSnapshot) -> None:
+        self._last_seen = batch
         self._progress.batch_id = batch.id
         self._progress.batch_status = batch.status
         self._progress.counts = batch.counts

@@ -1,0 +1,139 @@
+"""Same-named stand-ins for the activities, scripted per test, for workflow tests.
+
+They let the time-skipping server run a 24h batch in seconds: each poll that
+finds the status unchanged fails as the real activity does, and Temporal's
+retry timer (skipped) brings the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.failures import BATCH_NOT_CHANGED
+from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
+from contracts.steps import (
+    AwaitChangeRequest,
+    BatchSnapshot,
+    CancelBatchRequest,
+    CollectedResults,
+    CollectResultsRequest,
+    CreateBatchRequest,
+    InputSummary,
+    UploadedInput,
+    UploadInputRequest,
+    ValidateInputRequest,
+)
+
+REQUESTS = 5
+
+
+@dataclass
+class ScriptedBatch:
+    """A batch that spends `polls` unchanged polls in each status, then moves on."""
+
+    path: list[tuple[str, int]] = field(
+        default_factory=lambda: [("validating", 1), ("in_progress", 3), ("finalizing", 1)]
+    )
+    final: str = "completed"
+    errors: list[str] = field(default_factory=list)
+    collected: CollectedResults = field(
+        default_factory=lambda: CollectedResults(
+            requests=RequestTally(total=REQUESTS, succeeded=REQUESTS),
+            usage=TokenTotals(prompt_tokens=150, completion_tokens=300, total_tokens=450),
+        )
+    )
+    create_hangs: bool = False
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    polls: int = 0
+    cancel_requested: bool = False
+    final_progress: JobProgress | None = None
+
+    def snapshot(self, status: str) -> BatchSnapshot:
+        done = REQUESTS if status in ("finalizing", "completed") else 0
+        return BatchSnapshot(
+            id="batch_1",
+            status=status,
+            input_file_id="file-1",
+            output_file_id="file-out" if status in ("completed", "expired", "cancelled") else None,
+            error_file_id=None,
+            counts=BatchCounts(total=REQUESTS, completed=done),
+            errors=self.errors if status == "failed" else [],
+        )
+
+    def next_status(self, status: str) -> str:
+        if self.cancel_requested:
+            return "cancelled"
+        names = [name for name, _ in self.path]
+        index = names.index(status)
+        return names[index + 1] if index + 1 < len(names) else self.final
+
+    def activities(self) -> list[Callable[..., Any]]:
+        script = self
+
+        @activity.defn(name="validate_input")
+        async def validate_input(request: ValidateInputRequest) -> InputSummary:
+            script.calls.append(("validate_input", request))
+            return InputSummary(requests=REQUESTS, bytes=1000, model="gpt-4o-mini", sha256="0" * 64)
+
+        @activity.defn(name="upload_input")
+        async def upload_input(request: UploadInputRequest) -> UploadedInput:
+            script.calls.append(("upload_input", request))
+            return UploadedInput(file_id="file-1", bytes=request.bytes, adopted=False)
+
+        @activity.defn(name="create_batch")
+        async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
+            script.calls.append(("create_batch", request))
+            if script.create_hangs:
+                while True:
+                    activity.heartbeat()
+                    await __import__("asyncio").sleep(0.1)
+            return script.snapshot(script.path[0][0])
+
+        @activity.defn(name="await_status_change")
+        async def await_status_change(request: AwaitChangeRequest) -> BatchSnapshot:
+            script.polls += 1
+            status = request.known_status
+            stays = dict(script.path).get(status, 1)
+            if script.cancel_requested and status == "cancelling":
+                stays = 1
+            if activity.info().attempt <= stays and not (
+                script.cancel_requested and status != "cancelling"
+            ):
+                raise ApplicationError(
+                    f"batch still {status}",
+                    type=BATCH_NOT_CHANGED,
+                    next_retry_delay=timedelta(seconds=request.poll_seconds),
+                    category=ApplicationErrorCategory.BENIGN,
+                )
+            return script.snapshot(script.next_status(status))
+
+        @activity.defn(name="collect_results")
+        async def collect_results(request: CollectResultsRequest) -> CollectedResults:
+            script.calls.append(("collect_results", request))
+            return script.collected
+
+        @activity.defn(name="cancel_batch")
+        async def cancel_batch(request: CancelBatchRequest) -> BatchSnapshot | None:
+            script.calls.append(("cancel_batch", request))
+            script.cancel_requested = True
+            if request.batch_id is None:
+                return None
+            return script.snapshot("cancelling")
+
+        return [
+            validate_input,
+            upload_input,
+            create_batch,
+            await_status_change,
+            collect_results,
+            cancel_batch,
+        ]
+
+    def called(self, name: str) -> list[Any]:
+        return [request for called, request in self.calls if called == name]
