@@ -250,7 +250,10 @@ class Scheduler:
         """Move one batch on; returns the final status it is ready for, and the budget left."""
         record = act.record
         status = record.status
-        if record.forced == "failed" and status in ("validating", "in_progress", "finalizing"):
+        validated = now >= record.emu_phase_started + knobs.validating_seconds
+        if record.forced == "failed" and (
+            status in ("in_progress", "finalizing") or (status == "validating" and validated)
+        ):
             self._fail(
                 act,
                 [
@@ -264,10 +267,7 @@ class Scheduler:
             )
             return None, budget
         if status == "validating":
-            if (
-                record.forced != "stuck_validating"
-                and now >= record.emu_phase_started + knobs.validating_seconds
-            ):
+            if record.forced != "stuck_validating" and validated:
                 act.busy = True
                 self._spawn(self._validate(act, knobs), f"validate-{record.id}")
             return None, budget

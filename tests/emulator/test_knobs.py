@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -66,3 +68,13 @@ def test_merge_applies_all_or_nothing() -> None:
     with pytest.raises(ValidationError):
         merge(k, {"drop_rate": 0.25, "time_scale": 0})
     assert k.drop_rate == 0.0
+
+
+def test_docs_table_names_every_knob_with_flag_and_env() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines() if line.startswith("| `")}
+
+    for name in Knobs.model_fields:
+        row = rows.get(f"`{name}`")
+        assert row is not None, f"docs/emulator.md has no row for {name}"
+        assert f"`{flag_name(name)}`" in row and f"`{env_name(name)}`" in row

