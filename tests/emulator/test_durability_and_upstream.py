@@ -130,3 +130,19 @@ def test_unreachable_upstream_fails_lines_not_the_batch(tmp_path: Path) -> None:
     assert done.request_counts is not None and done.request_counts.failed == 2
     assert {e["error"]["code"] for e in errors} == {"upstream_unavailable"}
     assert all(e["response"] is None for e in errors)
+
+
+def test_slow_upstream_times_out_per_line(tmp_path: Path) -> None:
+    with FakeUpstream(delay=1.0) as upstream:
+        knobs = {
+            "time_scale": 100,
+            "upstream": upstream.base_url,
+            "upstream_timeout_seconds": 0.2,
+        }
+        with EmulatorProcess(tmp_path / "data", knobs=knobs) as emu, _client(emu) as client:
+            done = wait_for(client, submit(client, chat_file(2)).id, {"completed"})
+            errors = read_jsonl(client, done.error_file_id)
+
+    assert done.request_counts is not None and done.request_counts.failed == 2
+    assert {e["error"]["code"] for e in errors} == {"upstream_unavailable"}
+    assert all("Timeout" in e["error"]["message"] for e in errors)
