@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine with Python 3.11 and make:
+#   make demo   the example batch end to end on the embedded default
+#   make test   the whole test suite (what CI runs)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+.PHONY: demo up test lint typecheck unit bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Temporal dev server + gateway emulator + worker, run examples/batch.jsonl, stop
+	$(PY) -m scripts.stack demo
+
+up: $(STAMP)  ## the same stack, kept up for interactive use (Ctrl-C stops it)
+	$(PY) -m scripts.stack up
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)  ## tests that start no server processes
+	$(PY) -m pytest -m "not e2e"
+
+test: lint typecheck  ## everything CI runs
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	@echo "benchmarks: python -m bench.<name>; see README"
+
+clean:
+	rm -rf .local batched-response.jsonl batched-errors.jsonl
