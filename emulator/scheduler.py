@@ -27,10 +27,10 @@ from emulator.backends import Backend, failure_outcome, injected_failure, make_b
 from emulator.clock import Anchor, EmulatedClock, wall_now
 from emulator.errors import ApiError
 from emulator.knobs import ForceOutcome, Knobs
-from emulator.models import CANCELLABLE, BatchRecord
+from emulator.models import CANCELLABLE, BatchRecord, RequestCounts, TokenUsage
 from emulator.outputs import result_line, sort_key, write_result_files
 from emulator.store import LineRef, LineResult, Store
-from emulator.validation import validate_file
+from emulator.validation import ValidationResult, validate_file
 
 log = logging.getLogger("emulator.scheduler")
 
@@ -213,14 +213,34 @@ class Scheduler:
                     ready.append((act, final))
             results: dict[str, list[LineResult]] = {}
             changed: list[BatchRecord] = []
+            undo: list[tuple[Active, list[_Done], RequestCounts, TokenUsage]] = []
             for act in self.active.values():
                 if act.buffer:
-                    results[act.record.id] = self._absorb(act)
+                    record = act.record
+                    undo.append(
+                        (
+                            act,
+                            act.buffer,
+                            record.request_counts.model_copy(),
+                            record.usage.model_copy(),
+                        )
+                    )
+                    results[record.id] = self._absorb(act)
                 if act.dirty:
                     changed.append(act.record)
                     act.dirty = False
             if results or changed:
-                await self.store.commit_results(results, changed)
+                try:
+                    await self.store.commit_results(results, changed)
+                except Exception:
+                    # Nothing was stored: put the results back to be counted next tick.
+                    for act, buffer, counts, usage in undo:
+                        act.record.request_counts, act.record.usage = counts, usage
+                        act.buffer[:0] = buffer
+                    for record in changed:
+                        if record.id in self.active:
+                            self.active[record.id].dirty = True
+                    raise
             for act, final in ready:
                 act.busy = True
                 self._spawn(self._finish(act, final, knobs), f"finish-{act.record.id}")
@@ -376,6 +396,8 @@ class Scheduler:
 
     async def _validate(self, act: Active, knobs: Knobs) -> None:
         record = act.record
+        result: ValidationResult | None = None
+        error: dict[str, Any] = {}
         try:
             path = self.store.blob_path(record.input_file_id)
             result = await asyncio.to_thread(
@@ -386,8 +408,10 @@ class Scheduler:
                 lenient_url=knobs.dialect == "azure",
             )
         except OSError as exc:
-            result = None
             error = {"code": "file_unavailable", "message": str(exc), "param": None, "line": None}
+        except Exception as exc:
+            log.exception("validating %s crashed", record.id)
+            error = {"code": "server_error", "message": repr(exc), "param": None, "line": None}
         async with self._lock:
             act.busy = False
             if record.status != "validating" or record.id not in self.active:
