@@ -117,8 +117,9 @@ def test_upstream_lines_finished_before_a_kill_are_not_sent_again(tmp_path: Path
             emu.stop()
 
     assert sorted(ids) == sorted(f"req-{i}" for i in range(30))
-    # Only the requests in flight at the kill (at most upstream_concurrency) run twice.
-    assert 30 <= sum(upstream.calls.values()) <= 32
+    # Only requests not yet committed at the kill run twice: the scheduler holds
+    # at most 2 x upstream_concurrency lines between launch and commit.
+    assert 30 <= sum(upstream.calls.values()) <= 34
 
 
 def test_unreachable_upstream_fails_lines_not_the_batch(tmp_path: Path) -> None:
