@@ -106,9 +106,12 @@ def collect_results(
         for number, raw in _lines(source):
             try:
                 line = json.loads(raw)
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:
+                # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
+                # multi-byte character: both mean the same thing here.
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
                 raise ResultIntegrityError(
-                    f"{label} file line {number} is not JSON ({exc.msg}): truncated or corrupt"
+                    f"{label} file line {number} is not JSON ({why}): truncated or corrupt"
                 ) from exc
             custom_id = line.get("custom_id") if isinstance(line, dict) else None
             if not isinstance(custom_id, str):

@@ -1,0 +1,60 @@
+"""Builders of JSONL inputs and a runner of activities under Temporal's ActivityEnvironment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import ActivityEnvironment
+
+CHAT = "/v1/chat/completions"
+MODEL = "gpt-4o-mini"
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def chat_line(
+    custom_id: str, content: str = "hello", *, model: str = MODEL, url: str = CHAT
+) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": url,
+        "body": {"model": model, "messages": [{"role": "user", "content": content}]},
+    }
+
+
+def jsonl(rows: Iterable[dict[str, Any] | list[Any] | str]) -> bytes:
+    """One JSON value a line; a str row is written as it is (for broken lines)."""
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode()
+
+
+def chat_file(n: int, prefix: str = "req") -> bytes:
+    return jsonl(chat_line(f"{prefix}-{i}", f"question number {i}") for i in range(n))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class ActivityRunner:
+    """Runs an activity as a worker would: in an activity context, with the project's
+    pydantic data converter, its request and result passed through payloads."""
+
+    def __init__(self) -> None:
+        self.env = ActivityEnvironment()
+        self.env.payload_converter = pydantic_data_converter.payload_converter
+        self.heartbeats: list[tuple[Any, ...]] = []
+        self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
+
+    async def run(self, fn: Callable[[Req], Awaitable[Res]], request: Req) -> Res:
+        converter = self.env.payload_converter
+        (sent,) = converter.from_payloads(converter.to_payloads([request]), [type(request)])
+        result = await self.env.run(fn, sent)
+        returns = get_type_hints(fn)["return"]
+        (received,) = converter.from_payloads(converter.to_payloads([result]), [returns])
+        return received  # type: ignore[no-any-return]

@@ -1,0 +1,342 @@
+"""collect_results: gateway output and error files joined to the input on custom_id."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activities.results import CollectedFiles, ResultIntegrityError, collect_results, read_input_ids
+from contracts.job import BatchCounts
+from tests.activities.helpers import chat_line, jsonl
+
+NOT_RUN = "batch_cancelled"
+
+
+def ok(custom_id: str, prompt: int = 10, completion: int = 5) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": 200,
+            "request_id": f"req_{custom_id}",
+            "body": {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            },
+        },
+        "error": None,
+    }
+
+
+def http_failure(custom_id: str, status: int, code: str | None, kind: str) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": status,
+            "request_id": f"req_{custom_id}",
+            "body": {"error": {"message": "failed", "type": kind, "param": None, "code": code}},
+        },
+        "error": None,
+    }
+
+
+def line_error(custom_id: str, code: str) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": code, "message": "did not run"},
+    }
+
+
+class Run:
+    """One collect_results call over files written by the test, and what it wrote."""
+
+    def __init__(self, tmp_path: Path, ids: list[str]) -> None:
+        self.tmp_path = tmp_path
+        self.input_ids = {cid: n for n, cid in enumerate(ids, start=1)}
+        self.results = io.BytesIO()
+        self.errors = io.BytesIO()
+
+    def file(self, name: str, content: bytes) -> Path:
+        path = self.tmp_path / name
+        path.write_bytes(content)
+        return path
+
+    def __call__(
+        self,
+        output: bytes | None,
+        errors: bytes | None,
+        *,
+        counts: BatchCounts | None = None,
+        completed: bool = True,
+    ) -> CollectedFiles:
+        return collect_results(
+            input_ids=self.input_ids,
+            output_file=None if output is None else self.file("output.jsonl", output),
+            error_file=None if errors is None else self.file("errors.jsonl", errors),
+            results_out=self.results,
+            errors_out=self.errors,
+            not_run_code=NOT_RUN,
+            not_run_message="not run: the batch ended cancelled",
+            batch_counts=counts,
+            batch_completed=completed,
+        )
+
+    @staticmethod
+    def _rows(buffer: io.BytesIO) -> list[dict[str, Any]]:
+        data = buffer.getvalue()
+        assert not data or data.endswith(b"\n"), "every written line ends with a newline"
+        return [json.loads(line) for line in data.splitlines()]
+
+    @property
+    def result_rows(self) -> list[dict[str, Any]]:
+        return self._rows(self.results)
+
+    @property
+    def error_rows(self) -> list[dict[str, Any]]:
+        return self._rows(self.errors)
+
+    def assert_each_input_exactly_once(self) -> None:
+        seen = Counter(row["custom_id"] for row in self.result_rows + self.error_rows)
+        assert seen == Counter(list(self.input_ids)), seen
+
+
+def shuffled(rows: list[dict[str, Any]], seed: int = 7) -> bytes:
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    return jsonl(rows)
+
+
+IDS = [f"r-{i}" for i in range(8)]
+
+
+def test_every_input_lands_once_across_results_and_errors(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    good = [ok(cid, prompt=10 + i, completion=i) for i, cid in enumerate(IDS[:6])]
+    in_output = [*good, http_failure("r-6", 500, None, "server_error")]
+    in_errors = [http_failure("r-7", 429, "rate_limit_exceeded", "requests")]
+
+    collected = run(
+        shuffled(in_output), jsonl(in_errors), counts=BatchCounts(total=8, completed=6, failed=2)
+    )
+
+    run.assert_each_input_exactly_once()
+    assert {row["custom_id"] for row in run.result_rows} == set(IDS[:6])
+    assert {row["custom_id"] for row in run.error_rows} == {"r-6", "r-7"}
+    # Lines are copied as the gateway wrote them, not re-encoded into something else.
+    by_id = {row["custom_id"]: row for row in good}
+    assert all(row == by_id[row["custom_id"]] for row in run.result_rows)
+    tally = collected.tally
+    assert (tally.total, tally.succeeded, tally.failed, tally.not_run) == (8, 6, 2, 0)
+    assert tally.failures_by_code == {"rate_limit_exceeded": 1, "server_error": 1}
+    assert collected.problems == []
+
+
+def test_usage_is_summed_over_successful_lines(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b", "c", "d"])
+    responses_style = ok("c")
+    responses_style["response"]["body"]["usage"] = {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "total_tokens": 150,
+    }
+    failed = http_failure("d", 500, None, "server_error")
+    failed["response"]["body"]["usage"] = {"prompt_tokens": 1000, "total_tokens": 1000}
+    output = jsonl([ok("a", 10, 5), ok("b", 20, 7), responses_style, failed])
+
+    usage = run(output, None).usage
+
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (130, 62, 192)
+
+
+@pytest.mark.parametrize(
+    ("output", "errors", "expected"),
+    [
+        pytest.param(
+            jsonl([ok("r-0"), ok("stranger")]),
+            None,
+            r"output file line 2: custom_id='stranger' is not in the input",
+            id="unknown-custom-id",
+        ),
+        pytest.param(
+            jsonl([ok("r-0"), ok("r-1"), ok("r-0")]),
+            None,
+            r"output file line 3: custom_id='r-0' appears twice",
+            id="duplicate-in-output",
+        ),
+        pytest.param(
+            jsonl([ok("r-0"), ok("r-1")]),
+            jsonl([line_error("r-1", "server_error")]),
+            r"error file line 1: custom_id='r-1' appears twice",
+            id="duplicate-across-files",
+        ),
+        pytest.param(
+            jsonl([ok("r-0")]) + json.dumps(ok("r-1")).encode()[:57],
+            None,
+            r"output file line 2 is not JSON .*truncated",
+            id="truncated-line",
+        ),
+        pytest.param(
+            jsonl([ok("r-0")]) + '{"custom_id": "r-1", "answer": "caf\u00e9'.encode()[:-1],
+            None,
+            r"output file line 2 is not JSON .*truncated",
+            id="truncated-inside-a-utf8-character",
+        ),
+        pytest.param(
+            jsonl([ok("r-0"), {"id": "x", "response": None}]),
+            None,
+            r"output file line 2 has no custom_id",
+            id="no-custom-id",
+        ),
+        pytest.param(
+            jsonl([ok("r-0"), ["r-1"]]),
+            None,
+            r"output file line 2 has no custom_id",
+            id="line-not-an-object",
+        ),
+    ],
+)
+def test_files_that_cannot_be_this_inputs_results(
+    tmp_path: Path, output: bytes, errors: bytes | None, expected: str
+) -> None:
+    run = Run(tmp_path, IDS)
+    with pytest.raises(ResultIntegrityError, match=expected):
+        run(output, errors)
+
+
+def test_cancelled_batch_gets_not_run_lines_for_what_never_ran(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    output = shuffled([ok("r-0"), ok("r-3"), ok("r-5")])
+    errors = jsonl([http_failure("r-6", 500, None, "server_error")])
+
+    collected = run(
+        output, errors, counts=BatchCounts(total=8, completed=3, failed=1), completed=False
+    )
+
+    run.assert_each_input_exactly_once()
+    never_ran = {"r-1", "r-2", "r-4", "r-7"}
+    synthetic = [row for row in run.error_rows if row["custom_id"] in never_ran]
+    assert len(synthetic) == 4
+    for row in synthetic:
+        assert row["response"] is None
+        assert row["error"]["code"] == NOT_RUN
+        assert row["error"]["message"] == "not run: the batch ended cancelled"
+    tally = collected.tally
+    assert (tally.total, tally.succeeded, tally.failed, tally.not_run) == (8, 3, 1, 4)
+    assert tally.failures_by_code == {NOT_RUN: 4, "server_error": 1}
+    assert collected.problems == []
+
+
+def test_expired_batch_unfinished_lines_count_as_not_run(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b", "c"])
+    collected = collect_results(
+        input_ids=run.input_ids,
+        output_file=run.file("out.jsonl", jsonl([ok("b")])),
+        error_file=run.file(
+            "err.jsonl", jsonl([line_error("c", "batch_expired"), line_error("a", "batch_expired")])
+        ),
+        results_out=run.results,
+        errors_out=run.errors,
+        not_run_code="batch_expired",
+        not_run_message="not run: the batch ended expired",
+        batch_counts=BatchCounts(total=3, completed=1, failed=0),
+        batch_completed=False,
+    )
+    run.assert_each_input_exactly_once()
+    tally = collected.tally
+    assert (tally.succeeded, tally.failed, tally.not_run) == (1, 0, 2)
+    assert tally.failures_by_code == {"batch_expired": 2}
+
+
+def test_completed_batch_with_missing_lines_is_reported(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    output = shuffled([ok(cid) for cid in IDS if cid not in ("r-2", "r-6")])
+
+    collected = run(output, None, counts=BatchCounts(total=8, completed=8, failed=0))
+
+    run.assert_each_input_exactly_once()
+    assert {row["custom_id"] for row in run.error_rows} == {"r-2", "r-6"}
+    for row in run.error_rows:
+        assert row["response"] is None
+        assert row["error"]["code"] == "missing_from_output"
+    tally = collected.tally
+    assert (tally.succeeded, tally.failed, tally.not_run) == (6, 2, 0)
+    assert tally.failures_by_code == {"missing_from_output": 2}
+    assert any(
+        "2 request(s) are missing" in p and "custom_id='r-2'" in p and "input line 3" in p
+        for p in collected.problems
+    ), collected.problems
+
+
+def test_request_counts_that_do_not_match_the_files_are_reported(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    output = jsonl([ok(cid) for cid in IDS])
+
+    collected = run(output, None, counts=BatchCounts(total=10, completed=5, failed=1))
+
+    assert collected.tally.succeeded == 8
+    assert len(collected.problems) == 2, collected.problems
+    assert "counts 10 requests, the input has 8" in collected.problems[0]
+    assert "reports 6 finished requests, its files hold 8" in collected.problems[1]
+
+
+def test_matching_request_counts_report_nothing(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    collected = run(jsonl([ok(cid) for cid in IDS]), None, counts=BatchCounts(total=8, completed=8))
+    assert collected.problems == []
+
+
+def test_azure_zero_byte_error_file_on_success_is_fine(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+
+    collected = run(
+        shuffled([ok(cid) for cid in IDS]), b"", counts=BatchCounts(total=8, completed=8)
+    )
+
+    run.assert_each_input_exactly_once()
+    assert run.errors.getvalue() == b""
+    assert collected.tally.succeeded == 8
+    assert collected.tally.failures_by_code == {}
+    assert collected.problems == []
+
+
+def test_no_output_file_when_every_request_failed(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b"])
+    errors = jsonl(
+        [
+            http_failure("a", 400, "invalid_request", "invalid_request_error"),
+            http_failure("b", 400, None, "invalid_request_error"),
+        ]
+    )
+
+    collected = run(None, errors, counts=BatchCounts(total=2, completed=0, failed=2))
+
+    run.assert_each_input_exactly_once()
+    assert run.results.getvalue() == b""
+    assert collected.tally.failed == 2
+    assert collected.tally.failures_by_code == {"invalid_request": 1, "invalid_request_error": 1}
+
+
+def test_last_line_without_newline_is_written_with_one(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b"])
+    run(jsonl([ok("a")]) + json.dumps(ok("b")).encode(), None)
+    assert [row["custom_id"] for row in run.result_rows] == ["a", "b"]
+
+
+def test_read_input_ids_maps_custom_id_to_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl([chat_line("x"), chat_line("y"), chat_line("z")]))
+    assert read_input_ids(path) == {"x": 1, "y": 2, "z": 3}
