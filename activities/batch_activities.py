@@ -7,6 +7,8 @@ acted but before Temporal heard of it costs nothing on the retry.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -63,9 +65,21 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
     )
 
 
-def upload_filename(job_key: str) -> str:
-    """The name an upload carries at the gateway: how a retry recognises its own."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", job_key)[:200] + ".jsonl"
+def upload_filename(job_key: str, sha256: str = "") -> str:
+    """The name an upload carries at the gateway: how a retry recognises its own.
+
+    The content's hash is part of it, so a later run under the same job key (a
+    reused workflow id) whose input changed, even to one of the same size,
+    uploads its own file instead of adopting the earlier run's.
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", job_key)[:200]
+    digest = re.sub(r"[^0-9a-f]", "", sha256.lower())[:16]
+    return f"{stem}.{digest}.jsonl" if digest else f"{stem}.jsonl"
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 class BatchActivities:
@@ -96,20 +110,27 @@ class BatchActivities:
     @activity.defn
     async def upload_input(self, request: UploadInputRequest) -> UploadedInput:
         async with temporal_failures():
-            filename = upload_filename(request.job_key)
+            filename = upload_filename(request.job_key, request.sha256)
             existing = await self._find_upload(filename, request.bytes)
             if existing is not None:
                 activity.logger.info("adopting earlier upload %s", existing)
                 return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
             with self.storage.reading(request.input_path) as path:
-                if path.stat().st_size != request.bytes:
-                    raise ApplicationError(
-                        f"{request.input_path} changed since it was validated "
-                        f"({path.stat().st_size} bytes, validated {request.bytes})",
-                        type="InputChanged",
-                        non_retryable=True,
-                    )
                 async with heartbeating():
+                    # The content, not just the size: a same-size edit after validation
+                    # would otherwise send requests that were never checked.
+                    size = path.stat().st_size
+                    same = size == request.bytes and (
+                        await asyncio.to_thread(_sha256_of, path) == request.sha256
+                    )
+                    if not same:
+                        raise ApplicationError(
+                            f"{request.input_path} changed since it was validated "
+                            f"({size} bytes, validated {request.bytes} bytes with sha256 "
+                            f"{request.sha256[:16]}...); start the job again",
+                            type="InputChanged",
+                            non_retryable=True,
+                        )
                     uploaded = await self.client.upload_file(path, filename=filename)
             activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
             return UploadedInput(
@@ -152,12 +173,15 @@ class BatchActivities:
         try:
             scanned = 0
             async for batch in self.client.iter_batches():
+                # Newest first, so past the job's start nothing further is ours: a
+                # batch with our key from before it belongs to an earlier run that
+                # reused the key (workflow id), and must not be adopted.
+                if batch.created_at is not None and batch.created_at < oldest:
+                    break
                 if batch.metadata.get(JOB_KEY_METADATA) == job_key:
                     return batch
                 scanned += 1
-                if (batch.created_at is not None and batch.created_at < oldest) or (
-                    scanned >= LOOKUP_MAX_OBJECTS
-                ):
+                if scanned >= LOOKUP_MAX_OBJECTS:
                     break
         except RouteNotSupportedError as exc:
             activity.logger.warning(
