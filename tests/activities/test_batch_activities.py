@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.batch_activities import BatchActivities
+from activities.batch_activities import BatchActivities, upload_filename
 from activities.failures import BATCH_NOT_CHANGED, INVALID_INPUT, INVALID_LOCATION
 from contracts.constants import JOB_KEY_METADATA
 from contracts.job import InputLimits
@@ -142,7 +142,7 @@ def job(
     return Job(runner, acts, storage, key=f"job-{request.node.name}-{time.time_ns()}")
 
 
-async def fresh_job(
+def fresh_job(
     emulator: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage, key: str
 ) -> tuple[Job, GatewayClient]:
     client = GatewayClient(settings_for(emulator))
@@ -164,12 +164,11 @@ async def fresh_job(
 async def test_validate_input_refuses_results_outside_the_data_dir(
     fresh_emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage, paths: dict[str, str]
 ) -> None:
-    job, client = await fresh_job(fresh_emu, runner, storage, "job-escape")
+    job, client = fresh_job(fresh_emu, runner, storage, "job-escape")
     async with client:
         write_input(storage, chat_file(3))
         with pytest.raises(ApplicationError) as caught:
             await runner.run(job.acts.validate_input, validate_request(**paths))
-        # A later upload of the same job finds nothing from this one either.
     error = caught.value
     assert error.type == INVALID_LOCATION
     assert error.non_retryable
@@ -210,7 +209,7 @@ async def test_validate_input_missing_input_is_non_retryable(
 async def test_upload_twice_with_one_job_key_adopts_the_first(
     fresh_emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage
 ) -> None:
-    job, client = await fresh_job(fresh_emu, runner, storage, "tenant/job:42")
+    job, client = fresh_job(fresh_emu, runner, storage, "tenant/job:42")
     async with client:
         summary = await job.validate(chat_file(5))
         first = await job.upload(summary)
@@ -223,6 +222,8 @@ async def test_upload_twice_with_one_job_key_adopts_the_first(
     files = list_all(fresh_emu, "/files")
     assert [f["id"] for f in files] == [first.file_id]
     assert files[0]["purpose"] == "batch"
+    assert files[0]["filename"] == upload_filename("tenant/job:42", summary.sha256)
+    assert files[0]["filename"].startswith("tenant_job_42.")
     assert files[0]["bytes"] == summary.bytes
 
 
@@ -256,7 +257,7 @@ async def test_upload_refuses_an_input_changed_since_validation(job: Job) -> Non
 async def test_create_twice_with_one_job_key_adopts_the_first(
     fresh_emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage
 ) -> None:
-    job, client = await fresh_job(fresh_emu, runner, storage, "job-create-twice")
+    job, client = fresh_job(fresh_emu, runner, storage, "job-create-twice")
     async with client:
         uploaded = await job.upload(await job.validate(chat_file(3)))
         first = await job.create(uploaded.file_id)
@@ -297,6 +298,7 @@ async def test_await_status_change_fails_benignly_until_the_status_moves(
     batch = await job.submit(chat_file(4))
     assert batch.status == "validating"
     request = AwaitChangeRequest(batch_id=batch.id, known_status="validating", poll_seconds=45.5)
+    job.runner.heartbeats.clear()
 
     with pytest.raises(ApplicationError) as caught:
         await job.runner.run(job.acts.await_status_change, request)
@@ -310,8 +312,7 @@ async def test_await_status_change_fails_benignly_until_the_status_moves(
     (details,) = error.details
     assert isinstance(details, BatchSnapshot)
     assert (details.id, details.status) == (batch.id, "validating")
-    assert job.runner.heartbeats, "the last poll's batch is in the heartbeat details"
-    assert job.runner.heartbeats[-1][0].status == "validating"
+    assert [h[0] for h in job.runner.heartbeats] == [details], "the poll's batch is heartbeated"
 
     emu.force(batch.id, "none")
     changed = await job.wait(batch)
@@ -419,6 +420,7 @@ async def test_collect_results_writes_each_request_once_in_place(
         errors_path="results/deep/errors.jsonl",
         not_run_code="succeeded",
     )
+    job.runner.heartbeats.clear()
     collected = await job.runner.run(job.acts.collect_results, request)
 
     folder = job.storage.path("results/deep")
