@@ -94,9 +94,15 @@ class BatchActivities:
             self.storage.path(request.output_path)
             self.storage.path(request.errors_path)
             with self.storage.reading(request.input_path) as path:
-                valid = validate_jsonl(
-                    path, label=request.input_path, endpoint=request.endpoint, limits=request.limits
-                )
+                # A thread, so a 200 MB file does not stall the other jobs on this worker.
+                async with heartbeating():
+                    valid = await asyncio.to_thread(
+                        validate_jsonl,
+                        path,
+                        label=request.input_path,
+                        endpoint=request.endpoint,
+                        limits=request.limits,
+                    )
             activity.logger.info(
                 "input valid: %d requests, %d bytes, model %s",
                 valid.requests,
@@ -225,10 +231,10 @@ class BatchActivities:
         async with temporal_failures():
             batch = request.batch
             with self.storage.reading(request.input_path) as input_file:
-                input_ids = read_input_ids(input_file)
+                input_ids = await asyncio.to_thread(read_input_ids, input_file)
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
-                downloaded: dict[str, Path | None] = {"output": None, "error": None}
                 async with heartbeating():
+                    downloaded: dict[str, Path | None] = {"output": None, "error": None}
                     for kind, file_id in (
                         ("output", batch.output_file_id),
                         ("error", batch.error_file_id),
@@ -240,23 +246,24 @@ class BatchActivities:
                                 "downloaded %s file %s: %d bytes", kind, file_id, size
                             )
                             downloaded[kind] = target
-                with (
-                    self.storage.atomic_write(request.output_path) as results_tmp,
-                    self.storage.atomic_write(request.errors_path) as errors_tmp,
-                    results_tmp.open("wb") as results_out,
-                    errors_tmp.open("wb") as errors_out,
-                ):
-                    collected = collect_results(
-                        input_ids=input_ids,
-                        output_file=downloaded["output"],
-                        error_file=downloaded["error"],
-                        results_out=results_out,
-                        errors_out=errors_out,
-                        not_run_code=request.not_run_code,
-                        not_run_message=f"not run: the batch ended {batch.status}",
-                        batch_counts=batch.counts,
-                        batch_completed=batch.status == "completed",
-                    )
+                    with (
+                        self.storage.atomic_write(request.output_path) as results_tmp,
+                        self.storage.atomic_write(request.errors_path) as errors_tmp,
+                        results_tmp.open("wb") as results_out,
+                        errors_tmp.open("wb") as errors_out,
+                    ):
+                        collected = await asyncio.to_thread(
+                            collect_results,
+                            input_ids=input_ids,
+                            output_file=downloaded["output"],
+                            error_file=downloaded["error"],
+                            results_out=results_out,
+                            errors_out=errors_out,
+                            not_run_code=request.not_run_code,
+                            not_run_message=f"not run: the batch ended {batch.status}",
+                            batch_counts=batch.counts,
+                            batch_completed=batch.status == "completed",
+                        )
             for problem in collected.problems:
                 activity.logger.warning("batch %s: %s", batch.id, problem)
             return CollectedResults(

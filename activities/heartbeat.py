@@ -11,9 +11,10 @@ from temporalio import activity
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(
-    details: Callable[[], Any] | None = None, every: float = 5.0
-) -> AsyncIterator[None]:
+async def heartbeating(details: Callable[[], Any] | None = None) -> AsyncIterator[None]:
+    timeout = activity.info().heartbeat_timeout
+    every = 5.0 if timeout is None else max(0.2, min(5.0, timeout.total_seconds() / 3))
+
     async def beat() -> None:
         while True:
             activity.heartbeat(*(() if details is None else (details(),)))

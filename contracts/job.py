@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.constants import JOB_KEY_METADATA
 
@@ -62,6 +69,10 @@ class BatchJobInput(_Contract):
     )
     metadata: dict[str, str] = Field(default_factory=dict)
     poll_interval: timedelta = timedelta(seconds=60)
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(seconds=60),
+        description="How soon a worker that died mid-step is noticed and the step retried.",
+    )
     deadlines: PhaseDeadlines = Field(default_factory=PhaseDeadlines)
     limits: InputLimits = Field(default_factory=InputLimits)
     job_key: str | None = Field(
@@ -83,11 +94,11 @@ class BatchJobInput(_Contract):
             raise ValueError(f"completion_window must be {COMPLETION_WINDOW!r}, got {value!r}")
         return value
 
-    @field_validator("poll_interval")
+    @field_validator("poll_interval", "heartbeat_timeout")
     @classmethod
-    def _poll(cls, value: timedelta) -> timedelta:
+    def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
         if value < timedelta(seconds=1):
-            raise ValueError("poll_interval must be at least 1 second")
+            raise ValueError(f"{info.field_name} must be at least 1 second")
         return value
 
     @field_validator("metadata")

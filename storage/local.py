@@ -67,6 +67,9 @@ class LocalStorage:
     def atomic_write(self, location: str) -> Iterator[Path]:
         target = self.path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a writer that died (SIGKILL) before its rename.
+        for stale in target.parent.glob(f".{target.name}.*.part"):
+            stale.unlink(missing_ok=True)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".part", dir=target.parent
         )

@@ -101,6 +101,7 @@ class BatchJobWorkflow:
                 errors_path=errors_path,
             ),
             start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=job.heartbeat_timeout,
             retry_policy=LOCAL_RETRY,
         )
         self._progress.requests = summary.requests
@@ -115,7 +116,7 @@ class BatchJobWorkflow:
                 bytes=summary.bytes,
             ),
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=1),
+            heartbeat_timeout=job.heartbeat_timeout,
             schedule_to_close_timeout=timedelta(hours=6),
             retry_policy=GATEWAY_RETRY,
         )
@@ -183,7 +184,7 @@ class BatchJobWorkflow:
                 not_run_code=NOT_RUN_CODES.get(batch.status, status.value),
             ),
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=1),
+            heartbeat_timeout=job.heartbeat_timeout,
             schedule_to_close_timeout=timedelta(hours=12),
             retry_policy=GATEWAY_RETRY,
         )
@@ -221,12 +222,13 @@ class BatchJobWorkflow:
     async def _wait_until_terminal(self, job: BatchJobInput, batch: BatchSnapshot) -> BatchSnapshot:
         while batch.status not in TERMINAL:
             limit = self._deadline_for(job, batch.status)
-            batch = await self._await_change(batch, job.poll_interval, limit)
+            batch = await self._await_change(job, batch, limit)
         return batch
 
     async def _await_change(
-        self, batch: BatchSnapshot, poll: timedelta, limit: timedelta
+        self, job: BatchJobInput, batch: BatchSnapshot, limit: timedelta
     ) -> BatchSnapshot:
+        poll = job.poll_interval
         try:
             changed = await workflow.execute_activity_method(
                 BatchActivities.await_status_change,
@@ -235,7 +237,8 @@ class BatchJobWorkflow:
                     known_status=batch.status,
                     poll_seconds=poll.total_seconds(),
                 ),
-                start_to_close_timeout=timedelta(minutes=2),
+                # One GET: an attempt lost with its worker is retried this soon.
+                start_to_close_timeout=job.heartbeat_timeout,
                 schedule_to_close_timeout=limit,
                 retry_policy=RetryPolicy(
                     initial_interval=poll,
@@ -281,7 +284,7 @@ class BatchJobWorkflow:
             self._observe(batch)
         try:
             while batch.status not in TERMINAL:
-                batch = await self._await_change(batch, job.poll_interval, job.deadlines.cancelling)
+                batch = await self._await_change(job, batch, job.deadlines.cancelling)
         except _DeadlineExceeded:
             workflow.logger.warning(
                 "batch %s did not settle within %s; collecting what is there",
