@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import error_body
 from emulator.knobs import Knobs
@@ -107,7 +107,20 @@ class FaultsMiddleware:
             code = "rate_limit_exceeded" if status == 429 else None
             await send_json(send, status, error_body(status, message, code=code), headers)
             return
+        if knobs.response_delay_seconds > 0:
+            send = self._delayed(send, knobs.response_delay_seconds)
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _delayed(send: Send, seconds: float) -> Send:
+        """Hold the answer back once the route has done its work."""
+
+        async def delayed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await asyncio.sleep(seconds)
+            await send(message)
+
+        return delayed_send
 
     async def _drop(self, send: Send) -> bool:
         """Abort the connection; False when the server gives no handle to do it."""

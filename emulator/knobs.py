@@ -57,6 +57,12 @@ class Knobs(BaseModel):
     drop_rate: float = Field(
         0.0, ge=0, le=1, description="Fraction of API calls whose connection is closed unanswered."
     )
+    response_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Real seconds each API answer is held after the work is done "
+        "(the window in which a client dies having acted but not heard).",
+    )
     line_failure_rate: float = Field(
         0.0,
         ge=0,
