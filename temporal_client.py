@@ -2,18 +2,24 @@
 
 Connection settings come from temporalio.envconfig (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the
-TOML config file), exactly as the temporal CLI reads them.
+TOML config file), exactly as the temporal CLI reads them. When BATCH_CODEC_KEY
+is set, payloads (and failure messages) are AES-GCM encrypted: see codec/ and
+docs/encryption.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+
+from codec.aes_gcm import codec_from_env
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -39,11 +45,29 @@ def connect_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return config
 
 
+def data_converter(environ: Mapping[str, str] | None = None) -> DataConverter:
+    """The pydantic converter, plus the AES-GCM codec when BATCH_CODEC_KEY is set.
+
+    Worker, starter and tests all take it from here, so they agree on the bytes.
+    With the codec, failure messages and stack traces are encoded too: they can
+    quote inputs, and otherwise stay readable in the history.
+    """
+    codec = codec_from_env(os.environ if environ is None else environ)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
 async def connect(environ: Mapping[str, str] | None = None) -> Client:
     config = connect_config(environ)
     target = config["target_host"]
+    converter = data_converter(environ)
     try:
-        return await Client.connect(data_converter=pydantic_data_converter, **config)
+        return await Client.connect(data_converter=converter, **config)
     except RuntimeError as exc:
         raise TemporalUnreachableError(
             f"cannot reach Temporal at {target} (namespace {config['namespace']}): {exc}. "
