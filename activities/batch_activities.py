@@ -115,29 +115,29 @@ class BatchActivities:
 
     @activity.defn
     async def upload_input(self, request: UploadInputRequest) -> UploadedInput:
-        async with temporal_failures():
+        # Heartbeats cover the look-up too: a dead worker is noticed at any point.
+        async with temporal_failures(), heartbeating():
             filename = upload_filename(request.job_key, request.sha256)
             existing = await self._find_upload(filename, request.bytes)
             if existing is not None:
                 activity.logger.info("adopting earlier upload %s", existing)
                 return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
             with self.storage.reading(request.input_path) as path:
-                async with heartbeating():
-                    # The content, not just the size: a same-size edit after validation
-                    # would otherwise send requests that were never checked.
-                    size = path.stat().st_size
-                    same = size == request.bytes and (
-                        await asyncio.to_thread(_sha256_of, path) == request.sha256
+                # The content, not just the size: a same-size edit after validation
+                # would otherwise send requests that were never checked.
+                size = path.stat().st_size
+                same = size == request.bytes and (
+                    await asyncio.to_thread(_sha256_of, path) == request.sha256
+                )
+                if not same:
+                    raise ApplicationError(
+                        f"{request.input_path} changed since it was validated "
+                        f"({size} bytes, validated {request.bytes} bytes with sha256 "
+                        f"{request.sha256[:16]}...); start the job again",
+                        type="InputChanged",
+                        non_retryable=True,
                     )
-                    if not same:
-                        raise ApplicationError(
-                            f"{request.input_path} changed since it was validated "
-                            f"({size} bytes, validated {request.bytes} bytes with sha256 "
-                            f"{request.sha256[:16]}...); start the job again",
-                            type="InputChanged",
-                            non_retryable=True,
-                        )
-                    uploaded = await self.client.upload_file(path, filename=filename)
+                uploaded = await self.client.upload_file(path, filename=filename)
             activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
             return UploadedInput(
                 file_id=uploaded.id, bytes=uploaded.bytes or request.bytes, adopted=False
@@ -160,7 +160,7 @@ class BatchActivities:
 
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
-        async with temporal_failures():
+        async with temporal_failures(), heartbeating():
             existing = await self._find_batch(request.job_key, request.not_before)
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
@@ -205,7 +205,7 @@ class BatchActivities:
         events as a 10 minute one; the last poll's batch is in the heartbeat
         details, which describe() and the Web UI show as live progress.
         """
-        async with temporal_failures():
+        async with temporal_failures(), heartbeating():
             batch = await self.client.get_batch(request.batch_id)
         current = snapshot(batch)
         if batch.status.value != request.known_status or batch.status.is_terminal:
@@ -273,7 +273,7 @@ class BatchActivities:
     @activity.defn
     async def cancel_batch(self, request: CancelBatchRequest) -> BatchSnapshot | None:
         """Cancel the job's batch; with no id, find it by job key (it may exist unrecorded)."""
-        async with temporal_failures():
+        async with temporal_failures(), heartbeating():
             batch_id = request.batch_id
             if batch_id is None:
                 found = await self._find_batch(request.job_key, request.not_before)

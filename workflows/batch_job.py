@@ -134,6 +134,7 @@ class BatchJobWorkflow:
                     not_before=started,
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=job.heartbeat_timeout,
                 schedule_to_close_timeout=timedelta(hours=6),
                 retry_policy=GATEWAY_RETRY,
             )
@@ -141,7 +142,7 @@ class BatchJobWorkflow:
             if not is_cancelled_exception(exc):
                 raise
             # The gateway may have created the batch before the cancel arrived.
-            await self._cancel(None, job_key, started)
+            await self._cancel(job, None, job_key, started)
             raise
         self._observe(batch)
 
@@ -237,8 +238,8 @@ class BatchJobWorkflow:
                     known_status=batch.status,
                     poll_seconds=poll.total_seconds(),
                 ),
-                # One GET: an attempt lost with its worker is retried this soon.
-                start_to_close_timeout=job.heartbeat_timeout,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=job.heartbeat_timeout,
                 schedule_to_close_timeout=limit,
                 retry_policy=RetryPolicy(
                     initial_interval=poll,
@@ -263,12 +264,13 @@ class BatchJobWorkflow:
         }.get(status, deadlines.in_progress)
 
     async def _cancel(
-        self, batch_id: str | None, job_key: str, started: datetime
+        self, job: BatchJobInput, batch_id: str | None, job_key: str, started: datetime
     ) -> BatchSnapshot | None:
         return await workflow.execute_activity_method(
             BatchActivities.cancel_batch,
             CancelBatchRequest(batch_id=batch_id, job_key=job_key, not_before=started),
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=job.heartbeat_timeout,
             schedule_to_close_timeout=timedelta(hours=1),
             retry_policy=GATEWAY_RETRY,
         )
@@ -278,7 +280,7 @@ class BatchJobWorkflow:
     ) -> BatchSnapshot:
         """Cancel at the gateway and wait for it to settle, keeping what already finished."""
         self._set_phase(JobPhase.CANCELLING)
-        cancelled = await self._cancel(batch.id, job_key, started)
+        cancelled = await self._cancel(job, batch.id, job_key, started)
         if cancelled is not None:
             batch = cancelled
             self._observe(batch)

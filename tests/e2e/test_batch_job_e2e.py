@@ -1,0 +1,242 @@
+"""The whole job on real processes: dev server, emulator, worker(s), the starter CLI.
+
+The kill tests SIGKILL the worker at each step, including the window where the
+gateway has acted but the worker has not heard, start a new one, and check
+that nothing was lost, nothing ran twice and nothing was created twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.constants import JOB_KEY_METADATA, WORKFLOW_NAME
+from contracts.job import BatchJobInput, BatchJobResult, JobPhase, JobProgress, JobStatus
+from tests.e2e.conftest import Stack
+from tests.support.worker import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def fast_job(**overrides: object) -> BatchJobInput:
+    return BatchJobInput.model_validate(
+        {
+            "input_path": "in.jsonl",
+            "poll_interval": timedelta(seconds=1),
+            "heartbeat_timeout": timedelta(seconds=2),
+            **overrides,
+        }
+    )
+
+
+def ids_in(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["custom_id"] for line in path.read_text().splitlines() if line]
+
+
+def assert_each_request_exactly_once(stack: Stack, result: BatchJobResult, count: int) -> None:
+    seen = ids_in(stack.data_dir / result.output_path) + ids_in(stack.data_dir / result.errors_path)
+    duplicates = [cid for cid, n in Counter(seen).items() if n > 1]
+    assert duplicates == []
+    assert sorted(seen) == sorted(f"req-{i}" for i in range(count))
+    assert not list(stack.data_dir.glob(".*.part"))
+
+
+def gateway_objects(stack: Stack, job_key_prefix: str) -> tuple[list[dict], list[dict]]:
+    """The job's input uploads and batches, as the gateway lists them."""
+    with httpx.Client(base_url=stack.emulator.base_url, timeout=30) as http:
+        files = http.get("/files", params={"purpose": "batch", "limit": 1000}).json()["data"]
+        batches = http.get("/batches", params={"limit": 100}).json()["data"]
+    mine = [
+        b
+        for b in batches
+        if (b.get("metadata") or {}).get(JOB_KEY_METADATA, "").startswith(job_key_prefix)
+    ]
+    return files, mine
+
+
+async def start(stack: Stack, job: BatchJobInput):
+    return await stack.client.start_workflow(
+        WORKFLOW_NAME,
+        job,
+        id=f"e2e-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.task_queue,
+        result_type=BatchJobResult,
+    )
+
+
+async def wait_for(
+    handle, predicate: Callable[[JobProgress], bool], timeout: float = 60
+) -> JobProgress:
+    deadline = time.monotonic() + timeout
+    last: JobProgress | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await handle.query("progress", result_type=JobProgress)
+        except Exception:  # noqa: BLE001 - the workflow may not have run its first task yet
+            last = None
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"progress never matched; last seen {last}")
+
+
+async def test_a_job_completes_end_to_end_with_every_response(stack: Stack):
+    stack.write_input("in.jsonl", 20)
+    with stack.worker():
+        handle = await start(stack, fast_job(metadata={"team": "catalog"}))
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is JobStatus.SUCCEEDED
+    assert result.requests.succeeded == 20
+    assert result.usage.total_tokens > 0
+    assert_each_request_exactly_once(stack, result, 20)
+    files, batches = gateway_objects(stack, handle.id)
+    assert len(files) == 1 and len(batches) == 1
+    assert batches[0]["metadata"]["team"] == "catalog"
+    history = await handle.fetch_history()
+    assert len(history.events) < 60
+    description = await handle.describe()
+    assert description.typed_search_attributes is not None
+    attrs = description.search_attributes
+    assert attrs["BatchStatus"] == ["completed"]
+    assert attrs["BatchId"] == [result.batch_id]
+
+
+@pytest.mark.parametrize(
+    "phase",
+    [JobPhase.UPLOADING, JobPhase.CREATING_BATCH, JobPhase.WAITING, JobPhase.DOWNLOADING],
+)
+async def test_a_worker_killed_mid_step_loses_nothing_and_pays_once(stack: Stack, phase: JobPhase):
+    count = 40
+    stack.write_input("in.jsonl", count)
+    if phase is JobPhase.WAITING:
+        stack.emulator.set_knobs(line_latency_seconds=0.25, batch_concurrency=1)
+    elif phase is not JobPhase.DOWNLOADING:
+        # The gateway does the work at once but answers late: the worker dies
+        # after the upload or the batch exists, before it hears of it.
+        stack.emulator.set_knobs(response_delay_seconds=3)
+
+    first = stack.worker("first").start()
+    handle = await start(stack, fast_job())
+    if phase is JobPhase.DOWNLOADING:
+        await wait_for(handle, lambda p: p.batch_status == "finalizing")
+        stack.emulator.set_knobs(response_delay_seconds=1.5)
+    if phase is JobPhase.WAITING:
+        await wait_for(
+            handle,
+            lambda p: bool(p.counts and p.counts.completed > 0) or p.batch_status == "in_progress",
+        )
+        await asyncio.sleep(1.5)
+    else:
+        await wait_for(handle, lambda p: p.phase is phase)
+        await asyncio.sleep(0.8)
+    first.kill()
+    stack.emulator.set_knobs(response_delay_seconds=0)
+
+    with stack.worker("second"):
+        result = await asyncio.wait_for(handle.result(), 90)
+
+    assert result.status is JobStatus.SUCCEEDED, result.reason
+    assert result.requests.succeeded == count
+    assert_each_request_exactly_once(stack, result, count)
+    files, batches = gateway_objects(stack, handle.id)
+    assert len(files) == 1, f"{len(files)} input uploads at the gateway"
+    assert len(batches) == 1, f"{len(batches)} batches at the gateway"
+    assert batches[0]["id"] == result.batch_id
+
+
+async def test_failed_lines_inside_a_completed_batch_are_reported(stack: Stack):
+    stack.write_input("in.jsonl", 60)
+    stack.emulator.set_knobs(line_failure_rate=0.2, seed=7)
+    with stack.worker():
+        handle = await start(stack, fast_job())
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is JobStatus.COMPLETED_WITH_FAILURES
+    assert result.requests.failed > 0
+    assert result.requests.succeeded + result.requests.failed == 60
+    assert result.batch_counts is not None
+    assert result.batch_counts.failed == result.requests.failed
+    assert_each_request_exactly_once(stack, result, 60)
+
+
+async def test_the_starter_runs_a_job_and_reports_it(stack: Stack):
+    stack.write_input("in.jsonl", 5)
+    env = {
+        **os.environ,
+        **stack.worker_env(),
+        "TEMPORAL_WEB_UI": "http://ui.example:8233",
+    }
+    with stack.worker():
+        run = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "starter.py",
+                "run",
+                str(stack.data_dir / "in.jsonl"),
+                "--output",
+                str(stack.data_dir / "out.jsonl"),
+                "--poll-seconds",
+                "1",
+                "--id",
+                "cli-job-1",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "status:   succeeded" in run.stdout
+        assert "5 total, 5 succeeded" in run.stdout
+        assert "http://ui.example:8233/namespaces/default/workflows/cli-job-1" in run.stdout
+        assert sorted(ids_in(stack.data_dir / "out.jsonl")) == sorted(f"req-{i}" for i in range(5))
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "starter.py", *args],
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        result = await asyncio.to_thread(cli, "result", "cli-job-1", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["requests"]["succeeded"] == 5
+        status = await asyncio.to_thread(cli, "status", "cli-job-1")
+        assert "COMPLETED" in status.stdout and "5/5 finished" in status.stdout
+        listing = await asyncio.to_thread(cli, "list")
+        assert "cli-job-1" in listing.stdout
+
+
+async def test_the_starter_says_what_to_start_when_temporal_is_down(tmp_path: Path):
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "starter.py", "list"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "cannot reach Temporal at 127.0.0.1:1" in lines[0]
+    assert "make up" in lines[0]
