@@ -79,14 +79,14 @@ async def start(stack: Stack, job: BatchJobInput):
 
 
 async def wait_for(
-    handle, predicate: Callable[[JobProgress], bool], timeout: float = 60
+    handle, predicate: Callable[[JobProgress], bool], within: float = 60
 ) -> JobProgress:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: JobProgress | None = None
     while time.monotonic() < deadline:
         try:
             last = await handle.query("progress", result_type=JobProgress)
-        except Exception:  # noqa: BLE001 - the workflow may not have run its first task yet
+        except Exception:  # the workflow may not have run its first task yet
             last = None
         if last is not None and predicate(last):
             return last
