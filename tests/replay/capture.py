@@ -1,0 +1,144 @@
+"""Record the histories the replay test checks new workflow code against.
+
+    python -m tests.replay.capture
+
+Run it when a change to BatchJobWorkflow is meant to be incompatible (and
+version the workflow), never to make a failing replay test pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, RequestTally
+from contracts.steps import CollectedResults
+from temporal_client import register_search_attributes
+from tests.support.temporal import test_server_path
+from tests.workflows.fakes import ScriptedBatch
+from workflows.batch_job import BatchJobWorkflow
+from workflows.fan_out import BatchFanOutWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def job(**overrides: object) -> BatchJobInput:
+    return BatchJobInput.model_validate(
+        {"input_path": "in/batch.jsonl", "poll_interval": timedelta(minutes=10), **overrides}
+    )
+
+
+Scenario = Callable[[Client, str], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
+
+
+async def _run(client: Client, queue: str, request: BatchJobInput) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await client.start_workflow(
+        BatchJobWorkflow.run, request, id=f"replay-{uuid.uuid4().hex[:8]}", task_queue=queue
+    )
+    try:
+        await handle.result()
+    except Exception:  # the failed scenario fails on purpose
+        pass
+    return handle
+
+
+async def capture(
+    name: str, script: ScriptedBatch, body: Scenario, env: WorkflowEnvironment
+) -> None:
+    queue = f"capture-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
+        activities=script.activities(),
+    ):
+        handle = await body(env.client, queue)
+        history = await handle.fetch_history()
+    record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
+    (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{name}: {len(history.events)} events")
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=test_server_path()
+    )
+    try:
+        await register_search_attributes(env.client)
+        await capture(
+            "succeeded_24h",
+            ScriptedBatch(path=[("validating", 1), ("in_progress", 144), ("finalizing", 1)]),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+        await capture(
+            "completed_with_failures",
+            ScriptedBatch(
+                collected=CollectedResults(
+                    requests=RequestTally(total=5, succeeded=3, failed=2),
+                    usage={},
+                )
+            ),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+        await capture(
+            "expired",
+            ScriptedBatch(path=[("validating", 1), ("in_progress", 150)], final="expired"),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+        await capture(
+            "gateway_rejected",
+            ScriptedBatch(path=[("validating", 2)], final="failed", errors=["line 3: bad"]),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+        await capture(
+            "deadline_exceeded",
+            ScriptedBatch(path=[("validating", 10**6)]),
+            lambda c, q: _run(c, q, job(deadlines=PhaseDeadlines(validating=timedelta(hours=2)))),
+            env,
+        )
+
+        async def fan_out(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+            handle = await client.start_workflow(
+                BatchFanOutWorkflow.run,
+                FanOutInput(jobs=[job(input_path="a.jsonl"), job(input_path="b.jsonl")]),
+                id=f"replay-parent-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
+            )
+            await handle.result()
+            return handle
+
+        await capture("fan_out", ScriptedBatch(), fan_out, env)
+
+        async def cancelled(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+            handle = await client.start_workflow(
+                BatchJobWorkflow.run, job(), id=f"replay-{uuid.uuid4().hex[:8]}", task_queue=queue
+            )
+            for _ in range(200):
+                progress = await handle.query(BatchJobWorkflow.progress)
+                if progress.batch_status == "in_progress":
+                    break
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            await handle.result()
+            return handle
+
+        await capture("cancelled", ScriptedBatch(path=[("in_progress", 10**6)]), cancelled, env)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,38 @@
+"""New workflow code must replay every committed history: a failure here means
+a deploy would break running jobs (version the change with workflow.patched)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.batch_job import BatchJobWorkflow
+from workflows.fan_out import BatchFanOutWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_there_are_histories_to_replay():
+    names = {path.stem for path in HISTORIES}
+    assert {"succeeded_24h", "cancelled", "deadline_exceeded", "fan_out"} <= names
+
+
+def load_history(path: Path) -> WorkflowHistory:
+    record = json.loads(path.read_text())
+    return WorkflowHistory.from_json(record["workflow_id"], json.dumps(record["history"]))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays_deterministically(path: Path):
+    history = load_history(path)
+    replayer = Replayer(
+        workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.stem}: {result.replay_failure}"
