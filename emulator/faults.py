@@ -69,6 +69,30 @@ def authorised(scope: Scope, knobs: Knobs) -> bool:
     return hmac.compare_digest(got.encode(), expected.encode())
 
 
+_PREFIXES = ("/openai/v1", "/openai", "/v1", "")
+
+
+def _unsupported_route(scope: Scope) -> str | None:
+    """Which switchable route a request is for, if any."""
+    path: str = scope["path"].rstrip("/")
+    for prefix in _PREFIXES:
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        rest = path[len(prefix) :]
+        parts = rest.strip("/").split("/")
+        method = scope["method"]
+        if method == "GET" and parts == ["files"]:
+            return "list_files"
+        if method == "GET" and parts == ["batches"]:
+            return "list_batches"
+        if method == "POST" and len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+            return "cancel_batch"
+        if method == "DELETE" and len(parts) == 2 and parts[0] == "files":
+            return "delete_file"
+        return None
+    return None
+
+
 class FaultsMiddleware:
     def __init__(self, app: ASGIApp, knobs: Callable[[], Knobs]) -> None:
         self.app = app
@@ -93,6 +117,11 @@ class FaultsMiddleware:
                 ),
                 {"www-authenticate": "Bearer" if knobs.auth_header == "Authorization" else "Key"},
             )
+            return
+        unsupported = _unsupported_route(scope)
+        if unsupported is not None and unsupported in knobs.unsupported_routes:
+            # Kong's own answer when no route matches: not OpenAI's error shape.
+            await send_json(send, 404, {"message": "no Route matched with those values"})
             return
         if knobs.drop_rate > 0 and self._rng.random() < knobs.drop_rate and await self._drop(send):
             return

@@ -22,6 +22,7 @@ ENV_PREFIX = "EMULATOR_"
 
 ForceOutcome = Literal["none", "failed", "expired", "stuck_validating", "stuck_finalizing"]
 EmulatorDialect = Literal["openai", "azure"]
+UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
 
 MIB = 1024 * 1024
 
@@ -72,6 +73,11 @@ class Knobs(BaseModel):
     seed: int = Field(0, description="Seed of line failures and of the fault dice.")
     force_outcome: ForceOutcome = Field("none", description="Outcome forced on new batches.")
     dialect: EmulatorDialect = Field("openai", description="openai, or azure with its quirks.")
+    unsupported_routes: list[UnsupportedRoute] = Field(
+        default_factory=list,
+        description="Routes answered 404 as Kong answers a route it has no match for "
+        "(list_files, list_batches, cancel_batch, delete_file).",
+    )
     auth_header: str | None = Field(
         None, description="Header that must carry auth_key (apikey, Authorization, api-key)."
     )

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         UploadInputRequest,
         ValidateInputRequest,
     )
+    from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
 
 BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
 BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
@@ -84,11 +85,29 @@ class BatchJobWorkflow:
 
     @workflow.run
     async def run(self, job: BatchJobInput) -> BatchJobResult:
+        try:
+            result = await self._run(job)
+        except (Exception, asyncio.CancelledError) as exc:
+            # The SDK's workflow meter records nothing while replaying: counted once.
+            _count_job("cancelled" if is_cancelled_exception(exc) else "failed")
+            raise
+        _count_job(result.status.value)
+        requests = workflow.metric_meter().create_counter(
+            METRIC_REQUESTS, "Requests of finished jobs, by outcome", "requests"
+        )
+        for outcome, count in (
+            ("succeeded", result.requests.succeeded),
+            ("failed", result.requests.failed),
+            ("not_run", result.requests.not_run),
+        ):
+            requests.add(count, {"outcome": outcome})
+        return result
+
+    async def _run(self, job: BatchJobInput) -> BatchJobResult:
         info = workflow.info()
         started = workflow.now()
         job_key = job.job_key or f"{info.workflow_id}/{info.first_execution_run_id}"
-        output_path = job.resolved_output_path
-        errors_path = job.resolved_errors_path
+        output_path, errors_path = job.output_paths_for(info.workflow_id)
 
         self._set_phase(JobPhase.VALIDATING_INPUT)
         summary = await workflow.execute_activity_method(
@@ -149,17 +168,27 @@ class BatchJobWorkflow:
         status = JobStatus.SUCCEEDED
         reason: str | None = None
         self._set_phase(JobPhase.WAITING)
+        wait_started = workflow.now()
         try:
             batch = await self._wait_until_terminal(job, batch)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 raise
             status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
-            batch = await self._cancel_and_settle(job, self._last_seen or batch, job_key, started)
+            batch, note = await self._cancel_and_settle(
+                job, self._last_seen or batch, job_key, started, run_on_if_uncancellable=True
+            )
+            reason = f"{reason}; {note}" if note else reason
         except _DeadlineExceeded as exc:
             status, reason = JobStatus.DEADLINE_EXCEEDED, str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
-            batch = await self._cancel_and_settle(job, exc.last, job_key, started)
+            batch, note = await self._cancel_and_settle(
+                job, exc.last, job_key, started, run_on_if_uncancellable=False
+            )
+            reason = f"{reason}; {note}" if note else reason
+        workflow.metric_meter().create_histogram_float(
+            METRIC_BATCH_WAIT, "From batch created to batch terminal, as the job saw it", "s"
+        ).record((workflow.now() - wait_started).total_seconds(), {"batch_status": batch.status})
 
         if batch.status == "failed":
             self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
@@ -276,14 +305,37 @@ class BatchJobWorkflow:
         )
 
     async def _cancel_and_settle(
-        self, job: BatchJobInput, batch: BatchSnapshot, job_key: str, started: datetime
-    ) -> BatchSnapshot:
-        """Cancel at the gateway and wait for it to settle, keeping what already finished."""
+        self,
+        job: BatchJobInput,
+        batch: BatchSnapshot,
+        job_key: str,
+        started: datetime,
+        *,
+        run_on_if_uncancellable: bool,
+    ) -> tuple[BatchSnapshot, str | None]:
+        """Cancel at the gateway and wait for it to settle, keeping what already finished.
+
+        A gateway without a cancel route (Kong may lack one) leaves the batch
+        running and billing: when the user cancelled, the job then waits for it
+        to end so its results are kept; past a deadline it stops waiting.
+        """
         self._set_phase(JobPhase.CANCELLING)
         cancelled = await self._cancel(job, batch.id, job_key, started)
         if cancelled is not None:
             batch = cancelled
             self._observe(batch)
+        if batch.status not in TERMINAL and batch.status not in ("cancelling", "cancelled"):
+            if not run_on_if_uncancellable:
+                return batch, f"the gateway could not cancel batch {batch.id}; it may still run"
+            workflow.logger.warning(
+                "the gateway could not cancel batch %s; waiting for it to end", batch.id
+            )
+            self._set_phase(JobPhase.WAITING)
+            try:
+                batch = await self._wait_until_terminal(job, batch)
+            except _DeadlineExceeded as exc:
+                return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
+            return batch, "the gateway could not cancel the batch, so it ran to its end"
         try:
             while batch.status not in TERMINAL:
                 batch = await self._await_change(job, batch, job.deadlines.cancelling)
@@ -293,7 +345,11 @@ class BatchJobWorkflow:
                 batch.id,
                 job.deadlines.cancelling,
             )
-        return batch
+            return (
+                batch,
+                f"batch {batch.id} was still {batch.status} after {job.deadlines.cancelling}",
+            )
+        return batch, None
 
     def _observe(self, batch: BatchSnapshot) -> None:
         self._last_seen = batch
@@ -331,6 +387,12 @@ class BatchJobWorkflow:
         if p.reason:
             lines.append(f"**reason** {p.reason}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _count_job(status: str) -> None:
+    workflow.metric_meter().create_counter(
+        METRIC_JOBS, "Batch jobs that ended, by final status", "jobs"
+    ).add(1, {"status": status})
 
 
 def _ran_out_of_time(exc: ActivityError) -> bool:

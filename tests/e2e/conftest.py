@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -45,6 +46,8 @@ class Stack:
     data_dir: Path
     task_queue: str
     logs: Path
+    last_log: str = ""
+    last_handle: Any = None
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         return {
