@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from codec.aes_gcm import codec_from_env
 
@@ -62,12 +63,15 @@ def data_converter(environ: Mapping[str, str] | None = None) -> DataConverter:
     )
 
 
-async def connect(environ: Mapping[str, str] | None = None) -> Client:
+async def connect(
+    environ: Mapping[str, str] | None = None, *, runtime: Runtime | None = None
+) -> Client:
+    """A client from the environment; ``runtime`` is the worker's (metrics, log forwarding)."""
     config = connect_config(environ)
     target = config["target_host"]
     converter = data_converter(environ)
     try:
-        return await Client.connect(data_converter=converter, **config)
+        return await Client.connect(data_converter=converter, runtime=runtime, **config)
     except RuntimeError as exc:
         raise TemporalUnreachableError(
             f"cannot reach Temporal at {target} (namespace {config['namespace']}): {exc}. "

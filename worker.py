@@ -4,6 +4,10 @@
 
 Gateway settings (GATEWAY_URL, GATEWAY_DIALECT, GATEWAY_API_KEY, ...) are read
 here, from this process's environment, and never enter a workflow's history.
+
+Operations (docs/operations.md): WORKER_METRICS_PORT serves Prometheus metrics
+(the SDK's and ours) on /metrics; LOG_FORMAT=json writes one JSON object a log
+line, with workflow, activity and batch ids; LOG_LEVEL sets the level.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from contracts.constants import (
     ENV_TASK_QUEUE,
     TASK_QUEUE,
 )
-from gateway.client import GatewayClient
 from gateway.settings import GatewaySettings
+from observability.logging import LogContextInterceptor, configure_logging
+from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
 from storage import LocalStorage
 from temporal_client import TemporalUnreachableError, connect
 from workflows.batch_job import BatchJobWorkflow
@@ -39,8 +44,9 @@ async def run_worker(stop: asyncio.Event) -> None:
     settings = GatewaySettings.from_env()
     storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
-    client = await connect()
-    async with GatewayClient(settings) as gateway:
+    metrics_at = metrics_bind_address(os.environ)
+    client = await connect(runtime=worker_runtime(os.environ))
+    async with MeteredGatewayClient(settings) as gateway:
         activities = BatchActivities(gateway, storage)
         worker = Worker(
             client,
@@ -49,6 +55,7 @@ async def run_worker(stop: asyncio.Event) -> None:
             activities=activities.all(),
             max_concurrent_activities=int(os.environ.get(ENV_MAX_CONCURRENT_ACTIVITIES, "100")),
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[LogContextInterceptor()],
         )
         log.info(
             "worker on task queue %s, gateway %s (%s dialect), data dir %s",
@@ -57,17 +64,19 @@ async def run_worker(stop: asyncio.Event) -> None:
             settings.dialect.value,
             storage.root,
         )
+        if metrics_at is not None:
+            log.info("metrics on http://%s/metrics", metrics_at)
         async with worker:
             await stop.wait()
             log.info("shutting down: finishing running activities")
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        configure_logging(os.environ)
+    except ValueError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -6,6 +6,7 @@ contents, never keys.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -30,6 +31,10 @@ COMPLETION_WINDOW = "24h"
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# In output_path and errors_path, replaced at run start by the run's workflow id
+# (characters other than letters, digits, '.', '_' and '-' become '_'), so that
+# the runs of a schedule each write their own files.
+WORKFLOW_ID_PLACEHOLDER = "{workflow_id}"
 
 
 class _Contract(BaseModel):
@@ -61,11 +66,17 @@ class BatchJobInput(_Contract):
     completion_window: str = COMPLETION_WINDOW
     output_path: str | None = Field(
         default=None,
-        description="Where successful responses go; default <input>.output.jsonl.",
+        description=(
+            "Where successful responses go; default <input>.output.jsonl. "
+            "{workflow_id} is replaced by the run's workflow id."
+        ),
     )
     errors_path: str | None = Field(
         default=None,
-        description="Where failed and unfinished requests go; default <input>.errors.jsonl.",
+        description=(
+            "Where failed and unfinished requests go; default <input>.errors.jsonl. "
+            "{workflow_id} is replaced by the run's workflow id."
+        ),
     )
     metadata: dict[str, str] = Field(default_factory=dict)
     poll_interval: timedelta = timedelta(seconds=60)
@@ -133,6 +144,21 @@ class BatchJobInput(_Contract):
     @property
     def resolved_errors_path(self) -> str:
         return self.errors_path or _beside(self.input_path, "errors")
+
+    def output_paths_for(self, workflow_id: str) -> tuple[str, str]:
+        """Results and errors locations of the run with this workflow id (placeholder filled)."""
+        return (
+            expand_workflow_id(self.resolved_output_path, workflow_id),
+            expand_workflow_id(self.resolved_errors_path, workflow_id),
+        )
+
+
+def expand_workflow_id(location: str, workflow_id: str) -> str:
+    """location with {workflow_id} replaced by a file-name-safe form of workflow_id."""
+    if WORKFLOW_ID_PLACEHOLDER not in location:
+        return location
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", workflow_id).lstrip(".") or "_"
+    return location.replace(WORKFLOW_ID_PLACEHOLDER, safe)
 
 
 def _beside(location: str, kind: str) -> str:
