@@ -5,6 +5,8 @@
     python starter.py status|result|cancel ID
     python starter.py list
     python starter.py schema [input|result]           JSON Schemas for callers in other languages
+    python starter.py schedule create NAME FILE (--cron EXPR | --every 24h) [--overlap skip]
+    python starter.py schedule list|pause|unpause|delete|trigger [NAME]
 
 Paths are relative to BATCH_DATA_DIR (default: the current directory), the
 folder the starter and every worker share.
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -26,8 +29,23 @@ from typing import Any, TextIO
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleListActionStartWorkflow,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.constants import (
     DEFAULT_WEB_UI,
@@ -37,7 +55,14 @@ from contracts.constants import (
     TASK_QUEUE,
     WORKFLOW_NAME,
 )
-from contracts.job import BatchJobInput, BatchJobResult, JobProgress, JobStatus, PhaseDeadlines
+from contracts.job import (
+    WORKFLOW_ID_PLACEHOLDER,
+    BatchJobInput,
+    BatchJobResult,
+    JobProgress,
+    JobStatus,
+    PhaseDeadlines,
+)
 from contracts.steps import BatchSnapshot
 from storage import LocalStorage, LocationError
 from temporal_client import TemporalUnreachableError, connect
@@ -72,7 +97,10 @@ def web_ui_link(client: Client, workflow_id: str) -> str:
     return f"{base}/namespaces/{client.namespace}/workflows/{workflow_id}"
 
 
-def build_input(args: argparse.Namespace) -> BatchJobInput:
+def build_input(
+    args: argparse.Namespace, *, output: str | None = None, errors: str | None = None
+) -> BatchJobInput:
+    """The workflow input from the job options; output/errors override --output/--errors."""
     storage = _storage()
     source = Path(args.file)
     if not source.is_file():
@@ -92,8 +120,8 @@ def build_input(args: argparse.Namespace) -> BatchJobInput:
         return BatchJobInput(
             input_path=_location(storage, args.file),
             endpoint=args.endpoint,
-            output_path=_location(storage, args.output) if args.output else None,
-            errors_path=_location(storage, args.errors) if args.errors else None,
+            output_path=output or (_location(storage, args.output) if args.output else None),
+            errors_path=errors or (_location(storage, args.errors) if args.errors else None),
             metadata=metadata,
             poll_interval=timedelta(seconds=args.poll_seconds),
             deadlines=deadlines,
@@ -320,6 +348,197 @@ async def cmd_list(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+OVERLAP_POLICIES = {
+    "skip": ScheduleOverlapPolicy.SKIP,
+    "buffer-one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "cancel-other": ScheduleOverlapPolicy.CANCEL_OTHER,
+    "allow-all": ScheduleOverlapPolicy.ALLOW_ALL,
+}
+OVERLAP_NAMES = {policy: name for name, policy in OVERLAP_POLICIES.items()}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_every(text: str) -> timedelta:
+    """'24h', '30m', '1h30m', '90s', '7d' as a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION_PART.findall(cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise UsageError(f"--every {text!r}: expected a duration such as 24h, 30m, 1h30m or 90s")
+    every = timedelta()
+    for number, unit in parts:
+        every += timedelta(**{_DURATION_UNITS[unit]: float(number)})
+    if every < timedelta(seconds=1):
+        raise UsageError(f"--every {text!r}: at least 1s")
+    return every
+
+
+def _format_every(every: timedelta) -> str:
+    seconds = int(every.total_seconds())
+    text = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            text += f"{seconds // size}{unit}"
+            seconds %= size
+    return text or "0s"
+
+
+def _scheduled_location(storage: LocalStorage, raw: str | None, default: str, flag: str) -> str:
+    """A results location for scheduled runs: it must name each run apart."""
+    if raw is None:
+        return default
+    location = _location(storage, raw)
+    if WORKFLOW_ID_PLACEHOLDER not in location:
+        raise UsageError(
+            f"{flag} {raw!r}: every scheduled run would overwrite the last one's file; "
+            f"put {WORKFLOW_ID_PLACEHOLDER} in it (replaced by each run's workflow id), "
+            f"e.g. results/{WORKFLOW_ID_PLACEHOLDER}.jsonl"
+        )
+    return location
+
+
+def build_schedule(args: argparse.Namespace) -> Schedule:
+    """The schedule: one BatchJobWorkflow per action, results under the run's workflow id."""
+    storage = _storage()
+    stem = _location(storage, args.file)
+    stem = stem[: -len(".jsonl")] if stem.endswith(".jsonl") else stem
+    job = build_input(
+        args,
+        output=_scheduled_location(
+            storage, args.output, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.output.jsonl", "--output"
+        ),
+        errors=_scheduled_location(
+            storage, args.errors, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.errors.jsonl", "--errors"
+        ),
+    )
+    if args.cron is not None:
+        spec = ScheduleSpec(cron_expressions=[args.cron], time_zone_name=args.time_zone)
+    else:
+        spec = ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=parse_every(args.every))],
+            time_zone_name=args.time_zone,
+        )
+    return Schedule(
+        # The schedule appends each run's time to this id: batch runs are told apart by it.
+        action=ScheduleActionStartWorkflow(
+            WORKFLOW_NAME, job, id=args.name, task_queue=_task_queue()
+        ),
+        spec=spec,
+        policy=SchedulePolicy(overlap=OVERLAP_POLICIES[args.overlap]),
+        state=ScheduleState(note=args.note or f"created by starter.py for {args.file}"),
+    )
+
+
+def _describe_spec(spec: ScheduleSpec) -> str:
+    parts = [f"every {_format_every(i.every)}" for i in spec.intervals]
+    parts += [f"cron {c!r}" for c in spec.cron_expressions]
+    if spec.calendars and not parts:
+        parts.append("calendar")
+    if spec.time_zone_name:
+        parts.append(spec.time_zone_name)
+    return ", ".join(parts) or "-"
+
+
+async def cmd_schedule_create(args: argparse.Namespace, client: Client) -> int:
+    schedule = build_schedule(args)
+    try:
+        await client.create_schedule(args.name, schedule)
+    except ScheduleAlreadyRunningError as exc:
+        raise UsageError(
+            f"schedule {args.name!r} already exists (python starter.py schedule delete "
+            f"{args.name} first)"
+        ) from exc
+    assert isinstance(schedule.action, ScheduleActionStartWorkflow)
+    [job] = schedule.action.args
+    assert isinstance(job, BatchJobInput)
+    print(f"schedule {args.name} created: {_describe_spec(schedule.spec)}, overlap {args.overlap}")
+    print(f"runs:    workflow ids {args.name}-<time>, on task queue {_task_queue()}")
+    print(f"results: {job.resolved_output_path}")
+    print(f"errors:  {job.resolved_errors_path}")
+    return EXIT_OK
+
+
+async def cmd_schedule_list(args: argparse.Namespace, client: Client) -> int:
+    rows = 0
+    async for entry in await client.list_schedules():
+        listed = entry.schedule
+        if listed is None or not (
+            isinstance(listed.action, ScheduleListActionStartWorkflow)
+            and listed.action.workflow == WORKFLOW_NAME
+        ):
+            continue
+        try:
+            described = await client.get_schedule_handle(entry.id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                continue  # deleted since it was listed
+            raise
+        info = described.info
+        state = described.schedule.state
+        overlap = OVERLAP_NAMES.get(described.schedule.policy.overlap, "?")
+        last = info.recent_actions[-1] if info.recent_actions else None
+        last_run = getattr(last.action, "workflow_id", "-") if last else "-"
+        upcoming = (
+            info.next_action_times[0].strftime("%Y-%m-%d %H:%M:%S")
+            if (info.next_action_times and not state.paused)
+            else "-"
+        )
+        print(
+            f"{entry.id:30} {'paused' if state.paused else 'active':7} "
+            f"{_describe_spec(described.schedule.spec):24} overlap {overlap:12} "
+            f"runs {info.num_actions:<4} skipped {info.num_actions_skipped_overlap:<4} "
+            f"next {upcoming:19} last {last_run}"
+        )
+        if state.paused and state.note:
+            print(f"{'':30} note: {state.note}")
+        rows += 1
+    if rows == 0:
+        print("no batch schedules")
+    return EXIT_OK
+
+
+async def _schedule_handle_exists(client: Client, name: str) -> ScheduleHandle:
+    handle = client.get_schedule_handle(name)
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"no schedule {name!r} (python starter.py schedule list)") from exc
+        raise
+    return handle
+
+
+async def cmd_schedule_pause(args: argparse.Namespace, client: Client) -> int:
+    handle = await _schedule_handle_exists(client, args.name)
+    await handle.pause(note=args.note or "paused by starter.py")
+    print(f"schedule {args.name} paused; runs already started keep running")
+    return EXIT_OK
+
+
+async def cmd_schedule_unpause(args: argparse.Namespace, client: Client) -> int:
+    handle = await _schedule_handle_exists(client, args.name)
+    await handle.unpause(note=args.note or "unpaused by starter.py")
+    print(f"schedule {args.name} unpaused")
+    return EXIT_OK
+
+
+async def cmd_schedule_delete(args: argparse.Namespace, client: Client) -> int:
+    handle = await _schedule_handle_exists(client, args.name)
+    await handle.delete()
+    print(f"schedule {args.name} deleted; runs already started keep running")
+    return EXIT_OK
+
+
+async def cmd_schedule_trigger(args: argparse.Namespace, client: Client) -> int:
+    handle = await _schedule_handle_exists(client, args.name)
+    await handle.trigger()
+    print(
+        f"schedule {args.name} triggered: a run starts now unless its overlap policy skips it "
+        f"(python starter.py schedule list)"
+    )
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     schemas = {
         "input": BatchJobInput.model_json_schema(),
@@ -334,14 +553,15 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
 
-    def job_options(sub: argparse.ArgumentParser) -> None:
+    def job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
         sub.add_argument("file", help="JSONL input, one request per line")
         sub.add_argument("--endpoint", default="/v1/chat/completions")
         sub.add_argument("--output", help="results file (default FILE.output.jsonl)")
         sub.add_argument("--errors", help="errors file (default FILE.errors.jsonl)")
         sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
         sub.add_argument("--poll-seconds", type=float, default=60.0)
-        sub.add_argument("--id", help="workflow id (default: batch-<file>-<random>)")
+        if with_id:
+            sub.add_argument("--id", help="workflow id (default: batch-<file>-<random>)")
         for phase in ("validating", "in_progress", "finalizing"):
             sub.add_argument(
                 f"--max-{phase.replace('_', '-')}-hours",
@@ -363,6 +583,40 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     schema = commands.add_parser("schema", help="JSON Schemas of the workflow's input and result")
     schema.add_argument("which", nargs="?", choices=("input", "result", "all"), default="all")
+
+    schedule = commands.add_parser("schedule", help="run a job on a schedule (Temporal Schedules)")
+    schedules = schedule.add_subparsers(dest="schedule_command", required=True)
+    create = schedules.add_parser(
+        "create",
+        help="run FILE as a batch job on a cron expression or a fixed interval",
+        description=(
+            "Each run writes its own results: --output and --errors must contain "
+            f"{WORKFLOW_ID_PLACEHOLDER} (default FILE.{WORKFLOW_ID_PLACEHOLDER}.output.jsonl "
+            f"and FILE.{WORKFLOW_ID_PLACEHOLDER}.errors.jsonl)."
+        ),
+    )
+    create.add_argument("name", help="schedule id; runs are NAME-<scheduled time>")
+    when = create.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="cron expression, e.g. '0 3 * * *'")
+    when.add_argument("--every", help="fixed interval, e.g. 24h, 30m, 1h30m")
+    create.add_argument("--time-zone", help="IANA zone of --cron (default UTC)")
+    create.add_argument(
+        "--overlap",
+        choices=tuple(OVERLAP_POLICIES),
+        default="skip",
+        help="when a run is due while the last still runs (default skip)",
+    )
+    create.add_argument("--note", help="note shown with the schedule")
+    job_options(create, with_id=False)
+    schedules.add_parser("list", help="batch schedules, their state, last and next run")
+    pause = schedules.add_parser("pause", help="stop starting runs")
+    pause.add_argument("name")
+    pause.add_argument("--note")
+    unpause = schedules.add_parser("unpause", help="start runs again")
+    unpause.add_argument("name")
+    unpause.add_argument("--note")
+    for name, text in (("delete", "delete the schedule"), ("trigger", "start a run now")):
+        schedules.add_parser(name, help=text).add_argument("name")
     return top
 
 
@@ -374,12 +628,24 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "list": cmd_list,
 }
+SCHEDULE_COMMANDS = {
+    "create": cmd_schedule_create,
+    "list": cmd_schedule_list,
+    "pause": cmd_schedule_pause,
+    "unpause": cmd_schedule_unpause,
+    "delete": cmd_schedule_delete,
+    "trigger": cmd_schedule_trigger,
+}
 
 
 async def main_async(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return cmd_schema(args)
+    if args.command == "schedule" and args.schedule_command == "create":
+        build_schedule(args)  # bad arguments are reported before connecting
     client = await connect()
+    if args.command == "schedule":
+        return await SCHEDULE_COMMANDS[args.schedule_command](args, client)
     return await COMMANDS[args.command](args, client)
 
 
