@@ -571,9 +571,11 @@ async def soak_once(config: SoakConfig, client: Client, address: str, root: Path
         finally:
             for worker in stack.workers:
                 await asyncio.to_thread(worker.stop, 20.0)
+        # The checks read the emulator, faults off (the counters stay as they are).
+        await asyncio.to_thread(emulator.set_knobs, error_rate=0.0, drop_rate=0.0)
+        stats = await asyncio.to_thread(emulator.stats)
         checks = {wid: _check_job(config, stack.data_dir, wid, outcomes.get(wid)) for wid in ids}
         stray, unfinished = await _check_gateway(stack, tag, checks)
-        stats = await asyncio.to_thread(emulator.stats)
     finally:
         await asyncio.to_thread(emulator.stop)
     return SoakReport(
