@@ -29,6 +29,13 @@ from contracts.constants import (
     ENV_TASK_QUEUE,
     TASK_QUEUE,
 )
+from gateway.client import GatewayClient
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    GatewayUnreachableError,
+    RouteNotSupportedError,
+)
 from gateway.settings import GatewaySettings
 from observability.logging import LogContextInterceptor, configure_logging
 from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
@@ -40,6 +47,31 @@ from workflows.fan_out import BatchFanOutWorkflow
 log = logging.getLogger("worker")
 
 
+class GatewayConfigurationError(Exception):
+    """The gateway refuses this worker's key: no job could succeed, so the worker does not start."""
+
+
+async def check_gateway(gateway: GatewayClient) -> None:
+    """One cheap call at start, so a wrong key or URL shows up now, not in the first job."""
+    url = gateway.settings.base_url
+    try:
+        await gateway.list_batches(limit=1)
+    except AuthenticationError as exc:
+        raise GatewayConfigurationError(exc.message) from exc
+    except RouteNotSupportedError:
+        log.warning(
+            "the gateway at %s does not list batches: a retried create cannot look for an "
+            "earlier batch (see README, 'Never a batch twice')",
+            url,
+        )
+    except GatewayUnreachableError as exc:
+        log.warning("%s; jobs wait and retry until it answers", exc.message)
+    except GatewayError as exc:
+        log.warning("the gateway at %s answered the start-up check with: %s", url, exc.message)
+    else:
+        log.info("gateway at %s answers", url)
+
+
 async def run_worker(stop: asyncio.Event) -> None:
     settings = GatewaySettings.from_env()
     storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
@@ -47,6 +79,7 @@ async def run_worker(stop: asyncio.Event) -> None:
     metrics_at = metrics_bind_address(os.environ)
     client = await connect(runtime=worker_runtime(os.environ))
     async with MeteredGatewayClient(settings) as gateway:
+        await check_gateway(gateway)
         activities = BatchActivities(gateway, storage)
         worker = Worker(
             client,
@@ -87,7 +120,7 @@ def main() -> int:
 
     try:
         asyncio.run(runner())
-    except (TemporalUnreachableError, ValueError) as exc:
+    except (TemporalUnreachableError, GatewayConfigurationError, ValueError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -204,3 +204,29 @@ async def test_a_results_path_outside_the_data_dir_is_refused(stack: Stack):
     assert "outside the data directory" in error.message or "'..'" in error.message
     assert gateway_counts(stack) == (0, 0)
     assert not (stack.data_dir.parent / "escaped.jsonl").exists()
+
+
+async def test_a_worker_with_a_wrong_key_refuses_to_start(stack: Stack):
+    stack.emulator.set_knobs(auth_header="apikey", auth_key=SECRET)
+    worker = stack.worker("wrong-key", GATEWAY_API_KEY="sk-not-the-key-123456").start()
+    assert worker.proc is not None
+    code = await asyncio.to_thread(worker.proc.wait, 60)
+    worker.stop()
+    assert code == 2
+    last = worker.log().strip().splitlines()[-1]
+    assert last.startswith("worker: ") and "401" in last and "GATEWAY_API_KEY" in last
+    assert "sk-not-the-key-123456" not in worker.log()
+
+
+async def test_a_worker_says_when_the_gateway_is_unreachable(stack: Stack):
+    worker = stack.worker("no-gateway", GATEWAY_URL="http://127.0.0.1:9").start()
+    try:
+        for _ in range(200):
+            if "no answer from the gateway" in worker.log():
+                break
+            await asyncio.sleep(0.1)
+        assert "no answer from the gateway at http://127.0.0.1:9" in worker.log()
+        assert "GATEWAY_URL" in worker.log()
+        assert worker.proc is not None and worker.proc.poll() is None, "it keeps running"
+    finally:
+        worker.stop()
