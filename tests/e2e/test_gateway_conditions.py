@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -230,3 +231,19 @@ async def test_a_worker_says_when_the_gateway_is_unreachable(stack: Stack):
         assert worker.proc is not None and worker.proc.poll() is None, "it keeps running"
     finally:
         worker.stop()
+
+
+async def test_a_batch_stuck_in_finalizing_hits_its_deadline_and_keeps_what_finished(
+    stack: Stack,
+):
+    stack.write_input("in.jsonl", 12)
+    stack.emulator.set_knobs(force_outcome="stuck_finalizing")
+    job = fast_job(deadlines={"finalizing": timedelta(seconds=4)})
+    result = await run(stack, job)
+    assert result.status is JobStatus.DEADLINE_EXCEEDED
+    assert "finalizing" in (result.reason or "")
+    assert result.batch_status == "cancelled"
+    assert result.requests.succeeded == 12, "lines finished before finalizing are kept"
+    assert_each_request_exactly_once(stack, result, 12)
+    _, batches = gateway_counts(stack)
+    assert batches == 1
