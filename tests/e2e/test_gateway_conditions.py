@@ -13,10 +13,9 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from contracts.constants import WORKFLOW_NAME
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
 from tests.e2e.conftest import Stack
-from tests.e2e.test_batch_job_e2e import assert_each_request_exactly_once, fast_job, wait_for
+from tests.e2e.helpers import assert_each_request_exactly_once, fast_job, start, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +24,7 @@ SECRET = "sk-test-e2e-0123456789abcdef"
 
 async def run(stack: Stack, job: BatchJobInput, **worker_env: str) -> BatchJobResult:
     with stack.worker(**worker_env) as worker:
-        handle = await stack.client.start_workflow(
-            WORKFLOW_NAME,
-            job,
-            id=f"cond-{uuid.uuid4().hex[:8]}",
-            task_queue=stack.task_queue,
-            result_type=BatchJobResult,
-        )
+        handle = await start(stack, job, prefix="cond")
         try:
             return await asyncio.wait_for(handle.result(), 60)
         finally:
@@ -107,13 +100,7 @@ async def test_cancel_without_a_cancel_route_keeps_the_results(stack: Stack):
         unsupported_routes=["cancel_batch"], line_latency_seconds=0.1, batch_concurrency=1
     )
     with stack.worker():
-        handle = await stack.client.start_workflow(
-            WORKFLOW_NAME,
-            fast_job(),
-            id=f"cond-{uuid.uuid4().hex[:8]}",
-            task_queue=stack.task_queue,
-            result_type=BatchJobResult,
-        )
+        handle = await start(stack, fast_job(), prefix="cond")
         await wait_for(handle, lambda p: p.batch_status == "in_progress")
         await handle.cancel()
         result = await asyncio.wait_for(handle.result(), 60)
@@ -128,13 +115,7 @@ async def test_cancelling_a_job_cancels_its_batch_and_keeps_finished_lines(stack
     stack.write_input("in.jsonl", 40)
     stack.emulator.set_knobs(line_latency_seconds=0.1, batch_concurrency=1)
     with stack.worker():
-        handle = await stack.client.start_workflow(
-            WORKFLOW_NAME,
-            fast_job(),
-            id=f"cond-{uuid.uuid4().hex[:8]}",
-            task_queue=stack.task_queue,
-            result_type=BatchJobResult,
-        )
+        handle = await start(stack, fast_job(), prefix="cond")
         await wait_for(handle, lambda p: p.batch_status == "in_progress")
         await asyncio.sleep(1.0)
         await handle.cancel()
