@@ -140,12 +140,25 @@ async def expect_fast_failure(stack: Stack, job: BatchJobInput, **env: str) -> A
     return cause
 
 
-async def test_a_wrong_key_fails_fast_and_says_so(stack: Stack):
+async def test_a_key_revoked_while_the_worker_runs_fails_the_job_fast(stack: Stack):
+    """A wrong key at start stops the worker (tested below); one revoked later fails the job."""
     stack.write_input("in.jsonl", 5)
     stack.emulator.set_knobs(auth_header="apikey", auth_key=SECRET)
-    error = await expect_fast_failure(stack, fast_job(), GATEWAY_API_KEY="sk-wrong-key-abcdef")
-    assert "401" in error.message and "GATEWAY_API_KEY" in error.message
-    assert "sk-wrong-key-abcdef" not in error.message
+    with stack.worker(GATEWAY_API_KEY=SECRET) as worker:
+        for _ in range(100):
+            if "answers" in worker.log():
+                break
+            await asyncio.sleep(0.1)
+        stack.emulator.set_knobs(auth_key="sk-rotated-key-987654")
+        started = time.monotonic()
+        handle = await start(stack, fast_job(), prefix="cond")
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 60)
+    assert time.monotonic() - started < 30, "a rejected key must not be retried"
+    message = str(failure.value.cause.cause)
+    assert "401" in message and "GATEWAY_API_KEY" in message
+    assert SECRET not in message
+    stack.emulator.set_knobs(auth_key=SECRET)
     assert gateway_counts(stack) == (0, 0)
 
 
