@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -131,6 +132,7 @@ class JobCheck:
     unexpected_outcomes: int = 0
     batches: int = 0
     uploads: int = 0
+    seconds: float | None = None  # the workflow's own start to finish
     reason: str | None = None
 
 
@@ -147,6 +149,8 @@ class SoakReport:
     unfinished_batches: int = 0  # a job's batch not terminal after every job ended
     leftover_part_files: int = 0
     adoptions: dict[str, int] = field(default_factory=dict)
+    failed_attempts: dict[str, int] = field(default_factory=dict)
+    highest_failed_attempt: int = 0
     logs: str = ""
 
     @property
@@ -196,6 +200,11 @@ class SoakReport:
     @property
     def not_run(self) -> int:
         return sum(j.not_run for j in self.jobs)
+
+    def job_seconds(self, q: float) -> float:
+        """A percentile of job durations (0.5: median, 1.0: the slowest)."""
+        done = sorted(j.seconds for j in self.jobs if j.seconds is not None)
+        return done[min(len(done) - 1, round(q * (len(done) - 1)))] if done else float("nan")
 
     def problems(self) -> list[str]:
         """Everything that breaks a guarantee; empty when the run is clean."""
@@ -465,6 +474,7 @@ def _check_job(
         check.succeeded = outcome.requests.succeeded
         check.failed = outcome.requests.failed
         check.not_run = outcome.requests.not_run
+        check.seconds = (outcome.finished_at - outcome.started_at).total_seconds()
     output = _ids_in(data_dir / job.resolved_output_path)
     errors = _ids_in(data_dir / job.resolved_errors_path)
     seen = Counter(output + errors)
@@ -522,13 +532,28 @@ async def _check_gateway(stack: _Stack, tag: str, checks: dict[str, JobCheck]) -
     return stray, unfinished
 
 
-def _adoptions(logs: Path) -> dict[str, int]:
-    found = Counter[str]()
+_FAILED_ATTEMPT = re.compile(
+    r"Completing activity as failed.*?'activity_type': '(\w+)', 'attempt': (\d+)"
+)
+
+
+def _from_worker_logs(logs: Path) -> tuple[dict[str, int], dict[str, int], int]:
+    """(adoptions, failed attempts by activity, highest attempt that failed), from the logs.
+
+    A failed attempt is one Temporal retried; polls that find the batch unchanged
+    are benign and not logged, and attempts cut short by a SIGKILL log nothing.
+    """
+    adopted = Counter[str]()
+    failed = Counter[str]()
+    highest = 0
     for log in sorted(logs.glob("worker-*.log")):
         text = log.read_text(errors="replace")
-        found["uploads adopted"] += text.count("adopting earlier upload")
-        found["batches adopted"] += text.count("adopting batch")
-    return dict(found)
+        adopted["uploads"] += text.count("adopting earlier upload")
+        adopted["batches"] += text.count("adopting batch")
+        for activity_type, attempt in _FAILED_ATTEMPT.findall(text):
+            failed[activity_type] += 1
+            highest = max(highest, int(attempt))
+    return dict(adopted), dict(sorted(failed.items())), highest
 
 
 async def soak_once(config: SoakConfig, client: Client, address: str, root: Path) -> SoakReport:
@@ -578,6 +603,7 @@ async def soak_once(config: SoakConfig, client: Client, address: str, root: Path
         stray, unfinished = await _check_gateway(stack, tag, checks)
     finally:
         await asyncio.to_thread(emulator.stop)
+    adopted, failed_attempts, highest = _from_worker_logs(root / "logs")
     return SoakReport(
         config=config,
         wall_seconds=wall,
@@ -589,7 +615,9 @@ async def soak_once(config: SoakConfig, client: Client, address: str, root: Path
         stray_batches=stray,
         unfinished_batches=unfinished,
         leftover_part_files=len(list(stack.data_dir.rglob("*.part"))),
-        adoptions=_adoptions(root / "logs"),
+        adoptions=adopted,
+        failed_attempts=failed_attempts,
+        highest_failed_attempt=highest,
         logs=str(root / "logs"),
     )
 
@@ -690,7 +718,14 @@ def figures(report: SoakReport, clean: SoakReport | None) -> str:
             "earlier attempts' work adopted",
             ", ".join(f"{k} {v}" for k, v in report.adoptions.items()) or "none",
         ),
+        (
+            "activity attempts failed, retried",
+            f"{sum(report.failed_attempts.values())} ("
+            + ", ".join(f"{k} {v}" for k, v in report.failed_attempts.items())
+            + f"); highest failed attempt {report.highest_failed_attempt}",
+        ),
         ("wall time", f"{report.wall_seconds:.1f} s"),
+        ("job duration p50 / p90 / max", _durations(report)),
     ]
     if clean is not None:
         cc = clean.config
@@ -700,6 +735,7 @@ def figures(report: SoakReport, clean: SoakReport | None) -> str:
                 f"{cc.jobs} jobs x {cc.requests_per_job} requests in "
                 f"{clean.wall_seconds:.1f} s, lost {clean.lost}, duplicates {clean.duplicates}",
             ),
+            ("  baseline job duration p50 / p90 / max", _durations(clean)),
             (
                 "jobs/s chaos / baseline",
                 f"{c.jobs / report.wall_seconds:.2f} / {cc.jobs / clean.wall_seconds:.2f} = "
@@ -722,6 +758,10 @@ def figures(report: SoakReport, clean: SoakReport | None) -> str:
     return "\n".join(lines)
 
 
+def _durations(report: SoakReport) -> str:
+    return " / ".join(f"{report.job_seconds(q):.1f}" for q in (0.5, 0.9, 1.0)) + " s"
+
+
 def _to_json(report: SoakReport) -> dict[str, Any]:
     data = asdict(report)
     data["config"] = asdict(report.config)
@@ -739,6 +779,9 @@ def _to_json(report: SoakReport) -> dict[str, Any]:
         "missing_batches": report.missing_batches,
         "extra_uploads": report.extra_uploads,
         "missing_uploads": report.missing_uploads,
+        "job_seconds_p50": report.job_seconds(0.5),
+        "job_seconds_p90": report.job_seconds(0.9),
+        "job_seconds_max": report.job_seconds(1.0),
         "problems": report.problems(),
     }
     return data
