@@ -587,7 +587,9 @@ async def soak_once(config: SoakConfig, client: Client, address: str, root: Path
             finally:
                 if chaos_task is not None:
                     chaos_task.cancel()
-                    await asyncio.gather(chaos_task, return_exceptions=True)
+                    (failed,) = await asyncio.gather(chaos_task, return_exceptions=True)
+                    if isinstance(failed, Exception):  # e.g. the emulator did not come back
+                        raise failed
             wall = time.monotonic() - started
             for wid in sorted(pending):  # past the time bound: say where each one is
                 desc = await handles[wid].describe()
