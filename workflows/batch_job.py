@@ -63,7 +63,11 @@ GATEWAY_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
 )
-LOCAL_RETRY = RetryPolicy(maximum_attempts=3)
+# Validation reads a local file: bad input is non-retryable and fails at once;
+# what is left to retry is a worker that died mid-read, however often that happens.
+LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
 
 
 class _DeadlineExceeded(Exception):
@@ -121,6 +125,7 @@ class BatchJobWorkflow:
             ),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=job.heartbeat_timeout,
+            schedule_to_close_timeout=timedelta(hours=2),
             retry_policy=LOCAL_RETRY,
         )
         self._progress.requests = summary.requests
