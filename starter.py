@@ -192,8 +192,10 @@ def render_progress(progress: JobProgress, trouble: str | None, width: int = 30)
         filled = int(width * done / total)
         bar = "#" * filled + "-" * (width - filled)
         text = f"[{bar}] {done}/{total} finished, {counts.failed} failed · {status}"
-    else:
+    elif progress.batch_status:
         text = f"[{'-' * width}] {progress.phase.value} · {status}"
+    else:
+        text = f"[{'-' * width}] {progress.phase.value}"
     if trouble:
         text += f" · retrying {trouble}"
     return text

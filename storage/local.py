@@ -75,6 +75,8 @@ class LocalStorage:
         )
         os.close(fd)
         tmp = Path(tmp_name)
+        # mkstemp makes it private (0600); a results file is as readable as any other.
+        tmp.chmod(0o644)
         try:
             yield tmp
             with tmp.open("rb") as written:

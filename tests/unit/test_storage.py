@@ -1,0 +1,67 @@
+"""The local store: locations cannot leave the data directory, and writes are all or nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from storage import LocalStorage, LocationError
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["../outside.jsonl", "a/../../outside.jsonl", "/etc/passwd", "file:///etc/passwd", ""],
+)
+def test_locations_outside_the_root_are_refused(tmp_path: Path, location: str):
+    store = LocalStorage(tmp_path / "data")
+    with pytest.raises(LocationError):
+        store.path(location)
+
+
+def test_relative_absolute_and_file_uri_locations_inside_the_root(tmp_path: Path):
+    root = tmp_path / "data"
+    store = LocalStorage(root)
+    expected = (root / "jobs" / "a.jsonl").resolve()
+    assert store.path("jobs/a.jsonl") == expected
+    assert store.path(str(expected)) == expected
+    assert store.path(expected.as_uri()) == expected
+    assert store.location_of(expected) == "jobs/a.jsonl"
+    with pytest.raises(LocationError, match="BATCH_DATA_DIR"):
+        store.location_of(tmp_path / "elsewhere.jsonl")
+    with pytest.raises(LocationError, match="only relative paths and file://"):
+        store.path("s3://bucket/key.jsonl")
+
+
+def test_a_failed_write_publishes_nothing_and_keeps_the_old_file(tmp_path: Path):
+    store = LocalStorage(tmp_path)
+    (tmp_path / "out.jsonl").write_text("old\n")
+    with pytest.raises(RuntimeError), store.atomic_write("out.jsonl") as tmp:
+        tmp.write_text("half a fi")
+        raise RuntimeError("crash mid-write")
+    assert (tmp_path / "out.jsonl").read_text() == "old\n"
+    assert list(tmp_path.glob(".*.part")) == []
+
+
+def test_a_write_is_published_whole_and_readable(tmp_path: Path):
+    store = LocalStorage(tmp_path)
+    with store.atomic_write("res/out.jsonl") as tmp:
+        tmp.write_text('{"custom_id": "a"}\n')
+    published = tmp_path / "res" / "out.jsonl"
+    assert published.read_text() == '{"custom_id": "a"}\n'
+    assert stat.S_IMODE(published.stat().st_mode) == 0o644
+
+
+def test_leftovers_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_path: Path):
+    store = LocalStorage(tmp_path)
+    leftover = tmp_path / ".out.jsonl.abc123.part"
+    leftover.write_text("from a worker that was SIGKILLed")
+    other = tmp_path / ".other.jsonl.abc123.part"
+    other.write_text("another job's write in progress")
+    with store.atomic_write("out.jsonl") as tmp:
+        tmp.write_text("new\n")
+    assert not leftover.exists()
+    assert other.exists(), "only this location's leftovers are removed"
+    assert set(os.listdir(tmp_path)) == {"out.jsonl", ".other.jsonl.abc123.part"}
