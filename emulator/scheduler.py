@@ -138,19 +138,23 @@ class Scheduler:
         await self.store.add_batch(record)
         self.active[record.id] = Active(record)
 
+    async def _running(self, batch_id: str, finished_message: str, code: str) -> Active:
+        """The batch if the loop still drives it: 404 if unknown, 409 once it has ended."""
+        act = self.active.get(batch_id)
+        if act is not None:
+            return act
+        record = await self.store.get_batch(batch_id)
+        if record is None:
+            raise ApiError(404, f"No such Batch object: {batch_id}", param="batch_id")
+        raise ApiError(
+            409, finished_message.format(status=record.status), param="batch_id", code=code
+        )
+
     async def cancel(self, batch_id: str) -> BatchRecord:
         async with self._lock:
-            act = self.active.get(batch_id)
-            if act is None:
-                record = await self.store.get_batch(batch_id)
-                if record is None:
-                    raise ApiError(404, f"No such Batch object: {batch_id}", param="batch_id")
-                raise ApiError(
-                    409,
-                    f"Cannot cancel a batch with status '{record.status}'.",
-                    param="batch_id",
-                    code="batch_not_cancellable",
-                )
+            act = await self._running(
+                batch_id, "Cannot cancel a batch with status '{status}'.", "batch_not_cancellable"
+            )
             record = act.record
             if record.status in CANCELLABLE:
                 record.status = "cancelling"
@@ -162,17 +166,9 @@ class Scheduler:
 
     async def force(self, batch_id: str, outcome: ForceOutcome) -> BatchRecord:
         async with self._lock:
-            act = self.active.get(batch_id)
-            if act is None:
-                record = await self.store.get_batch(batch_id)
-                if record is None:
-                    raise ApiError(404, f"No such Batch object: {batch_id}", param="batch_id")
-                raise ApiError(
-                    409,
-                    f"Batch {batch_id} is already '{record.status}'.",
-                    param="batch_id",
-                    code="batch_terminal",
-                )
+            act = await self._running(
+                batch_id, f"Batch {batch_id} is already '{{status}}'.", "batch_terminal"
+            )
             act.record.forced = outcome
             await self.store.save_batches([act.record])
             return act.record.model_copy(deep=True)
