@@ -832,3 +832,22 @@ def test_temporal_cloud_toml_example_loads(tmp_path: Path) -> None:
     for name, profile in config.profiles.items():
         assert profile.address and profile.address.endswith(".tmprl.cloud:7233"), name
         assert profile.namespace, name
+
+
+def test_codec_profile_serves_the_codec_the_ui_is_pointed_at(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from codec.aes_gcm import ENV_CODEC_OLD_KEYS
+    from codec.server import ENV_CORS_ORIGINS, ENV_NAMESPACES, ENV_TOKEN
+    from contracts.constants import ENV_CODEC_KEY
+
+    codec = services["codec-server"]
+    assert codec.get("profiles") == ["codec"]
+    assert codec["command"][:4] == ["python", "-m", "codec", "serve"]
+    port = codec["command"][codec["command"].index("--port") + 1]
+    assert f"{port}:{port}" in codec["ports"]
+    known = {ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS, ENV_TOKEN, ENV_CORS_ORIGINS, ENV_NAMESPACES}
+    assert set(codec["environment"]) <= known
+    assert ENV_CODEC_KEY in codec["environment"]
+    assert "http://localhost:8080" in codec["environment"][ENV_CORS_ORIGINS]
+    assert "TEMPORAL_CODEC_ENDPOINT" in services["temporal-ui"]["environment"]
