@@ -65,6 +65,11 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
     )
 
 
+def _oldest(batches: list[Batch]) -> Batch:
+    """The batch every attempt of a job agrees to keep."""
+    return min(batches, key=lambda b: (b.created_at or 0, b.id))
+
+
 def upload_filename(job_key: str, sha256: str = "") -> str:
     """The name an upload carries at the gateway: how a retry recognises its own.
 
@@ -161,7 +166,7 @@ class BatchActivities:
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
         async with temporal_failures(), heartbeating():
-            existing = await self._find_batch(request.job_key, request.not_before)
+            existing = await self._keep_one_batch(request.job_key, request.not_before)
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
@@ -172,10 +177,50 @@ class BatchActivities:
                 metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
             )
             activity.logger.info("created batch %s", batch.id)
-            return snapshot(batch)
+            keeper = await self._keep_one_batch(request.job_key, request.not_before, batch)
+            assert keeper is not None
+            return snapshot(keeper, adopted=keeper.id != batch.id)
+
+    async def _keep_one_batch(
+        self, job_key: str, not_before: datetime, created: Batch | None = None
+    ) -> Batch | None:
+        """Close the window where two attempts are alive at once and both create.
+
+        An attempt declared dead (its heartbeat timed out) may still be running
+        and create a batch after the retry looked and found none. Every attempt
+        looks again after creating, keeps the oldest batch of the job (all
+        attempts agree on which) and cancels the others while they are still
+        validating, before any request is billed.
+        """
+        found = {b.id: b for b in await self._job_batches(job_key, not_before)}
+        if created is not None:
+            found.setdefault(created.id, created)
+        if not found:
+            return None
+        keeper = _oldest(list(found.values()))
+        for other in found.values():
+            if other.id == keeper.id or other.status.is_terminal:
+                continue
+            activity.logger.warning(
+                "batch %s duplicates batch %s of the same job (two attempts alive at once); "
+                "cancelling it",
+                other.id,
+                keeper.id,
+            )
+            try:
+                await self.client.cancel_batch(other.id)
+            except RouteNotSupportedError:
+                activity.logger.warning("the gateway cannot cancel duplicate batch %s", other.id)
+        return keeper
 
     async def _find_batch(self, job_key: str, not_before: datetime) -> Batch | None:
+        found = await self._job_batches(job_key, not_before)
+        return _oldest(found) if found else None
+
+    async def _job_batches(self, job_key: str, not_before: datetime) -> list[Batch]:
+        """Every batch tagged with this job's key, by a look-back bounded in time and count."""
         oldest = int((not_before - LOOKUP_CLOCK_SKEW).timestamp())
+        mine: list[Batch] = []
         try:
             scanned = 0
             async for batch in self.client.iter_batches():
@@ -185,7 +230,7 @@ class BatchActivities:
                 if batch.created_at is not None and batch.created_at < oldest:
                     break
                 if batch.metadata.get(JOB_KEY_METADATA) == job_key:
-                    return batch
+                    mine.append(batch)
                 scanned += 1
                 if scanned >= LOOKUP_MAX_OBJECTS:
                     break
@@ -195,7 +240,7 @@ class BatchActivities:
                 "an earlier batch",
                 exc.status_code,
             )
-        return None
+        return mine
 
     @activity.defn
     async def await_status_change(self, request: AwaitChangeRequest) -> BatchSnapshot:

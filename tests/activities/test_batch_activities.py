@@ -288,6 +288,30 @@ async def test_create_ignores_a_batch_older_than_the_job(job: Job, gateway: Gate
     assert sorted(tagged) == sorted([earlier.id, created.id])
 
 
+async def test_two_batches_of_one_job_keep_the_oldest_and_cancel_the_other(
+    job: Job, gateway: GatewayClient, emu: EmulatorProcess
+) -> None:
+    """Two attempts alive at once (one declared dead but still running) both created."""
+    emu.set_knobs(force_outcome="stuck_validating")
+    uploaded = await job.upload(await job.validate(chat_file(3)))
+    tag = {JOB_KEY_METADATA: job.key}
+    made = [
+        await gateway.create_batch(
+            input_file_id=uploaded.file_id, endpoint="/v1/chat/completions", metadata=tag
+        )
+        for _ in range(2)
+    ]
+    keeper = min(made, key=lambda b: (b.created_at or 0, b.id))
+    duplicate = next(b for b in made if b.id != keeper.id)
+
+    adopted = await job.runner.run(job.acts.create_batch, job.create_request(uploaded.file_id))
+
+    assert adopted.adopted is True
+    assert adopted.id == keeper.id
+    assert (await gateway.get_batch(duplicate.id)).status.value in ("cancelling", "cancelled")
+    assert (await gateway.get_batch(keeper.id)).status.value == "validating"
+
+
 # -- await_status_change ----------------------------------------------------
 
 
