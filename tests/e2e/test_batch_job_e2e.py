@@ -177,3 +177,39 @@ async def test_the_starter_says_what_to_start_when_temporal_is_down(tmp_path: Pa
     assert len(lines) == 1
     assert "cannot reach Temporal at 127.0.0.1:1" in lines[0]
     assert "make up" in lines[0]
+
+
+async def test_the_worker_shuts_down_gracefully_on_sigterm(stack: Stack):
+    worker = stack.worker("graceful").start()
+    for _ in range(100):
+        if "worker on task queue" in worker.log():
+            break
+        await asyncio.sleep(0.1)
+    code = await asyncio.to_thread(worker.stop, 30)
+    assert code == 0
+    assert "shutting down" in worker.log()
+    assert "Traceback" not in worker.log()
+
+
+async def test_the_starter_cancels_a_running_job(stack: Stack):
+    stack.write_input("in.jsonl", 40)
+    stack.emulator.set_knobs(line_latency_seconds=0.2, batch_concurrency=1)
+    env = {**os.environ, **stack.worker_env()}
+    with stack.worker():
+        handle = await start(stack, fast_job())
+        await wait_for(handle, lambda p: p.batch_status == "in_progress")
+        cancel = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "starter.py", "cancel", handle.id],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cancel.returncode == 0, cancel.stderr
+        assert "cancel requested" in cancel.stdout
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is JobStatus.CANCELLED
+    assert result.batch_status == "cancelled"
+    assert_each_request_exactly_once(stack, result, 40)
