@@ -35,7 +35,8 @@ async def temporal_failures() -> AsyncIterator[None]:
     try:
         yield
     except GatewayError as exc:
-        raise gateway_failure(exc) from exc
+        # Not chained: Temporal records the cause chain, unredacted, in history.
+        raise gateway_failure(exc) from None
     except InputProblems as exc:
         raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from exc
     except LocationError as exc:

@@ -153,9 +153,10 @@ class GatewayClient:
                 finally:
                     await response.aclose()
             except httpx.TransportError as exc:
+                # Not chained: the httpx exception may quote request headers.
                 raise error_for_transport(
                     exc, operation=operation, url=url, secrets=self._secrets()
-                ) from exc
+                ) from None
             if expected is not None and expected.isdigit() and int(expected) != received:
                 raise RetryableGatewayError(
                     f"{operation}: truncated, got {received} of {expected} bytes"
@@ -243,7 +244,7 @@ class GatewayClient:
         except httpx.TransportError as exc:
             raise error_for_transport(
                 exc, operation=operation, url=url, secrets=self._secrets()
-            ) from exc
+            ) from None
         if response.is_error:
             raise error_for_response(
                 response,
@@ -270,7 +271,9 @@ class GatewayClient:
                 f"{operation}: the gateway answered {response.status_code} with a body that is "
                 f"not a {model.__name__}{why}: {response.text[:300]!r}"
             )
-            raise GatewayError(
+            # Retryable: a proxy's error page or a half-sent body is usually passing,
+            # and the job's schedule-to-close timeouts bound the retries.
+            raise RetryableGatewayError(
                 redact(message, self._secrets()), status_code=response.status_code
             ) from None
 

@@ -156,6 +156,8 @@ def error_for_response(
         f"{operation}: gateway answered {status} {response.reason_phrase}: {gateway_message}",
         secrets,
     )
+    if collection_route and status == 501:
+        return RouteNotSupportedError(message, status_code=status, code=code)
     if status in RETRYABLE_STATUSES or status >= 500:
         return RetryableGatewayError(
             message, status_code=status, code=code, retry_after=parse_retry_after(response)

@@ -82,7 +82,16 @@ class GatewaySettings(BaseModel):
                     f"{ENV_GATEWAY_EXTRA_HEADERS} must be a JSON object of header names to values"
                 )
             extra = parsed
-        key = env.get(ENV_GATEWAY_API_KEY) or None
+        key = env.get(ENV_GATEWAY_API_KEY, "").strip() or None
+        # A key with a newline (a CRLF .env file, a secret with a trailing newline)
+        # would make httpx raise with the key, escaped and so unredacted, in the message.
+        for name, secret in [(ENV_GATEWAY_API_KEY, key or ""), *extra.items()]:
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
+                label = (
+                    name if name == ENV_GATEWAY_API_KEY else f"{ENV_GATEWAY_EXTRA_HEADERS}[{name}]"
+                )
+                raise ValueError(f"{label} holds a control character (a newline?); remove it")
+        extra = {name: value.strip() for name, value in extra.items()}
 
         def value(name: str, default: str) -> str:
             # Set-but-empty (VAR= in a compose file) means "use the default".

@@ -236,8 +236,9 @@ async def test_empty_error_body_uses_the_reason_phrase():
 )
 async def test_200_with_a_body_that_is_not_a_batch(answer):
     error = await _get_batch_error(answer)
-    assert type(error) is GatewayError
-    assert error.retryable is False
+    # A proxy's maintenance page or a half-sent body passes; the job's timeouts bound it.
+    assert type(error) is RetryableGatewayError
+    assert error.retryable is True
     assert error.status_code == 200
     assert "get batch" in str(error)
     assert "not a Batch" in str(error)

@@ -275,3 +275,16 @@ def test_from_env_rejects_unknown_dialect_naming_the_choices():
 def test_from_env_rejects_bad_timeout(raw):
     with pytest.raises(ValueError, match="GATEWAY_TIMEOUT_SECONDS must be a positive number"):
         GatewaySettings.from_env({"GATEWAY_TIMEOUT_SECONDS": raw})
+
+
+@pytest.mark.parametrize("key", ["sk-abc\n", "sk-abc\r\n", "sk-\tabc"])
+def test_a_key_with_a_control_character_is_refused_without_showing_it(key):
+    with pytest.raises(ValueError) as refused:
+        GatewaySettings.from_env({"GATEWAY_API_KEY": key + "x"})
+    assert "GATEWAY_API_KEY" in str(refused.value)
+    assert "sk-" not in str(refused.value)
+
+
+def test_a_key_with_surrounding_spaces_is_trimmed():
+    settings = GatewaySettings.from_env({"GATEWAY_API_KEY": "  sk-abc  "})
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-abc"
