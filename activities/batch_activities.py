@@ -39,7 +39,7 @@ from contracts.steps import (
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, RouteNotSupportedError
-from gateway.models import Batch
+from gateway.models import Batch, BatchStatus
 from storage import LocalStorage
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
@@ -166,7 +166,9 @@ class BatchActivities:
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
         async with temporal_failures(), heartbeating():
-            existing = await self._keep_one_batch(request.job_key, request.not_before)
+            existing = await self._keep_one_batch(
+                request.job_key, request.not_before, input_file_id=request.input_file_id
+            )
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
@@ -177,12 +179,19 @@ class BatchActivities:
                 metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
             )
             activity.logger.info("created batch %s", batch.id)
-            keeper = await self._keep_one_batch(request.job_key, request.not_before, batch)
+            keeper = await self._keep_one_batch(
+                request.job_key, request.not_before, batch, input_file_id=request.input_file_id
+            )
             assert keeper is not None
             return snapshot(keeper, adopted=keeper.id != batch.id)
 
     async def _keep_one_batch(
-        self, job_key: str, not_before: datetime, created: Batch | None = None
+        self,
+        job_key: str,
+        not_before: datetime,
+        created: Batch | None = None,
+        *,
+        input_file_id: str | None = None,
     ) -> Batch | None:
         """Close the window where two attempts are alive at once and both create.
 
@@ -192,7 +201,13 @@ class BatchActivities:
         attempts agree on which) and cancels the others while they are still
         validating, before any request is billed.
         """
-        found = {b.id: b for b in await self._job_batches(job_key, not_before)}
+        found = {
+            b.id: b
+            for b in await self._job_batches(job_key, not_before)
+            # A batch of the same key over another upload (a reused key, a reset
+            # workflow) holds other requests: never adopt its results.
+            if input_file_id is None or b.input_file_id in (None, input_file_id)
+        }
         if created is not None:
             found.setdefault(created.id, created)
         if not found:
@@ -213,10 +228,6 @@ class BatchActivities:
                 activity.logger.warning("the gateway cannot cancel duplicate batch %s", other.id)
         return keeper
 
-    async def _find_batch(self, job_key: str, not_before: datetime) -> Batch | None:
-        found = await self._job_batches(job_key, not_before)
-        return _oldest(found) if found else None
-
     async def _job_batches(self, job_key: str, not_before: datetime) -> list[Batch]:
         """Every batch tagged with this job's key, by a look-back bounded in time and count."""
         oldest = int((not_before - LOOKUP_CLOCK_SKEW).timestamp())
@@ -224,16 +235,16 @@ class BatchActivities:
         try:
             scanned = 0
             async for batch in self.client.iter_batches():
-                # Newest first, so past the job's start nothing further is ours: a
-                # batch with our key from before it belongs to an earlier run that
-                # reused the key (workflow id), and must not be adopted.
-                if batch.created_at is not None and batch.created_at < oldest:
+                scanned += 1
+                if scanned > LOOKUP_MAX_OBJECTS:
                     break
+                # A batch with our key from before the job started belongs to an
+                # earlier run that reused the key, and must not be adopted. Skipped,
+                # not a reason to stop: not every gateway lists newest first.
+                if batch.created_at is not None and batch.created_at < oldest:
+                    continue
                 if batch.metadata.get(JOB_KEY_METADATA) == job_key:
                     mine.append(batch)
-                scanned += 1
-                if scanned >= LOOKUP_MAX_OBJECTS:
-                    break
         except RouteNotSupportedError as exc:
             activity.logger.warning(
                 "the gateway does not list batches (%s): a retried create cannot check for "
@@ -276,6 +287,17 @@ class BatchActivities:
         async with temporal_failures():
             batch = request.batch
             with self.storage.reading(request.input_path) as input_file:
+                if request.input_sha256 and (
+                    await asyncio.to_thread(_sha256_of, input_file) != request.input_sha256
+                ):
+                    raise ApplicationError(
+                        f"{request.input_path} changed since batch {batch.id} was created, so "
+                        "its results cannot be matched to it; restore the file, or download "
+                        f"output file {batch.output_file_id} and error file "
+                        f"{batch.error_file_id} yourself",
+                        type="InputChanged",
+                        non_retryable=True,
+                    )
                 input_ids = await asyncio.to_thread(read_input_ids, input_file)
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
                 async with heartbeating():
@@ -317,32 +339,38 @@ class BatchActivities:
 
     @activity.defn
     async def cancel_batch(self, request: CancelBatchRequest) -> BatchSnapshot | None:
-        """Cancel the job's batch; with no id, find it by job key (it may exist unrecorded)."""
+        """Cancel the job's batch; with no id, every batch with the job's key (unrecorded ones)."""
         async with temporal_failures(), heartbeating():
-            batch_id = request.batch_id
-            if batch_id is None:
-                found = await self._find_batch(request.job_key, request.not_before)
-                if found is None:
-                    return None
-                batch_id = found.id
-            try:
-                cancelled = await self.client.cancel_batch(batch_id)
-            except RouteNotSupportedError as exc:
-                activity.logger.warning(
-                    "the gateway has no cancel route (%s); batch %s keeps running",
-                    exc.status_code,
-                    batch_id,
-                )
-                return snapshot(await self.client.get_batch(batch_id))
-            except GatewayError as exc:
-                if exc.status_code not in (400, 409):
-                    raise
-                current = await self.client.get_batch(batch_id)
-                if not current.status.is_terminal:
-                    raise
-                return snapshot(current)
-            activity.logger.info("cancel requested for batch %s", batch_id)
-            return snapshot(cancelled)
+            if request.batch_id is not None:
+                return await self._cancel_one(request.batch_id)
+            found = await self._job_batches(request.job_key, request.not_before)
+            if not found:
+                return None
+            for batch in found:
+                if not batch.status.is_terminal:
+                    await self._cancel_one(batch.id)
+            return snapshot(await self.client.get_batch(_oldest(found).id))
+
+    async def _cancel_one(self, batch_id: str) -> BatchSnapshot:
+        try:
+            cancelled = await self.client.cancel_batch(batch_id)
+        except RouteNotSupportedError as exc:
+            activity.logger.warning(
+                "the gateway has no cancel route (%s); batch %s keeps running",
+                exc.status_code,
+                batch_id,
+            )
+            return snapshot(await self.client.get_batch(batch_id))
+        except GatewayError as exc:
+            if exc.status_code not in (400, 409):
+                raise
+            # Refused because it is already ending: that is what we asked for.
+            current = await self.client.get_batch(batch_id)
+            if not (current.status.is_terminal or current.status is BatchStatus.CANCELLING):
+                raise
+            return snapshot(current)
+        activity.logger.info("cancel requested for batch %s", batch_id)
+        return snapshot(cancelled)
 
     def all(self) -> list[Callable[..., Any]]:
         """The bound methods a worker registers."""

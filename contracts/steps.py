@@ -78,6 +78,9 @@ class CollectResultsRequest(_Step):
     not_run_code: str = Field(
         description="Error code written for input requests the batch never ran."
     )
+    input_sha256: str | None = Field(
+        default=None, description="The input as validated; a changed file cannot be joined."
+    )
 
 
 class CollectedResults(_Step):

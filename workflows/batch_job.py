@@ -16,10 +16,12 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    RetryState,
     TimeoutError,
     TimeoutType,
     is_cancelled_exception,
 )
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.batch_activities import BatchActivities
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         AwaitChangeRequest,
         BatchSnapshot,
         CancelBatchRequest,
+        CollectedResults,
         CollectResultsRequest,
         CreateBatchRequest,
         UploadInputRequest,
@@ -54,6 +57,7 @@ TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 NOT_RUN_CODES = {
     "expired": "batch_expired",
     "cancelled": "batch_cancelled",
+    "failed": "batch_failed",
 }
 
 # Gateway calls: retried with backoff for as long as the schedule-to-close allows;
@@ -161,12 +165,19 @@ class BatchJobWorkflow:
                 heartbeat_timeout=job.heartbeat_timeout,
                 schedule_to_close_timeout=timedelta(hours=6),
                 retry_policy=GATEWAY_RETRY,
+                # A cancelled create is waited for, so the look-up below sees any
+                # batch its POST made before the cancel reached it.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except (asyncio.CancelledError, ActivityError) as exc:
-            if not is_cancelled_exception(exc):
-                raise
-            # The gateway may have created the batch before the cancel arrived.
-            await self._cancel(job, None, job_key, started)
+            # The gateway may have created the batch before the create gave up or
+            # the cancel arrived: find it by the job key and cancel it.
+            try:
+                await self._cancel(job, None, job_key, started)
+            except ActivityError:
+                if is_cancelled_exception(exc):
+                    raise exc from None
+                workflow.logger.warning("could not look for a batch the failed create made")
             raise
         self._observe(batch)
 
@@ -176,14 +187,6 @@ class BatchJobWorkflow:
         wait_started = workflow.now()
         try:
             batch = await self._wait_until_terminal(job, batch)
-        except (asyncio.CancelledError, ActivityError) as exc:
-            if not is_cancelled_exception(exc):
-                raise
-            status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
-            batch, note = await self._cancel_and_settle(
-                job, self._last_seen or batch, job_key, started, run_on_if_uncancellable=True
-            )
-            reason = f"{reason}; {note}" if note else reason
         except _DeadlineExceeded as exc:
             status, reason = JobStatus.DEADLINE_EXCEEDED, str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
@@ -191,11 +194,33 @@ class BatchJobWorkflow:
                 job, exc.last, job_key, started, run_on_if_uncancellable=False
             )
             reason = f"{reason}; {note}" if note else reason
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                assert isinstance(exc, ActivityError)
+                # The gateway stopped answering for good (a revoked key, the batch
+                # gone): never leave a billing batch unwatched without saying so.
+                await self._abandon(job, self._last_seen or batch, job_key, started, exc)
+                raise
+            status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
+            batch, note = await self._cancel_and_settle(
+                job, self._last_seen or batch, job_key, started, run_on_if_uncancellable=True
+            )
+            reason = f"{reason}; {note}" if note else reason
         workflow.metric_meter().create_histogram_float(
             METRIC_BATCH_WAIT, "From batch created to batch terminal, as the job saw it", "s"
         ).record((workflow.now() - wait_started).total_seconds(), {"batch_status": batch.status})
 
-        if batch.status == "failed":
+        ran_something = bool(
+            batch.output_file_id
+            or batch.error_file_id
+            or (batch.counts is not None and batch.counts.completed + batch.counts.failed)
+        )
+        if batch.status == "failed" and ran_something:
+            # Failed mid-run: what finished is kept, the rest reported not run.
+            if status is JobStatus.SUCCEEDED:
+                status = JobStatus.COMPLETED_WITH_FAILURES
+                reason = "the batch failed at the gateway: " + "; ".join(batch.errors or ["?"])
+        elif batch.status == "failed":
             self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
             details = "\n".join(f"  {e}" for e in batch.errors) or "  (no details given)"
             raise ApplicationError(
@@ -209,20 +234,22 @@ class BatchJobWorkflow:
         if status is JobStatus.SUCCEEDED and batch.status in ("expired", "cancelled"):
             status = JobStatus.EXPIRED if batch.status == "expired" else JobStatus.CANCELLED
             reason = f"the batch ended {batch.status} at the gateway"
-        collected = await workflow.execute_activity_method(
-            BatchActivities.collect_results,
-            CollectResultsRequest(
-                batch=batch,
-                input_path=job.input_path,
-                output_path=output_path,
-                errors_path=errors_path,
-                not_run_code=NOT_RUN_CODES.get(batch.status, status.value),
-            ),
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=job.heartbeat_timeout,
-            schedule_to_close_timeout=timedelta(hours=12),
-            retry_policy=GATEWAY_RETRY,
+        collect = CollectResultsRequest(
+            batch=batch,
+            input_path=job.input_path,
+            output_path=output_path,
+            errors_path=errors_path,
+            not_run_code=NOT_RUN_CODES.get(batch.status, status.value),
+            input_sha256=summary.sha256,
         )
+        try:
+            collected = await self._collect(job, collect)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
+            # The batch has ended and is paid for: a cancel now still gets its results.
+            reason = "cancel requested after the batch ended; its results were collected"
+            collected = await self._collect(job, collect)
         tally = collected.requests
         if status is JobStatus.SUCCEEDED and (
             tally.failed or tally.not_run or collected.problems or tally.succeeded != tally.total
@@ -253,6 +280,36 @@ class BatchJobWorkflow:
             ),
             finished_at=workflow.now(),
         )
+
+    async def _collect(
+        self, job: BatchJobInput, request: CollectResultsRequest
+    ) -> CollectedResults:
+        return await workflow.execute_activity_method(
+            BatchActivities.collect_results,
+            request,
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=job.heartbeat_timeout,
+            schedule_to_close_timeout=timedelta(hours=12),
+            retry_policy=GATEWAY_RETRY,
+        )
+
+    async def _abandon(
+        self,
+        job: BatchJobInput,
+        batch: BatchSnapshot,
+        job_key: str,
+        started: datetime,
+        cause: ActivityError,
+    ) -> None:
+        """Best effort before failing: cancel the batch, so it stops billing, and say which."""
+        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {cause.cause or cause}")
+        try:
+            await self._cancel(job, batch.id, job_key, started)
+            note = f"batch {batch.id} was cancelled"
+        except ActivityError:
+            note = f"batch {batch.id} could not be cancelled: cancel it at the gateway"
+        workflow.logger.error("giving up on batch %s: %s; %s", batch.id, cause.cause, note)
+        self._set_phase(JobPhase.DONE, reason=f"{cause.cause or cause}; {note}")
 
     async def _wait_until_terminal(self, job: BatchJobInput, batch: BatchSnapshot) -> BatchSnapshot:
         while batch.status not in TERMINAL:
@@ -401,6 +458,8 @@ def _count_job(status: str) -> None:
 
 
 def _ran_out_of_time(exc: ActivityError) -> bool:
+    if exc.retry_state == RetryState.TIMEOUT:
+        return True
     cause = exc.cause
     if isinstance(cause, TimeoutError):
         return cause.type in (TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.SCHEDULE_TO_START)

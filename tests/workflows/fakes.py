@@ -7,6 +7,7 @@ retry timer (skipped) brings the next one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -49,6 +50,8 @@ class ScriptedBatch:
         )
     )
     create_hangs: bool = False
+    collect_hangs_once: bool = False
+    poll_failure: ApplicationError | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
     polls: int = 0
     cancel_requested: bool = False
@@ -90,14 +93,20 @@ class ScriptedBatch:
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
             script.calls.append(("create_batch", request))
             if script.create_hangs:
-                while True:
-                    activity.heartbeat()
-                    await __import__("asyncio").sleep(0.1)
+                try:
+                    while True:
+                        activity.heartbeat()
+                        await asyncio.sleep(0.1)
+                except asyncio.CancelledError:
+                    script.calls.append(("create_batch_cancelled", request))
+                    raise
             return script.snapshot(script.path[0][0])
 
         @activity.defn(name="await_status_change")
         async def await_status_change(request: AwaitChangeRequest) -> BatchSnapshot:
             script.polls += 1
+            if script.poll_failure is not None and request.known_status == "in_progress":
+                raise script.poll_failure
             status = request.known_status
             stays = dict(script.path).get(status, 1)
             if script.cancel_requested and status == "cancelling":
@@ -116,6 +125,15 @@ class ScriptedBatch:
         @activity.defn(name="collect_results")
         async def collect_results(request: CollectResultsRequest) -> CollectedResults:
             script.calls.append(("collect_results", request))
+            if script.collect_hangs_once:
+                script.collect_hangs_once = False
+                try:
+                    while True:
+                        activity.heartbeat()
+                        await asyncio.sleep(0.1)
+                except asyncio.CancelledError:
+                    script.calls.append(("collect_results_cancelled", request))
+                    raise
             return script.collected
 
         @activity.defn(name="cancel_batch")

@@ -1,0 +1,137 @@
+"""The job when the gateway fails for good, or a cancel lands mid-create or mid-collect."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from contracts.job import JobPhase, JobStatus
+from temporal_client import register_search_attributes
+from tests.support import temporal as server_binaries
+from tests.workflows.fakes import ScriptedBatch
+from tests.workflows.test_batch_job_workflow import job, run_job
+from workflows.batch_job import BatchJobWorkflow
+
+
+async def wait_for_call(script: ScriptedBatch, name: str) -> None:
+    for _ in range(200):
+        if script.called(name):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never called")
+
+
+async def test_a_revoked_key_mid_wait_cancels_the_batch_and_names_it(time_skipping_env):
+    script = ScriptedBatch(
+        path=[("in_progress", 5)],
+        poll_failure=ApplicationError(
+            "get batch: gateway answered 401", type="AuthenticationError", non_retryable=True
+        ),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await run_job(time_skipping_env, script, job())
+    [cancel] = script.called("cancel_batch")
+    assert cancel.batch_id == "batch_1"
+    assert script.final_progress is None or script.final_progress.phase is JobPhase.DONE
+
+
+async def test_a_cancel_during_create_waits_for_it_then_cancels_what_it_made(time_skipping_env):
+    script = ScriptedBatch(create_hangs=True)
+    queue = f"test-{uuid.uuid4()}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow],
+        activities=script.activities(),
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            BatchJobWorkflow.run,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"job-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await wait_for_call(script, "create_batch")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert is_cancelled_exception(failure.value.cause)
+    names = [name for name, _ in script.calls]
+    assert names.index("create_batch_cancelled") < names.index("cancel_batch")
+    [cancel] = script.called("cancel_batch")
+    assert cancel.batch_id is None, "looked up by job key: the create may have made one"
+
+
+async def test_a_batch_that_failed_mid_run_keeps_what_finished(time_skipping_env):
+    script = ScriptedBatch(
+        path=[("validating", 1), ("in_progress", 2)],
+        final="failed",
+        errors=["[token_limit_exceeded] enqueued token limit reached"],
+    )
+    # The scripted batch reports output for terminal states with results.
+    original = script.snapshot
+
+    def snapshot(status: str):
+        snap = original(status)
+        if status == "failed":
+            return snap.model_copy(update={"output_file_id": "file-out"})
+        return snap
+
+    script.snapshot = snapshot  # type: ignore[method-assign]
+    _, result = await run_job(time_skipping_env, script, job())
+    assert result.status is JobStatus.COMPLETED_WITH_FAILURES
+    assert "token_limit_exceeded" in (result.reason or "")
+    [collect] = script.called("collect_results")
+    assert collect.not_run_code == "batch_failed"
+
+
+@pytest_asyncio.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A server of its own: a cancel racing a running activity leaves the shared
+    server's time-skipping lock held, which would stall every later test."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=server_binaries.test_server_path(),
+    )
+    try:
+        await register_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_a_cancel_during_collect_still_writes_the_results(own_time_skipping_env):
+    time_skipping_env = own_time_skipping_env
+    # No unchanged polls, so no retry timers: the batch ends in real time.
+    script = ScriptedBatch(
+        path=[("validating", 0), ("in_progress", 0), ("finalizing", 0)], collect_hangs_once=True
+    )
+    queue = f"test-{uuid.uuid4()}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow],
+        activities=script.activities(),
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            BatchJobWorkflow.run,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"job-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await wait_for_call(script, "collect_results")
+        await handle.cancel()
+        result = await handle.result()
+    assert [name for name, _ in script.calls].count("collect_results") == 2
+    assert script.called("collect_results_cancelled")
+    assert result.status is JobStatus.SUCCEEDED
+    assert "results were collected" in (result.reason or "")
