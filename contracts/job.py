@@ -31,6 +31,8 @@ COMPLETION_WINDOW = "24h"
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# The job key travels in batch metadata and in the upload's file name.
+MAX_JOB_KEY = 200
 # In output_path and errors_path, replaced at run start by the run's workflow id
 # (characters other than letters, digits, '.', '_' and '-' become '_'), so that
 # the runs of a schedule each write their own files.
@@ -88,6 +90,7 @@ class BatchJobInput(_Contract):
     limits: InputLimits = Field(default_factory=InputLimits)
     job_key: str | None = Field(
         default=None,
+        max_length=MAX_JOB_KEY,
         description="Idempotency key tagged on the batch; default the workflow id.",
     )
 
@@ -244,6 +247,18 @@ class FanOutInput(_Contract):
     """An example parent: several inputs, one child BatchJobWorkflow each."""
 
     jobs: list[BatchJobInput] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _own_results(self) -> FanOutInput:
+        seen: set[str] = set()
+        for job in self.jobs:
+            for path in (job.resolved_output_path, job.resolved_errors_path):
+                if "{workflow_id}" in path:
+                    continue  # each child fills in its own id
+                if path in seen:
+                    raise ValueError(f"two jobs would write {path}: give each its own results")
+                seen.add(path)
+        return self
 
 
 class FanOutResult(_Contract):

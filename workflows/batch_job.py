@@ -9,6 +9,7 @@ and the phase's deadline is that activity's schedule-to-close timeout.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_NAME,
     )
     from contracts.job import (
+        MAX_JOB_KEY,
         BatchJobInput,
         BatchJobResult,
         JobPhase,
@@ -114,7 +116,7 @@ class BatchJobWorkflow:
     async def _run(self, job: BatchJobInput) -> BatchJobResult:
         info = workflow.info()
         started = workflow.now()
-        job_key = job.job_key or f"{info.workflow_id}/{info.first_execution_run_id}"
+        job_key = job.job_key or _job_key(info.workflow_id, info.first_execution_run_id)
         output_path, errors_path = job.output_paths_for(info.workflow_id)
 
         self._set_phase(JobPhase.VALIDATING_INPUT)
@@ -455,6 +457,14 @@ def _count_job(status: str) -> None:
     workflow.metric_meter().create_counter(
         METRIC_JOBS, "Batch jobs that ended, by final status", "jobs"
     ).add(1, {"status": status})
+
+
+def _job_key(workflow_id: str, run_id: str) -> str:
+    """Stable across retries and worker restarts; short enough for batch metadata (512)."""
+    key = f"{workflow_id}/{run_id}"
+    if len(key) <= MAX_JOB_KEY:
+        return key
+    return f"{key[: MAX_JOB_KEY - 25]}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
 def _ran_out_of_time(exc: ActivityError) -> bool:

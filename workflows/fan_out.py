@@ -10,6 +10,7 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.constants import SHARDED_WORKFLOW_NAME
@@ -24,7 +25,14 @@ class BatchFanOutWorkflow:
     async def run(self, request: FanOutInput) -> FanOutResult:
         parent = workflow.info().workflow_id
         children = [
-            workflow.execute_child_workflow(BatchJobWorkflow.run, job, id=f"{parent}-job-{index}")
+            workflow.execute_child_workflow(
+                BatchJobWorkflow.run,
+                job,
+                id=f"{parent}-job-{index}",
+                # A parent terminated or timed out asks its children to cancel, so
+                # each cancels its batch and keeps what finished; none is killed.
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            )
             for index, job in enumerate(request.jobs)
         ]
         outcomes = await asyncio.gather(*children, return_exceptions=True)

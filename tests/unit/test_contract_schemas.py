@@ -58,3 +58,32 @@ def test_a_caller_in_another_language_can_build_a_valid_input():
         assert "unknown_field" in exc.message
     else:
         raise AssertionError("the schema must refuse fields the workflow does not know")
+
+
+def test_a_fan_out_refuses_two_jobs_writing_the_same_results():
+    from contracts.job import FanOutInput
+
+    same = {"input_path": "a.jsonl"}
+    try:
+        FanOutInput.model_validate({"jobs": [same, same]})
+    except ValueError as exc:
+        assert "two jobs would write a.output.jsonl" in str(exc)
+    else:
+        raise AssertionError("two children would overwrite each other's results")
+    templated = {
+        **same,
+        "output_path": "{workflow_id}.out.jsonl",
+        "errors_path": "{workflow_id}.err.jsonl",
+    }
+    assert len(FanOutInput.model_validate({"jobs": [templated, templated]}).jobs) == 2
+
+
+def test_long_workflow_ids_give_job_keys_that_fit_batch_metadata():
+    from workflows.batch_job import _job_key
+
+    short = _job_key("nightly", "run-1")
+    assert short == "nightly/run-1"
+    long_a = _job_key("x" * 600, "run-1")
+    long_b = _job_key("x" * 600, "run-2")
+    assert len(long_a) <= 200 and long_a != long_b
+    assert _job_key("x" * 600, "run-1") == long_a, "stable across retries"
