@@ -45,6 +45,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.constants import (
@@ -211,7 +212,7 @@ async def follow(handle: WorkflowHandle[Any, BatchJobResult], out: TextIO, every
             break
         try:
             progress, trouble = await live_progress(handle)
-        except RPCError:
+        except TemporalError:
             await asyncio.sleep(every)
             continue
         line = render_progress(progress, trouble)
@@ -278,7 +279,7 @@ async def cmd_run(args: argparse.Namespace, client: Client) -> int:
         follower.cancel()
         try:
             await follower
-        except (asyncio.CancelledError, RPCError):
+        except (asyncio.CancelledError, TemporalError):
             pass
     print(summarise(result, link))
     return _exit_code(result)
@@ -298,8 +299,9 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     print(f"workflow: {handle.id} ({status})")
     try:
         progress, trouble = await live_progress(handle)
-    except RPCError as exc:
-        print(f"progress: not available ({exc.message})")
+    except TemporalError as exc:
+        # Not a batch job (another workflow type), or one whose task is failing.
+        print(f"progress: not available ({exc})")
         return EXIT_OK
     print(f"progress: {render_progress(progress, trouble)}")
     if progress.reason:
@@ -315,6 +317,8 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     except WorkflowFailureError as exc:
         print(f"job {handle.id} failed: {_failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(f"{handle.id} did not return a batch job result ({exc})") from None
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -661,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except RPCError as exc:
         print(f"starter: Temporal refused the request: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except TemporalError as exc:
+        print(f"starter: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(
