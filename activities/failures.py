@@ -43,3 +43,10 @@ async def temporal_failures() -> AsyncIterator[None]:
         raise ApplicationError(str(exc), type=INVALID_LOCATION, non_retryable=True) from exc
     except ResultIntegrityError as exc:
         raise ApplicationError(str(exc), type=RESULT_INTEGRITY, non_retryable=True) from exc
+    except PermissionError as exc:
+        # Retrying cannot grant access: say where, once.
+        raise ApplicationError(
+            f"permission denied: {exc.filename or exc}; the worker cannot read or write there",
+            type="PermissionDenied",
+            non_retryable=True,
+        ) from None

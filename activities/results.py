@@ -69,14 +69,19 @@ def _failure_code(line: dict[str, Any]) -> str | None:
     return None
 
 
+def _count(value: Any) -> int:
+    """A token count as a model server reports it; anything odd counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _add_usage(usage: TokenTotals, line: dict[str, Any]) -> TokenTotals:
     body = (line.get("response") or {}).get("body")
     if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
         return usage
     found = body["usage"]
-    prompt = int(found.get("prompt_tokens", found.get("input_tokens", 0)) or 0)
-    completion = int(found.get("completion_tokens", found.get("output_tokens", 0)) or 0)
-    total = int(found.get("total_tokens", prompt + completion) or 0)
+    prompt = _count(found.get("prompt_tokens", found.get("input_tokens")))
+    completion = _count(found.get("completion_tokens", found.get("output_tokens")))
+    total = _count(found.get("total_tokens")) or prompt + completion
     return TokenTotals(
         prompt_tokens=usage.prompt_tokens + prompt,
         completion_tokens=usage.completion_tokens + completion,

@@ -340,3 +340,24 @@ def test_read_input_ids_maps_custom_id_to_line(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(jsonl([chat_line("x"), chat_line("y"), chat_line("z")]))
     assert read_input_ids(path) == {"x": 1, "y": 2, "z": 3}
+
+
+def test_odd_usage_from_a_model_server_does_not_fail_the_collection(tmp_path):
+    from activities.results import _add_usage
+    from contracts.job import TokenTotals
+
+    odd = {
+        "response": {
+            "status_code": 200,
+            "body": {
+                "usage": {"prompt_tokens": "12", "completion_tokens": None, "total_tokens": 7.5}
+            },
+        }
+    }
+    assert _add_usage(TokenTotals(), odd) == TokenTotals()
+    good = {
+        "response": {"status_code": 200, "body": {"usage": {"input_tokens": 3, "output_tokens": 4}}}
+    }
+    assert _add_usage(TokenTotals(), good) == TokenTotals(
+        prompt_tokens=3, completion_tokens=4, total_tokens=7
+    )
