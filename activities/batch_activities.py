@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.failures import BATCH_NOT_CHANGED, temporal_failures
 from activities.heartbeat import heartbeating
-from activities.results import collect_results, read_input_ids
+from activities.results import CollectedFiles, collect_results, read_input_ids
 from activities.validation import validate_jsonl
 from contracts.constants import JOB_KEY_METADATA
 from contracts.job import BatchCounts
@@ -313,28 +313,45 @@ class BatchActivities:
                                 "downloaded %s file %s: %d bytes", kind, file_id, size
                             )
                             downloaded[kind] = target
-                    with (
-                        self.storage.atomic_write(request.output_path) as results_tmp,
-                        self.storage.atomic_write(request.errors_path) as errors_tmp,
-                        results_tmp.open("wb") as results_out,
-                        errors_tmp.open("wb") as errors_out,
-                    ):
-                        collected = await asyncio.to_thread(
-                            collect_results,
-                            input_ids=input_ids,
-                            output_file=downloaded["output"],
-                            error_file=downloaded["error"],
-                            results_out=results_out,
-                            errors_out=errors_out,
-                            not_run_code=request.not_run_code,
-                            not_run_message=f"not run: the batch ended {batch.status}",
-                            batch_counts=batch.counts,
-                            batch_completed=batch.status == "completed",
-                        )
+                    # One thread does the join and the atomic publish (fsync, rename):
+                    # none of it may stall the other jobs' heartbeats on this worker.
+                    collected = await asyncio.to_thread(
+                        self._write_results,
+                        request,
+                        input_ids,
+                        downloaded["output"],
+                        downloaded["error"],
+                    )
             for problem in collected.problems:
                 activity.logger.warning("batch %s: %s", batch.id, problem)
             return CollectedResults(
                 requests=collected.tally, usage=collected.usage, problems=collected.problems
+            )
+
+    def _write_results(
+        self,
+        request: CollectResultsRequest,
+        input_ids: dict[str, int],
+        output_file: Path | None,
+        error_file: Path | None,
+    ) -> CollectedFiles:
+        batch = request.batch
+        with (
+            self.storage.atomic_write(request.output_path) as results_tmp,
+            self.storage.atomic_write(request.errors_path) as errors_tmp,
+            results_tmp.open("wb") as results_out,
+            errors_tmp.open("wb") as errors_out,
+        ):
+            return collect_results(
+                input_ids=input_ids,
+                output_file=output_file,
+                error_file=error_file,
+                results_out=results_out,
+                errors_out=errors_out,
+                not_run_code=request.not_run_code,
+                not_run_message=f"not run: the batch ended {batch.status}",
+                batch_counts=batch.counts,
+                batch_completed=batch.status == "completed",
             )
 
     @activity.defn

@@ -8,6 +8,7 @@ retried here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -148,7 +149,7 @@ class GatewayClient:
                             out.write(chunk)
                             written += len(chunk)
                         out.flush()
-                        os.fsync(out.fileno())
+                        await asyncio.to_thread(os.fsync, out.fileno())
                     received = response.num_bytes_downloaded
                 finally:
                     await response.aclose()
