@@ -25,6 +25,8 @@ from temporalio.exceptions import (
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.batch_activities import BatchActivities
     from activities.failures import BATCH_NOT_CHANGED
     from contracts.constants import (
@@ -82,7 +84,9 @@ class _DeadlineExceeded(Exception):
         self.last = last
 
 
-@workflow.defn(name=WORKFLOW_NAME)
+# An input that does not validate fails the workflow with pydantic's message,
+# instead of failing its first task over and over (a workflow that hangs).
+@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
 class BatchJobWorkflow:
     def __init__(self) -> None:
         self._progress = JobProgress()

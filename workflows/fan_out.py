@@ -13,13 +13,17 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from contracts.constants import SHARDED_WORKFLOW_NAME
     from contracts.job import BatchJobResult, FanOutInput, FanOutResult
 
 from workflows.batch_job import BatchJobWorkflow
 
 
-@workflow.defn(name=SHARDED_WORKFLOW_NAME)
+# An input that does not validate fails the workflow with pydantic's message,
+# instead of failing its first task over and over (a workflow that hangs).
+@workflow.defn(name=SHARDED_WORKFLOW_NAME, failure_exception_types=[ValidationError])
 class BatchFanOutWorkflow:
     @workflow.run
     async def run(self, request: FanOutInput) -> FanOutResult:

@@ -135,3 +135,25 @@ async def test_a_cancel_during_collect_still_writes_the_results(own_time_skippin
     assert script.called("collect_results_cancelled")
     assert result.status is JobStatus.SUCCEEDED
     assert "results were collected" in (result.reason or "")
+
+
+async def test_an_input_that_does_not_validate_fails_the_workflow_not_hangs(time_skipping_env):
+    """What a caller in another language sends, with a field the contract does not know."""
+    script = ScriptedBatch()
+    queue = f"test-{uuid.uuid4()}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow],
+        activities=script.activities(),
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            "BatchJobWorkflow",
+            {"input_path": "in.jsonl", "completion_window": "48h"},
+            id=f"job-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 20)
+    assert "completion_window" in str(failure.value.cause)
+    assert script.calls == [], "nothing ran"
