@@ -8,13 +8,18 @@ retry timer (skipped) brings the next one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.failures import BATCH_NOT_CHANGED
 from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
@@ -32,6 +37,8 @@ from contracts.steps import (
 )
 
 REQUESTS = 5
+
+Starter = Callable[..., Any]
 
 
 @dataclass
@@ -152,6 +159,29 @@ class ScriptedBatch:
             collect_results,
             cancel_batch,
         ]
+
+    @asynccontextmanager
+    async def serving(self, env: WorkflowEnvironment) -> AsyncIterator[Starter]:
+        """A worker with both workflows on these activities; yields a function starting one."""
+        from workflows.batch_job import BatchJobWorkflow
+        from workflows.fan_out import BatchFanOutWorkflow
+
+        queue = f"test-{uuid.uuid4()}"
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
+            activities=self.activities(),
+        ):
+
+            async def start(
+                request: Any, run: Any = BatchJobWorkflow.run
+            ) -> WorkflowHandle[Any, Any]:
+                return await env.client.start_workflow(
+                    run, request, id=f"job-{uuid.uuid4()}", task_queue=queue
+                )
+
+            yield start
 
     def called(self, name: str) -> list[Any]:
         return [request for called, request in self.calls if called == name]

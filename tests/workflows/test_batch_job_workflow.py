@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from contracts.job import (
     BatchJobInput,
@@ -33,16 +31,8 @@ def job(**overrides: object) -> BatchJobInput:
 
 
 async def run_job(env: WorkflowEnvironment, script: ScriptedBatch, request: BatchJobInput):
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
-        activities=script.activities(),
-    ):
-        handle = await env.client.start_workflow(
-            BatchJobWorkflow.run, request, id=f"job-{uuid.uuid4()}", task_queue=queue
-        )
+    async with script.serving(env) as start:
+        handle = await start(request)
         result = await handle.result()
         # Queried while the worker still runs: a closed workflow is replayed to answer.
         script.final_progress = await handle.query(BatchJobWorkflow.progress)
@@ -135,16 +125,8 @@ async def test_a_batch_stuck_in_validating_is_cancelled_at_its_deadline(time_ski
 
 async def test_cancelling_the_workflow_cancels_the_batch_and_keeps_results(time_skipping_env):
     script = ScriptedBatch(path=[("in_progress", 10**6)])
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow],
-        activities=script.activities(),
-    ):
-        handle = await time_skipping_env.client.start_workflow(
-            BatchJobWorkflow.run, job(), id=f"job-{uuid.uuid4()}", task_queue=queue
-        )
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job())
         # Time stands still outside result(): the batch stays in_progress.
         for _ in range(200):
             progress = await handle.query(BatchJobWorkflow.progress)
@@ -176,19 +158,12 @@ async def test_progress_query_reports_phase_and_counts(time_skipping_env):
 
 async def test_a_parent_runs_jobs_as_children(time_skipping_env):
     script = ScriptedBatch()
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
-        activities=script.activities(),
-    ):
-        result = await time_skipping_env.client.execute_workflow(
-            BatchFanOutWorkflow.run,
+    async with script.serving(time_skipping_env) as start:
+        parent = await start(
             FanOutInput(jobs=[job(input_path="a.jsonl"), job(input_path="b.jsonl")]),
-            id=f"parent-{uuid.uuid4()}",
-            task_queue=queue,
+            run=BatchFanOutWorkflow.run,
         )
+        result = await parent.result()
     assert [r.output_path for r in result.results] == ["a.output.jsonl", "b.output.jsonl"]
     assert all(r.status is JobStatus.SUCCEEDED for r in result.results)
     assert result.failed_jobs == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -13,14 +12,12 @@ from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from contracts.job import JobPhase, JobStatus
 from temporal_client import register_search_attributes
 from tests.support import temporal as server_binaries
 from tests.workflows.fakes import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
-from workflows.batch_job import BatchJobWorkflow
 
 
 async def wait_for_call(script: ScriptedBatch, name: str) -> None:
@@ -47,19 +44,8 @@ async def test_a_revoked_key_mid_wait_cancels_the_batch_and_names_it(time_skippi
 
 async def test_a_cancel_during_create_waits_for_it_then_cancels_what_it_made(time_skipping_env):
     script = ScriptedBatch(create_hangs=True)
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow],
-        activities=script.activities(),
-    ):
-        handle = await time_skipping_env.client.start_workflow(
-            BatchJobWorkflow.run,
-            job(heartbeat_timeout=timedelta(seconds=1)),
-            id=f"job-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job(heartbeat_timeout=timedelta(seconds=1)))
         await wait_for_call(script, "create_batch")
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as failure:
@@ -115,19 +101,8 @@ async def test_a_cancel_during_collect_still_writes_the_results(own_time_skippin
     script = ScriptedBatch(
         path=[("validating", 0), ("in_progress", 0), ("finalizing", 0)], collect_hangs_once=True
     )
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow],
-        activities=script.activities(),
-    ):
-        handle = await time_skipping_env.client.start_workflow(
-            BatchJobWorkflow.run,
-            job(heartbeat_timeout=timedelta(seconds=1)),
-            id=f"job-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job(heartbeat_timeout=timedelta(seconds=1)))
         await wait_for_call(script, "collect_results")
         await handle.cancel()
         result = await handle.result()
@@ -140,18 +115,9 @@ async def test_a_cancel_during_collect_still_writes_the_results(own_time_skippin
 async def test_an_input_that_does_not_validate_fails_the_workflow_not_hangs(time_skipping_env):
     """What a caller in another language sends, with a field the contract does not know."""
     script = ScriptedBatch()
-    queue = f"test-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[BatchJobWorkflow],
-        activities=script.activities(),
-    ):
-        handle = await time_skipping_env.client.start_workflow(
-            "BatchJobWorkflow",
-            {"input_path": "in.jsonl", "completion_window": "48h"},
-            id=f"job-{uuid.uuid4()}",
-            task_queue=queue,
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(
+            {"input_path": "in.jsonl", "completion_window": "48h"}, run="BatchJobWorkflow"
         )
         with pytest.raises(WorkflowFailureError) as failure:
             await asyncio.wait_for(handle.result(), 20)
