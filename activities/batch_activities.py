@@ -123,10 +123,13 @@ class BatchActivities:
         # Heartbeats cover the look-up too: a dead worker is noticed at any point.
         async with temporal_failures(), heartbeating():
             filename = upload_filename(request.job_key, request.sha256)
-            existing = await self._find_upload(filename, request.bytes)
-            if existing is not None:
-                activity.logger.info("adopting earlier upload %s", existing)
-                return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
+            # Only a retry can have an earlier attempt's upload to adopt: the first
+            # attempt skips the listing (pages of files, each call a chance to fail).
+            if activity.info().attempt > 1:
+                existing = await self._find_upload(filename, request.bytes)
+                if existing is not None:
+                    activity.logger.info("adopting earlier upload %s", existing)
+                    return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
             with self.storage.reading(request.input_path) as path:
                 # The content, not just the size: a same-size edit after validation
                 # would otherwise send requests that were never checked.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -51,7 +52,11 @@ class ActivityRunner:
         self.heartbeats: list[tuple[Any, ...]] = []
         self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
 
-    async def run(self, fn: Callable[[Req], Awaitable[Res]], request: Req) -> Res:
+    async def run(
+        self, fn: Callable[[Req], Awaitable[Res]], request: Req, *, attempt: int = 1
+    ) -> Res:
+        """attempt > 1 runs it as Temporal's retry of an attempt that died or failed."""
+        self.env.info = dataclasses.replace(self.env.info, attempt=attempt)
         converter = self.env.payload_converter
         (sent,) = converter.from_payloads(converter.to_payloads([request]), [type(request)])
         result = await self.env.run(fn, sent)

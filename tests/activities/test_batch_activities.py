@@ -88,11 +88,11 @@ class Job:
         write_input(self.storage, data)
         return await self.runner.run(self.acts.validate_input, validate_request())
 
-    async def upload(self, summary: InputSummary) -> UploadedInput:
+    async def upload(self, summary: InputSummary, attempt: int = 1) -> UploadedInput:
         request = UploadInputRequest(
             input_path=INPUT, job_key=self.key, sha256=summary.sha256, bytes=summary.bytes
         )
-        return await self.runner.run(self.acts.upload_input, request)
+        return await self.runner.run(self.acts.upload_input, request, attempt=attempt)
 
     def create_request(
         self, file_id: str, *, not_before: datetime | None = None
@@ -213,7 +213,7 @@ async def test_upload_twice_with_one_job_key_adopts_the_first(
     async with client:
         summary = await job.validate(chat_file(5))
         first = await job.upload(summary)
-        second = await job.upload(summary)
+        second = await job.upload(summary, attempt=2)
 
     assert first.adopted is False
     assert second.adopted is True
@@ -233,7 +233,7 @@ async def test_upload_does_not_adopt_a_different_input_under_the_same_job_key(
     """A reused workflow id (a daily job) with new content of the same size uploads anew."""
     first = await job.upload(await job.validate(chat_file(5, prefix="day1")))
     changed = await job.validate(chat_file(5, prefix="day2"))
-    second = await job.upload(changed)
+    second = await job.upload(changed, attempt=2)
 
     assert second.adopted is False
     assert second.file_id != first.file_id
