@@ -48,14 +48,7 @@ from temporalio.client import (
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.constants import (
-    DEFAULT_WEB_UI,
-    ENV_DATA_DIR,
-    ENV_TASK_QUEUE,
-    ENV_WEB_UI,
-    TASK_QUEUE,
-    WORKFLOW_NAME,
-)
+from contracts.constants import DEFAULT_WEB_UI, ENV_DATA_DIR, ENV_TASK_QUEUE, ENV_WEB_UI
 from contracts.job import (
     WORKFLOW_ID_PLACEHOLDER,
     BatchJobInput,
@@ -63,6 +56,14 @@ from contracts.job import (
     JobProgress,
     JobStatus,
     PhaseDeadlines,
+)
+from contracts.names import (
+    ACTIVITY_AWAIT_STATUS_CHANGE,
+    QUERY_PROGRESS,
+    SEARCH_ATTRIBUTE_BATCH_ID,
+    SEARCH_ATTRIBUTE_BATCH_STATUS,
+    TASK_QUEUE,
+    WORKFLOW_NAME,
 )
 from contracts.steps import BatchSnapshot
 from storage import LocalStorage, LocationError
@@ -169,13 +170,13 @@ async def live_progress(handle: WorkflowHandle[Any, Any]) -> tuple[JobProgress, 
     Counts between status changes live in the polling activity's heartbeat, not
     in history, so they are read from describe() rather than the query.
     """
-    progress: JobProgress = await handle.query("progress", result_type=JobProgress)
+    progress: JobProgress = await handle.query(QUERY_PROGRESS, result_type=JobProgress)
     trouble: str | None = None
     description = await handle.describe()
     converter = handle._client.data_converter
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name
-        if name == "await_status_change" and pending.heartbeat_details.payloads:
+        if name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
             [snapshot] = await converter.decode(pending.heartbeat_details.payloads, [BatchSnapshot])
             if isinstance(snapshot, BatchSnapshot) and snapshot.status == progress.batch_status:
                 progress = progress.model_copy(update={"counts": snapshot.counts})
@@ -341,8 +342,8 @@ async def cmd_list(args: argparse.Namespace, client: Client) -> int:
     rows = 0
     async for execution in client.list_workflows(query, limit=args.limit):
         attrs = execution.search_attributes
-        batch_status = (attrs.get("BatchStatus") or ["-"])[0]
-        batch_id = (attrs.get("BatchId") or ["-"])[0]
+        batch_status = (attrs.get(SEARCH_ATTRIBUTE_BATCH_STATUS) or ["-"])[0]
+        batch_id = (attrs.get(SEARCH_ATTRIBUTE_BATCH_ID) or ["-"])[0]
         started = (
             execution.start_time.strftime("%Y-%m-%d %H:%M:%S") if execution.start_time else "-"
         )

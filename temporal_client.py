@@ -85,7 +85,7 @@ async def register_search_attributes(client: Client) -> None:
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.service import RPCError, RPCStatusCode
 
-    from contracts.constants import SEARCH_ATTRIBUTES
+    from contracts.names import SEARCH_ATTRIBUTES
 
     kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
     for name, kind in SEARCH_ATTRIBUTES.items():

@@ -23,12 +23,8 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from activities.batch_activities import BatchActivities
-from contracts.constants import (
-    ENV_DATA_DIR,
-    ENV_MAX_CONCURRENT_ACTIVITIES,
-    ENV_TASK_QUEUE,
-    TASK_QUEUE,
-)
+from contracts.constants import ENV_DATA_DIR, ENV_MAX_CONCURRENT_ACTIVITIES, ENV_TASK_QUEUE
+from contracts.names import TASK_QUEUE
 from gateway.client import GatewayClient
 from gateway.errors import (
     AuthenticationError,

@@ -19,12 +19,12 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.failures import BATCH_NOT_CHANGED, temporal_failures
+from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.results import CollectedFiles, collect_results, read_input_ids
 from activities.validation import validate_jsonl
-from contracts.constants import JOB_KEY_METADATA
 from contracts.job import BatchCounts
+from contracts.names import FAILURE_BATCH_NOT_CHANGED, FAILURE_INPUT_CHANGED, JOB_KEY_METADATA
 from contracts.steps import (
     AwaitChangeRequest,
     BatchSnapshot,
@@ -142,7 +142,7 @@ class BatchActivities:
                         f"{request.input_path} changed since it was validated "
                         f"({size} bytes, validated {request.bytes} bytes with sha256 "
                         f"{request.sha256[:16]}...); start the job again",
-                        type="InputChanged",
+                        type=FAILURE_INPUT_CHANGED,
                         non_retryable=True,
                     )
                 uploaded = await self.client.upload_file(path, filename=filename)
@@ -279,7 +279,7 @@ class BatchActivities:
         raise ApplicationError(
             f"batch {batch.id} still {batch.status.value}: {progress}",
             current,
-            type=BATCH_NOT_CHANGED,
+            type=FAILURE_BATCH_NOT_CHANGED,
             next_retry_delay=timedelta(seconds=request.poll_seconds),
             # Expected on every poll: not logged as a failure, not counted in failure metrics.
             category=ApplicationErrorCategory.BENIGN,
@@ -298,7 +298,7 @@ class BatchActivities:
                         "its results cannot be matched to it; restore the file, or download "
                         f"output file {batch.output_file_id} and error file "
                         f"{batch.error_file_id} yourself",
-                        type="InputChanged",
+                        type=FAILURE_INPUT_CHANGED,
                         non_retryable=True,
                     )
                 input_ids = await asyncio.to_thread(read_input_ids, input_file)

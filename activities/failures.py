@@ -10,13 +10,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.results import ResultIntegrityError
 from activities.validation import InputProblems
+from contracts.names import (
+    FAILURE_INVALID_INPUT,
+    FAILURE_INVALID_LOCATION,
+    FAILURE_PERMISSION_DENIED,
+    FAILURE_RESULT_INTEGRITY,
+)
 from gateway.errors import GatewayError
 from storage import LocationError
-
-INVALID_INPUT = "InvalidInput"
-INVALID_LOCATION = "InvalidLocation"
-RESULT_INTEGRITY = "ResultIntegrity"
-BATCH_NOT_CHANGED = "BatchNotChanged"
 
 
 def gateway_failure(exc: GatewayError) -> ApplicationError:
@@ -38,15 +39,15 @@ async def temporal_failures() -> AsyncIterator[None]:
         # Not chained: Temporal records the cause chain, unredacted, in history.
         raise gateway_failure(exc) from None
     except InputProblems as exc:
-        raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from exc
+        raise ApplicationError(str(exc), type=FAILURE_INVALID_INPUT, non_retryable=True) from exc
     except LocationError as exc:
-        raise ApplicationError(str(exc), type=INVALID_LOCATION, non_retryable=True) from exc
+        raise ApplicationError(str(exc), type=FAILURE_INVALID_LOCATION, non_retryable=True) from exc
     except ResultIntegrityError as exc:
-        raise ApplicationError(str(exc), type=RESULT_INTEGRITY, non_retryable=True) from exc
+        raise ApplicationError(str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True) from exc
     except PermissionError as exc:
         # Retrying cannot grant access: say where, once.
         raise ApplicationError(
             f"permission denied: {exc.filename or exc}; the worker cannot read or write there",
-            type="PermissionDenied",
+            type=FAILURE_PERMISSION_DENIED,
             non_retryable=True,
         ) from None

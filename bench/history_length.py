@@ -32,6 +32,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE
+
 with workflow.unsafe.imports_passed_through():
     from contracts.job import BatchJobInput, BatchJobResult, JobStatus
     from contracts.steps import (
@@ -131,7 +133,7 @@ def naive_activities(script: ScriptedBatch, unchanged_polls: int) -> list[Callab
         reads += 1
         return script.snapshot("in_progress" if reads < unchanged_polls else "completed")
 
-    steps = [a for a in script.activities() if a.__name__ != "await_status_change"]
+    steps = [a for a in script.activities() if a.__name__ != ACTIVITY_AWAIT_STATUS_CHANGE]
     return [*steps, get_batch_status]
 
 

@@ -47,8 +47,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.constants import JOB_KEY_METADATA, WORKFLOW_NAME
 from contracts.job import BatchJobInput, BatchJobResult
+from contracts.names import JOB_KEY_METADATA, WORKFLOW_NAME
 from emulator.backends import injected_failure
 from temporal_client import register_search_attributes
 from tests.support.emulator import EmulatorProcess, free_port

@@ -26,8 +26,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.emulator_common import MB
-from contracts.constants import WORKFLOW_NAME
 from contracts.job import BatchJobInput, JobProgress
+from contracts.names import QUERY_PROGRESS, WORKFLOW_NAME
 from temporal_client import register_search_attributes
 from tests.support.emulator import EmulatorProcess, free_port
 from tests.support.temporal import dev_server_path
@@ -57,7 +57,7 @@ async def count_waiting(client: Client, ids: list[str]) -> int:
     async def phase(workflow_id: str) -> str | None:
         try:
             handle = client.get_workflow_handle(workflow_id)
-            progress = await handle.query("progress", result_type=JobProgress)
+            progress = await handle.query(QUERY_PROGRESS, result_type=JobProgress)
             return progress.batch_status
         except Exception:
             return None

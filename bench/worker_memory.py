@@ -36,6 +36,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+import contracts.names as names
 from bench.emulator_common import MB
 from bench.emulator_files import timed_copy
 from contracts.job import BatchJobInput, BatchJobResult, InputLimits, JobStatus
@@ -45,7 +46,13 @@ from tests.support.temporal import dev_server_path
 from tests.support.worker import WorkerProcess
 
 SAMPLE_SECONDS = 0.02
-STEPS = ("validate_input", "upload_input", "create_batch", "await_status_change", "collect_results")
+STEPS = (
+    names.ACTIVITY_VALIDATE_INPUT,
+    names.ACTIVITY_UPLOAD_INPUT,
+    names.ACTIVITY_CREATE_BATCH,
+    names.ACTIVITY_AWAIT_STATUS_CHANGE,
+    names.ACTIVITY_COLLECT_RESULTS,
+)
 WORDS = "durable batch queue token model answer workflow retry gateway result".split()
 
 

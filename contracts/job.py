@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.constants import JOB_KEY_METADATA
+from contracts.names import JOB_KEY_METADATA
 
 SUPPORTED_ENDPOINTS = (
     "/v1/chat/completions",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from contracts.constants import SEARCH_ATTRIBUTES
+from contracts.names import SEARCH_ATTRIBUTES
 from temporal_client import connect, register_search_attributes
 
 ROOT = Path(__file__).resolve().parents[1]

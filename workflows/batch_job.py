@@ -28,12 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.batch_activities import BatchActivities
-    from activities.failures import BATCH_NOT_CHANGED
-    from contracts.constants import (
-        SEARCH_ATTRIBUTE_BATCH_ID,
-        SEARCH_ATTRIBUTE_BATCH_STATUS,
-        WORKFLOW_NAME,
-    )
     from contracts.job import (
         MAX_JOB_KEY,
         BatchJobInput,
@@ -41,6 +35,14 @@ with workflow.unsafe.imports_passed_through():
         JobPhase,
         JobProgress,
         JobStatus,
+    )
+    from contracts.names import (
+        FAILURE_BATCH_FAILED,
+        FAILURE_BATCH_NOT_CHANGED,
+        QUERY_PROGRESS,
+        SEARCH_ATTRIBUTE_BATCH_ID,
+        SEARCH_ATTRIBUTE_BATCH_STATUS,
+        WORKFLOW_NAME,
     )
     from contracts.steps import (
         AwaitChangeRequest,
@@ -93,7 +95,7 @@ class BatchJobWorkflow:
         self._last_status: str | None = None
         self._last_seen: BatchSnapshot | None = None
 
-    @workflow.query
+    @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
         return self._progress
 
@@ -232,7 +234,7 @@ class BatchJobWorkflow:
             raise ApplicationError(
                 f"batch {batch.id} failed validation at the gateway:\n{details}",
                 batch.errors,
-                type="BatchFailed",
+                type=FAILURE_BATCH_FAILED,
                 non_retryable=True,
             )
 
@@ -477,4 +479,4 @@ def _ran_out_of_time(exc: ActivityError) -> bool:
     cause = exc.cause
     if isinstance(cause, TimeoutError):
         return cause.type in (TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.SCHEDULE_TO_START)
-    return isinstance(cause, ApplicationError) and cause.type == BATCH_NOT_CHANGED
+    return isinstance(cause, ApplicationError) and cause.type == FAILURE_BATCH_NOT_CHANGED

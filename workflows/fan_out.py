@@ -15,8 +15,8 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from contracts.constants import SHARDED_WORKFLOW_NAME
     from contracts.job import BatchJobResult, FanOutInput, FanOutResult
+    from contracts.names import SHARDED_WORKFLOW_NAME
 
 from workflows.batch_job import BatchJobWorkflow
 

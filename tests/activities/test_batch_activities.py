@@ -15,9 +15,13 @@ from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch_activities import BatchActivities, upload_filename
-from activities.failures import BATCH_NOT_CHANGED, INVALID_INPUT, INVALID_LOCATION
-from contracts.constants import JOB_KEY_METADATA
 from contracts.job import InputLimits
+from contracts.names import (
+    FAILURE_BATCH_NOT_CHANGED,
+    FAILURE_INVALID_INPUT,
+    FAILURE_INVALID_LOCATION,
+    JOB_KEY_METADATA,
+)
 from contracts.steps import (
     AwaitChangeRequest,
     BatchSnapshot,
@@ -123,7 +127,7 @@ class Job:
             try:
                 batch = await self.runner.run(self.acts.await_status_change, request)
             except ApplicationError as exc:
-                assert exc.type == BATCH_NOT_CHANGED, exc
+                assert exc.type == FAILURE_BATCH_NOT_CHANGED, exc
                 assert time.monotonic() < deadline, f"batch {batch.id} still {batch.status}"
                 await asyncio.sleep(0.02)
         return batch
@@ -170,7 +174,7 @@ async def test_validate_input_refuses_results_outside_the_data_dir(
         with pytest.raises(ApplicationError) as caught:
             await runner.run(job.acts.validate_input, validate_request(**paths))
     error = caught.value
-    assert error.type == INVALID_LOCATION
+    assert error.type == FAILURE_INVALID_LOCATION
     assert error.non_retryable
     assert next(iter(paths.values())) in error.message
     assert list_all(fresh_emu, "/files") == []
@@ -188,7 +192,7 @@ async def test_validate_input_lists_the_problems_non_retryable(job: Job) -> None
     data = chat_file(3).replace(b'"method": "POST"', b'"method": "GET"', 1)
     with pytest.raises(ApplicationError) as caught:
         await job.validate(data)
-    assert caught.value.type == INVALID_INPUT
+    assert caught.value.type == FAILURE_INVALID_INPUT
     assert caught.value.non_retryable
     assert f"{INPUT}:1: custom_id='req-0' field 'method'" in caught.value.message
 
@@ -199,7 +203,7 @@ async def test_validate_input_missing_input_is_non_retryable(
     with pytest.raises(ApplicationError) as caught:
         await runner.run(acts.validate_input, validate_request(input_path="jobs/absent.jsonl"))
     assert caught.value.non_retryable
-    assert caught.value.type == INVALID_LOCATION
+    assert caught.value.type == FAILURE_INVALID_LOCATION
     assert "absent.jsonl" in caught.value.message
 
 
@@ -328,7 +332,7 @@ async def test_await_status_change_fails_benignly_until_the_status_moves(
         await job.runner.run(job.acts.await_status_change, request)
 
     error = caught.value
-    assert error.type == BATCH_NOT_CHANGED
+    assert error.type == FAILURE_BATCH_NOT_CHANGED
     assert not error.non_retryable
     assert error.next_retry_delay == timedelta(seconds=45.5)
     assert error.category == ApplicationErrorCategory.BENIGN

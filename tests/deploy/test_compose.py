@@ -22,6 +22,7 @@ import yaml
 from temporalio.envconfig import ClientConfig, ClientConfigProfile
 
 import contracts.constants as constants
+import contracts.names as names
 import gateway.settings as gateway_settings
 from emulator import knobs as emulator_knobs
 
@@ -428,13 +429,13 @@ def test_namespace_setup_registers_exactly_the_search_attributes(
     creates = [c for c in commands if "temporal operator search-attribute create" in c]
     assert len(creates) == 1
     pairs = re.findall(r"--name (\S+) --type (\S+)", creates[0])
-    assert dict(pairs) == constants.SEARCH_ATTRIBUTES
-    assert len(pairs) == len(constants.SEARCH_ATTRIBUTES)
+    assert dict(pairs) == names.SEARCH_ATTRIBUTES
+    assert len(pairs) == len(names.SEARCH_ATTRIBUTES)
     # The already-registered check names the same attributes.
     loops = [c for c in commands if c.startswith("for name in ")]
     assert len(loops) == 1
     assert loops[0].removeprefix("for name in ").removesuffix("; do").split() == list(
-        constants.SEARCH_ATTRIBUTES
+        names.SEARCH_ATTRIBUTES
     )
 
 
@@ -528,7 +529,7 @@ def test_worker_reaches_services_that_exist(services: dict[str, dict[str, Any]])
     assert host == SERVER and host in services
     assert int(port) in container_ports(services[SERVER])
 
-    assert env[constants.ENV_TASK_QUEUE] == constants.TASK_QUEUE
+    assert env[constants.ENV_TASK_QUEUE] == names.TASK_QUEUE
     dialect = interpolate(env[gateway_settings.ENV_GATEWAY_DIALECT] or "")
     assert dialect in {d.value for d in gateway_settings.Dialect}
     gateway_settings.GatewaySettings.from_env(

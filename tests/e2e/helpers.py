@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from contracts.constants import JOB_KEY_METADATA, WORKFLOW_NAME
 from contracts.job import BatchJobInput, BatchJobResult, JobProgress
+from contracts.names import JOB_KEY_METADATA, QUERY_PROGRESS, WORKFLOW_NAME
 from tests.e2e.conftest import Stack
 
 
@@ -75,7 +75,7 @@ async def wait_for(
     last: JobProgress | None = None
     while time.monotonic() < deadline:
         try:
-            last = await handle.query("progress", result_type=JobProgress)
+            last = await handle.query(QUERY_PROGRESS, result_type=JobProgress)
         except Exception:  # the workflow may not have run its first task yet
             last = None
         if last is not None and predicate(last):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from contracts.job import JobPhase, JobStatus
+from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     assert_each_request_exactly_once,
@@ -48,8 +49,8 @@ async def test_a_job_completes_end_to_end_with_every_response(stack: Stack):
     description = await handle.describe()
     assert description.typed_search_attributes is not None
     attrs = description.search_attributes
-    assert attrs["BatchStatus"] == ["completed"]
-    assert attrs["BatchId"] == [result.batch_id]
+    assert attrs[SEARCH_ATTRIBUTE_BATCH_STATUS] == ["completed"]
+    assert attrs[SEARCH_ATTRIBUTE_BATCH_ID] == [result.batch_id]
 
 
 @pytest.mark.parametrize(

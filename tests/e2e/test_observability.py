@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.constants import WORKFLOW_NAME
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
+from contracts.names import WORKFLOW_NAME
 from tests.e2e.conftest import Stack
 from tests.support.emulator import free_port
 

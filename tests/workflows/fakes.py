@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.failures import BATCH_NOT_CHANGED
 from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
+from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, FAILURE_BATCH_NOT_CHANGED
 from contracts.steps import (
     AwaitChangeRequest,
     BatchSnapshot,
@@ -109,7 +109,7 @@ class ScriptedBatch:
                     raise
             return script.snapshot(script.path[0][0])
 
-        @activity.defn(name="await_status_change")
+        @activity.defn(name=ACTIVITY_AWAIT_STATUS_CHANGE)
         async def await_status_change(request: AwaitChangeRequest) -> BatchSnapshot:
             script.polls += 1
             if script.poll_failure is not None and request.known_status == "in_progress":
@@ -123,7 +123,7 @@ class ScriptedBatch:
             ):
                 raise ApplicationError(
                     f"batch still {status}",
-                    type=BATCH_NOT_CHANGED,
+                    type=FAILURE_BATCH_NOT_CHANGED,
                     next_retry_delay=timedelta(seconds=request.poll_seconds),
                     category=ApplicationErrorCategory.BENIGN,
                 )
