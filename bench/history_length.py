@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_client import register_search_attributes
     from tests.support.temporal import test_server_path
     from tests.workflows.fakes import ScriptedBatch
-    from workflows.batch_job import TERMINAL, BatchJobWorkflow
+    from workflows.batch_job import BatchJobWorkflow
 
 HISTORY_LIMIT = 60
 RUN_TIMEOUT_SECONDS = 600.0
@@ -99,7 +99,7 @@ class NaiveSleepPollWorkflow:
             result_type=BatchSnapshot,
             start_to_close_timeout=STEP_TIMEOUT,
         )
-        while batch.status not in TERMINAL:
+        while not batch.status.is_terminal:
             await workflow.sleep(job.poll_interval)
             batch = await workflow.execute_activity(
                 "get_batch_status",

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from contracts.names import JOB_KEY_METADATA
+from gateway.models import BatchStatus
 
 SUPPORTED_ENDPOINTS = (
     "/v1/chat/completions",
@@ -55,6 +56,15 @@ class PhaseDeadlines(_Contract):
     in_progress: timedelta = timedelta(hours=26)
     finalizing: timedelta = timedelta(hours=4)
     cancelling: timedelta = timedelta(hours=1)
+
+    def for_status(self, status: BatchStatus) -> timedelta:
+        """The deadline of the phase a batch in this status is in (in_progress for any other)."""
+        return {
+            BatchStatus.VALIDATING: self.validating,
+            BatchStatus.IN_PROGRESS: self.in_progress,
+            BatchStatus.FINALIZING: self.finalizing,
+            BatchStatus.CANCELLING: self.cancelling,
+        }.get(status, self.in_progress)
 
 
 class InputLimits(_Contract):
@@ -218,7 +228,7 @@ class JobProgress(_Contract):
 
     phase: JobPhase = JobPhase.VALIDATING_INPUT
     batch_id: str | None = None
-    batch_status: str | None = None
+    batch_status: BatchStatus | None = None
     requests: int | None = None
     counts: BatchCounts | None = None
     reason: str | None = None
@@ -226,6 +236,8 @@ class JobProgress(_Contract):
 
 
 class BatchJobResult(_Contract):
+    # batch_status holds a BatchStatus value but is typed str: the published schema
+    # (schemas/batch_job_result.schema.json) that other languages build on says string.
     status: JobStatus
     reason: str | None = None
     batch_id: str

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.job import BatchCounts, InputLimits, RequestTally, TokenTotals
+from gateway.models import BatchStatus
 
 
 class _Step(BaseModel):
@@ -54,7 +55,7 @@ class BatchSnapshot(_Step):
     """The parts of a gateway batch object the workflow acts on."""
 
     id: str
-    status: str
+    status: BatchStatus
     input_file_id: str | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
@@ -66,7 +67,7 @@ class BatchSnapshot(_Step):
 
 class AwaitChangeRequest(_Step):
     batch_id: str
-    known_status: str
+    known_status: BatchStatus
     poll_seconds: float
 
 

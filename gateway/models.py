@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class BatchStatus(StrEnum):
+    """A batch's status, the one type every layer uses (gateway, step contracts, workflow).
+
+    Its values are OpenAI's spellings, so it serialises as the plain string it
+    always did; a status outside this set is refused where the gateway's
+    object is read (see Batch.status).
+    """
+
     VALIDATING = "validating"
     FAILED = "failed"
     IN_PROGRESS = "in_progress"

@@ -1,6 +1,6 @@
 """BatchJobWorkflow: one JSONL file through one gateway batch, durably.
 
-validate -> upload -> create -> wait until terminal -> collect results.
+prepare (validate, upload) -> create -> wait until terminal -> judge -> collect.
 The wait costs a handful of history events whatever its length: each phase is
 one activity that Temporal retries every poll interval until the status moves,
 and the phase's deadline is that activity's schedule-to-close timeout.
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -22,7 +23,12 @@ from temporalio.exceptions import (
     TimeoutType,
     is_cancelled_exception,
 )
-from temporalio.workflow import ActivityCancellationType
+from temporalio.types import MethodAsyncSingleParam
+
+from workflows import metrics, step_options
+from workflows.outcome import Outcome, rejection
+from workflows.progress import describe
+from workflows.step_options import StepOptions
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -37,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         JobStatus,
     )
     from contracts.names import (
-        FAILURE_BATCH_FAILED,
         FAILURE_BATCH_NOT_CHANGED,
         QUERY_PROGRESS,
         SEARCH_ATTRIBUTE_BATCH_ID,
@@ -51,37 +56,22 @@ with workflow.unsafe.imports_passed_through():
         CollectedResults,
         CollectResultsRequest,
         CreateBatchRequest,
+        InputSummary,
+        UploadedInput,
         UploadInputRequest,
         ValidateInputRequest,
     )
-    from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
+    from gateway.models import BatchStatus
 
 BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
 BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-NOT_RUN_CODES = {
-    "expired": "batch_expired",
-    "cancelled": "batch_cancelled",
-    "failed": "batch_failed",
-}
-
-# Gateway calls: retried with backoff for as long as the schedule-to-close allows;
-# configuration errors are non-retryable and fail at once.
-GATEWAY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-)
-# Validation reads a local file: bad input is non-retryable and fails at once;
-# what is left to retry is a worker that died mid-read, however often that happens.
-LOCAL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 
 
 class _DeadlineExceeded(Exception):
-    def __init__(self, phase: str, limit: timedelta, last: BatchSnapshot) -> None:
+    def __init__(self, phase: BatchStatus, limit: timedelta, last: BatchSnapshot) -> None:
         super().__init__(f"batch {last.id} spent longer than {limit} in {phase}")
         self.last = last
 
@@ -90,9 +80,16 @@ class _DeadlineExceeded(Exception):
 # instead of failing its first task over and over (a workflow that hangs).
 @workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
 class BatchJobWorkflow:
+    # Fixed when the run starts; every phase reads them.
+    _job: BatchJobInput
+    _job_key: str
+    _started: datetime
+    _output_path: str
+    _errors_path: str
+
     def __init__(self) -> None:
         self._progress = JobProgress()
-        self._last_status: str | None = None
+        self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -105,246 +102,183 @@ class BatchJobWorkflow:
             result = await self._run(job)
         except (Exception, asyncio.CancelledError) as exc:
             # The SDK's workflow meter records nothing while replaying: counted once.
-            _count_job("cancelled" if is_cancelled_exception(exc) else "failed")
+            metrics.count_job("cancelled" if is_cancelled_exception(exc) else "failed")
             raise
-        _count_job(result.status.value)
-        requests = workflow.metric_meter().create_counter(
-            METRIC_REQUESTS, "Requests of finished jobs, by outcome", "requests"
-        )
-        for outcome, count in (
-            ("succeeded", result.requests.succeeded),
-            ("failed", result.requests.failed),
-            ("not_run", result.requests.not_run),
-        ):
-            requests.add(count, {"outcome": outcome})
+        metrics.count_job(result.status.value)
+        metrics.count_requests(result.requests)
         return result
 
     async def _run(self, job: BatchJobInput) -> BatchJobResult:
         info = workflow.info()
-        started = workflow.now()
-        job_key = job.job_key or _job_key(info.workflow_id, info.first_execution_run_id)
-        output_path, errors_path = job.output_paths_for(info.workflow_id)
+        self._job = job
+        self._started = workflow.now()
+        self._job_key = job.job_key or _job_key(info.workflow_id, info.first_execution_run_id)
+        self._output_path, self._errors_path = job.output_paths_for(info.workflow_id)
 
+        summary, uploaded = await self._prepare()
+        batch = await self._create(uploaded)
+        outcome = await self._wait(batch)
+        rejected = rejection(outcome.batch)
+        if rejected is not None:
+            self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
+            raise rejected
+        outcome.read_batch_end()
+        collected = await self._collect(outcome, summary)
+        outcome.read_results(collected)
+        self._set_phase(JobPhase.DONE, reason=outcome.reason)
+        return self._result(outcome, uploaded, collected)
+
+    # -- the phases, in the order they run ------------------------------------------------
+
+    async def _prepare(self) -> tuple[InputSummary, UploadedInput]:
+        """Validate the input where it lies, then upload it (adopting an earlier upload)."""
+        job = self._job
         self._set_phase(JobPhase.VALIDATING_INPUT)
-        summary = await workflow.execute_activity_method(
+        summary = await self._step(
             BatchActivities.validate_input,
             ValidateInputRequest(
                 input_path=job.input_path,
                 endpoint=job.endpoint,
                 limits=job.limits,
-                output_path=output_path,
-                errors_path=errors_path,
+                output_path=self._output_path,
+                errors_path=self._errors_path,
             ),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=job.heartbeat_timeout,
-            schedule_to_close_timeout=timedelta(hours=2),
-            retry_policy=LOCAL_RETRY,
+            step_options.VALIDATE,
         )
         self._progress.requests = summary.requests
 
         self._set_phase(JobPhase.UPLOADING)
-        uploaded = await workflow.execute_activity_method(
+        uploaded = await self._step(
             BatchActivities.upload_input,
             UploadInputRequest(
                 input_path=job.input_path,
-                job_key=job_key,
+                job_key=self._job_key,
                 sha256=summary.sha256,
                 bytes=summary.bytes,
             ),
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=job.heartbeat_timeout,
-            schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=GATEWAY_RETRY,
+            step_options.UPLOAD,
         )
+        return summary, uploaded
 
+    async def _create(self, uploaded: UploadedInput) -> BatchSnapshot:
+        job = self._job
         self._set_phase(JobPhase.CREATING_BATCH)
         try:
-            batch = await workflow.execute_activity_method(
+            batch = await self._step(
                 BatchActivities.create_batch,
                 CreateBatchRequest(
                     input_file_id=uploaded.file_id,
                     endpoint=job.endpoint,
                     completion_window=job.completion_window,
                     metadata=job.metadata,
-                    job_key=job_key,
-                    not_before=started,
+                    job_key=self._job_key,
+                    not_before=self._started,
                 ),
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=job.heartbeat_timeout,
-                schedule_to_close_timeout=timedelta(hours=6),
-                retry_policy=GATEWAY_RETRY,
-                # A cancelled create is waited for, so the look-up below sees any
-                # batch its POST made before the cancel reached it.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                step_options.CREATE,
             )
         except (asyncio.CancelledError, ActivityError) as exc:
             # The gateway may have created the batch before the create gave up or
             # the cancel arrived: find it by the job key and cancel it.
             try:
-                await self._cancel(job, None, job_key, started)
+                await self._cancel(None)
             except ActivityError:
                 if is_cancelled_exception(exc):
                     raise exc from None
                 workflow.logger.warning("could not look for a batch the failed create made")
             raise
         self._observe(batch)
+        return batch
 
-        status = JobStatus.SUCCEEDED
-        reason: str | None = None
+    async def _wait(self, batch: BatchSnapshot) -> Outcome:
+        """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""
         self._set_phase(JobPhase.WAITING)
         wait_started = workflow.now()
         try:
-            batch = await self._wait_until_terminal(job, batch)
+            outcome = Outcome(await self._wait_until_terminal(batch))
         except _DeadlineExceeded as exc:
-            status, reason = JobStatus.DEADLINE_EXCEEDED, str(exc)
+            reason = str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
-            batch, note = await self._cancel_and_settle(
-                job, exc.last, job_key, started, run_on_if_uncancellable=False
-            )
-            reason = f"{reason}; {note}" if note else reason
+            settled, note = await self._cancel_and_settle(exc.last, run_on_if_uncancellable=False)
+            outcome = Outcome(settled, JobStatus.DEADLINE_EXCEEDED, _joined(reason, note))
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 assert isinstance(exc, ActivityError)
                 # The gateway stopped answering for good (a revoked key, the batch
                 # gone): never leave a billing batch unwatched without saying so.
-                await self._abandon(job, self._last_seen or batch, job_key, started, exc)
+                await self._abandon(self._last_seen or batch, exc)
                 raise
-            status, reason = JobStatus.CANCELLED, "the workflow was cancelled"
-            batch, note = await self._cancel_and_settle(
-                job, self._last_seen or batch, job_key, started, run_on_if_uncancellable=True
+            settled, note = await self._cancel_and_settle(
+                self._last_seen or batch, run_on_if_uncancellable=True
             )
-            reason = f"{reason}; {note}" if note else reason
-        workflow.metric_meter().create_histogram_float(
-            METRIC_BATCH_WAIT, "From batch created to batch terminal, as the job saw it", "s"
-        ).record((workflow.now() - wait_started).total_seconds(), {"batch_status": batch.status})
-
-        ran_something = bool(
-            batch.output_file_id
-            or batch.error_file_id
-            or (batch.counts is not None and batch.counts.completed + batch.counts.failed)
-        )
-        if batch.status == "failed" and ran_something:
-            # Failed mid-run: what finished is kept, the rest reported not run.
-            if status is JobStatus.SUCCEEDED:
-                status = JobStatus.COMPLETED_WITH_FAILURES
-                reason = "the batch failed at the gateway: " + "; ".join(batch.errors or ["?"])
-        elif batch.status == "failed":
-            self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
-            details = "\n".join(f"  {e}" for e in batch.errors) or "  (no details given)"
-            raise ApplicationError(
-                f"batch {batch.id} failed validation at the gateway:\n{details}",
-                batch.errors,
-                type=FAILURE_BATCH_FAILED,
-                non_retryable=True,
+            outcome = Outcome(
+                settled, JobStatus.CANCELLED, _joined("the workflow was cancelled", note)
             )
+        metrics.record_wait(workflow.now() - wait_started, outcome.batch.status)
+        return outcome
 
+    async def _collect(self, outcome: Outcome, summary: InputSummary) -> CollectedResults:
+        """Join the gateway's results to the input; a cancel now still gets them."""
         self._set_phase(JobPhase.DOWNLOADING)
-        if status is JobStatus.SUCCEEDED and batch.status in ("expired", "cancelled"):
-            status = JobStatus.EXPIRED if batch.status == "expired" else JobStatus.CANCELLED
-            reason = f"the batch ended {batch.status} at the gateway"
-        collect = CollectResultsRequest(
-            batch=batch,
-            input_path=job.input_path,
-            output_path=output_path,
-            errors_path=errors_path,
-            not_run_code=NOT_RUN_CODES.get(batch.status, status.value),
+        request = CollectResultsRequest(
+            batch=outcome.batch,
+            input_path=self._job.input_path,
+            output_path=self._output_path,
+            errors_path=self._errors_path,
+            not_run_code=outcome.not_run_code,
             input_sha256=summary.sha256,
         )
         try:
-            collected = await self._collect(job, collect)
+            return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 raise
-            # The batch has ended and is paid for: a cancel now still gets its results.
-            reason = "cancel requested after the batch ended; its results were collected"
-            collected = await self._collect(job, collect)
-        tally = collected.requests
-        if status is JobStatus.SUCCEEDED and (
-            tally.failed or tally.not_run or collected.problems or tally.succeeded != tally.total
-        ):
-            status = JobStatus.COMPLETED_WITH_FAILURES
-            summary_line = (
-                f"{tally.failed + tally.not_run} of {tally.total} requests did not succeed"
-            )
-            reason = "; ".join([summary_line, *collected.problems])
+            # The batch has ended and is paid for: its results are worth the wait.
+            outcome.reason = "cancel requested after the batch ended; its results were collected"
+            return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
 
-        self._set_phase(JobPhase.DONE, reason=reason)
+    def _result(
+        self, outcome: Outcome, uploaded: UploadedInput, collected: CollectedResults
+    ) -> BatchJobResult:
+        batch = outcome.batch
         return BatchJobResult(
-            status=status,
-            reason=reason,
+            status=outcome.status,
+            reason=outcome.reason,
             batch_id=batch.id,
             batch_status=batch.status,
             input_file_id=uploaded.file_id,
             output_file_id=batch.output_file_id,
             error_file_id=batch.error_file_id,
-            output_path=output_path,
-            errors_path=errors_path,
-            requests=tally,
+            output_path=self._output_path,
+            errors_path=self._errors_path,
+            requests=collected.requests,
             batch_counts=batch.counts,
             usage=collected.usage,
-            started_at=started,
+            started_at=self._started,
             batch_created_at=(
                 datetime.fromtimestamp(batch.created_at, tz=UTC) if batch.created_at else None
             ),
             finished_at=workflow.now(),
         )
 
-    async def _collect(
-        self, job: BatchJobInput, request: CollectResultsRequest
-    ) -> CollectedResults:
-        return await workflow.execute_activity_method(
-            BatchActivities.collect_results,
-            request,
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=job.heartbeat_timeout,
-            schedule_to_close_timeout=timedelta(hours=12),
-            retry_policy=GATEWAY_RETRY,
-        )
+    # -- waiting, cancelling, giving up ---------------------------------------------------
 
-    async def _abandon(
-        self,
-        job: BatchJobInput,
-        batch: BatchSnapshot,
-        job_key: str,
-        started: datetime,
-        cause: ActivityError,
-    ) -> None:
-        """Best effort before failing: cancel the batch, so it stops billing, and say which."""
-        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {cause.cause or cause}")
-        try:
-            await self._cancel(job, batch.id, job_key, started)
-            note = f"batch {batch.id} was cancelled"
-        except ActivityError:
-            note = f"batch {batch.id} could not be cancelled: cancel it at the gateway"
-        workflow.logger.error("giving up on batch %s: %s; %s", batch.id, cause.cause, note)
-        self._set_phase(JobPhase.DONE, reason=f"{cause.cause or cause}; {note}")
-
-    async def _wait_until_terminal(self, job: BatchJobInput, batch: BatchSnapshot) -> BatchSnapshot:
-        while batch.status not in TERMINAL:
-            limit = self._deadline_for(job, batch.status)
-            batch = await self._await_change(job, batch, limit)
+    async def _wait_until_terminal(self, batch: BatchSnapshot) -> BatchSnapshot:
+        while not batch.status.is_terminal:
+            limit = self._job.deadlines.for_status(batch.status)
+            batch = await self._await_change(batch, limit)
         return batch
 
-    async def _await_change(
-        self, job: BatchJobInput, batch: BatchSnapshot, limit: timedelta
-    ) -> BatchSnapshot:
-        poll = job.poll_interval
+    async def _await_change(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+        poll = self._job.poll_interval
         try:
-            changed = await workflow.execute_activity_method(
+            changed = await self._step(
                 BatchActivities.await_status_change,
                 AwaitChangeRequest(
                     batch_id=batch.id,
                     known_status=batch.status,
                     poll_seconds=poll.total_seconds(),
                 ),
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=job.heartbeat_timeout,
-                schedule_to_close_timeout=limit,
-                retry_policy=RetryPolicy(
-                    initial_interval=poll,
-                    backoff_coefficient=1.0,
-                    maximum_interval=poll,
-                ),
+                step_options.await_change(poll, limit),
             )
         except ActivityError as exc:
             if _ran_out_of_time(exc):
@@ -353,35 +287,15 @@ class BatchJobWorkflow:
         self._observe(changed)
         return changed
 
-    def _deadline_for(self, job: BatchJobInput, status: str) -> timedelta:
-        deadlines = job.deadlines
-        return {
-            "validating": deadlines.validating,
-            "in_progress": deadlines.in_progress,
-            "finalizing": deadlines.finalizing,
-            "cancelling": deadlines.cancelling,
-        }.get(status, deadlines.in_progress)
-
-    async def _cancel(
-        self, job: BatchJobInput, batch_id: str | None, job_key: str, started: datetime
-    ) -> BatchSnapshot | None:
-        return await workflow.execute_activity_method(
+    async def _cancel(self, batch_id: str | None) -> BatchSnapshot | None:
+        return await self._step(
             BatchActivities.cancel_batch,
-            CancelBatchRequest(batch_id=batch_id, job_key=job_key, not_before=started),
-            start_to_close_timeout=timedelta(minutes=2),
-            heartbeat_timeout=job.heartbeat_timeout,
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=GATEWAY_RETRY,
+            CancelBatchRequest(batch_id=batch_id, job_key=self._job_key, not_before=self._started),
+            step_options.CANCEL,
         )
 
     async def _cancel_and_settle(
-        self,
-        job: BatchJobInput,
-        batch: BatchSnapshot,
-        job_key: str,
-        started: datetime,
-        *,
-        run_on_if_uncancellable: bool,
+        self, batch: BatchSnapshot, *, run_on_if_uncancellable: bool
     ) -> tuple[BatchSnapshot, str | None]:
         """Cancel at the gateway and wait for it to settle, keeping what already finished.
 
@@ -390,11 +304,11 @@ class BatchJobWorkflow:
         to end so its results are kept; past a deadline it stops waiting.
         """
         self._set_phase(JobPhase.CANCELLING)
-        cancelled = await self._cancel(job, batch.id, job_key, started)
+        cancelled = await self._cancel(batch.id)
         if cancelled is not None:
             batch = cancelled
             self._observe(batch)
-        if batch.status not in TERMINAL and batch.status not in ("cancelling", "cancelled"):
+        if not batch.status.is_terminal and batch.status is not BatchStatus.CANCELLING:
             if not run_on_if_uncancellable:
                 return batch, f"the gateway could not cancel batch {batch.id}; it may still run"
             workflow.logger.warning(
@@ -402,24 +316,49 @@ class BatchJobWorkflow:
             )
             self._set_phase(JobPhase.WAITING)
             try:
-                batch = await self._wait_until_terminal(job, batch)
+                batch = await self._wait_until_terminal(batch)
             except _DeadlineExceeded as exc:
                 return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
             return batch, "the gateway could not cancel the batch, so it ran to its end"
+        limit = self._job.deadlines.cancelling
         try:
-            while batch.status not in TERMINAL:
-                batch = await self._await_change(job, batch, job.deadlines.cancelling)
+            while not batch.status.is_terminal:
+                batch = await self._await_change(batch, limit)
         except _DeadlineExceeded:
             workflow.logger.warning(
-                "batch %s did not settle within %s; collecting what is there",
-                batch.id,
-                job.deadlines.cancelling,
+                "batch %s did not settle within %s; collecting what is there", batch.id, limit
             )
-            return (
-                batch,
-                f"batch {batch.id} was still {batch.status} after {job.deadlines.cancelling}",
-            )
+            return batch, f"batch {batch.id} was still {batch.status} after {limit}"
         return batch, None
+
+    async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> None:
+        """Best effort before failing: cancel the batch, so it stops billing, and say which."""
+        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {cause.cause or cause}")
+        try:
+            await self._cancel(batch.id)
+            note = f"batch {batch.id} was cancelled"
+        except ActivityError:
+            note = f"batch {batch.id} could not be cancelled: cancel it at the gateway"
+        workflow.logger.error("giving up on batch %s: %s; %s", batch.id, cause.cause, note)
+        self._set_phase(JobPhase.DONE, reason=f"{cause.cause or cause}; {note}")
+
+    # -- one activity step, and what the job shows ----------------------------------------
+
+    async def _step(
+        self,
+        activity: MethodAsyncSingleParam[BatchActivities, Request, Response],
+        request: Request,
+        options: StepOptions,
+    ) -> Response:
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            start_to_close_timeout=options.start_to_close,
+            heartbeat_timeout=self._job.heartbeat_timeout,
+            schedule_to_close_timeout=options.schedule_to_close,
+            retry_policy=options.retry,
+            cancellation_type=options.cancellation,
+        )
 
     def _observe(self, batch: BatchSnapshot) -> None:
         self._last_seen = batch
@@ -428,41 +367,22 @@ class BatchJobWorkflow:
         self._progress.counts = batch.counts
         self._progress.updated_at = workflow.now()
         if batch.status != self._last_status:
-            updates = [BATCH_STATUS.value_set(batch.status)]
+            updates = [BATCH_STATUS.value_set(batch.status.value)]
             if self._last_status is None:
                 updates.append(BATCH_ID.value_set(batch.id))
             workflow.upsert_search_attributes(updates)
             self._last_status = batch.status
-        self._show()
+        workflow.set_current_details(describe(self._progress))
 
     def _set_phase(self, phase: JobPhase, reason: str | None = None) -> None:
         self._progress.phase = phase
         self._progress.reason = reason
         self._progress.updated_at = workflow.now()
-        self._show()
-
-    def _show(self) -> None:
-        p = self._progress
-        lines = [f"**phase** {p.phase.value}"]
-        if p.batch_id:
-            lines.append(f"**batch** {p.batch_id} ({p.batch_status})")
-        if p.counts is not None:
-            c = p.counts
-            lines.append(
-                f"**requests** {c.completed + c.failed}/{c.total or p.requests or '?'} "
-                f"finished, {c.failed} failed"
-            )
-        elif p.requests is not None:
-            lines.append(f"**requests** {p.requests}")
-        if p.reason:
-            lines.append(f"**reason** {p.reason}")
-        workflow.set_current_details("\n\n".join(lines))
+        workflow.set_current_details(describe(self._progress))
 
 
-def _count_job(status: str) -> None:
-    workflow.metric_meter().create_counter(
-        METRIC_JOBS, "Batch jobs that ended, by final status", "jobs"
-    ).add(1, {"status": status})
+def _joined(reason: str, note: str | None) -> str:
+    return f"{reason}; {note}" if note else reason
 
 
 def _job_key(workflow_id: str, run_id: str) -> str:

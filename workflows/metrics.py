@@ -1,0 +1,36 @@
+"""The job's own metrics, through the SDK's workflow meter (which records nothing on replay)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.job import RequestTally
+    from gateway.models import BatchStatus
+    from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
+
+
+def count_job(status: str) -> None:
+    workflow.metric_meter().create_counter(
+        METRIC_JOBS, "Batch jobs that ended, by final status", "jobs"
+    ).add(1, {"status": status})
+
+
+def count_requests(tally: RequestTally) -> None:
+    requests = workflow.metric_meter().create_counter(
+        METRIC_REQUESTS, "Requests of finished jobs, by outcome", "requests"
+    )
+    for outcome, count in (
+        ("succeeded", tally.succeeded),
+        ("failed", tally.failed),
+        ("not_run", tally.not_run),
+    ):
+        requests.add(count, {"outcome": outcome})
+
+
+def record_wait(waited: timedelta, status: BatchStatus) -> None:
+    workflow.metric_meter().create_histogram_float(
+        METRIC_BATCH_WAIT, "From batch created to batch terminal, as the job saw it", "s"
+    ).record(waited.total_seconds(), {"batch_status": status.value})

@@ -1,0 +1,79 @@
+"""How long each activity step of BatchJobWorkflow may take, and how it is retried.
+
+Every value here is part of the commands the workflow issues: changing one
+changes what a running job asks of Temporal (version it with workflow.patched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+# Gateway calls: retried with backoff for as long as the schedule-to-close allows;
+# configuration errors are non-retryable and fail at once.
+GATEWAY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+)
+# Validation reads a local file: bad input is non-retryable and fails at once;
+# what is left to retry is a worker that died mid-read, however often that happens.
+LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Timeouts and retries of one step; its heartbeat timeout is the job's own."""
+
+    start_to_close: timedelta
+    schedule_to_close: timedelta
+    retry: RetryPolicy
+    cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+
+
+VALIDATE = StepOptions(
+    start_to_close=timedelta(minutes=30),
+    schedule_to_close=timedelta(hours=2),
+    retry=LOCAL_RETRY,
+)
+UPLOAD = StepOptions(
+    start_to_close=timedelta(hours=1),
+    schedule_to_close=timedelta(hours=6),
+    retry=GATEWAY_RETRY,
+)
+CREATE = StepOptions(
+    start_to_close=timedelta(minutes=5),
+    schedule_to_close=timedelta(hours=6),
+    retry=GATEWAY_RETRY,
+    # A cancelled create is waited for, so the look-up after it sees any batch
+    # its POST made before the cancel reached it.
+    cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+)
+COLLECT = StepOptions(
+    start_to_close=timedelta(hours=1),
+    schedule_to_close=timedelta(hours=12),
+    retry=GATEWAY_RETRY,
+)
+CANCEL = StepOptions(
+    start_to_close=timedelta(minutes=2),
+    schedule_to_close=timedelta(hours=1),
+    retry=GATEWAY_RETRY,
+)
+
+
+def await_change(poll: timedelta, deadline: timedelta) -> StepOptions:
+    """One wait for a status change: Temporal retries it every poll until the deadline.
+
+    The deadline of the batch's phase is the step's schedule-to-close timeout,
+    so a wait of any length costs a handful of history events.
+    """
+    return StepOptions(
+        start_to_close=timedelta(minutes=5),
+        schedule_to_close=deadline,
+        retry=RetryPolicy(initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll),
+    )
