@@ -1,20 +1,43 @@
 """Files that are not processed yet (or never), and creates whose answer never arrives.
 
 Time is skipped, not slept: a file stays pending for an emulated hour, then
-``time_scale`` is raised so that hour passes within a millisecond.
+``time_scale`` is raised so that hour passes within a millisecond. That also
+expires every running batch, so this module has an emulator of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
+from tests.emulator.conftest import BASELINE, baseline_knobs
 from tests.emulator.helpers import CHAT, chat_file
 from tests.support.emulator import EmulatorProcess
 
 AZURE = "?api-version=2025-01-01-preview"
 HOUR = 3600.0
 SKIP_AHEAD = {"time_scale": 1e8}
+
+
+@pytest.fixture(scope="module")
+def own_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path_factory.mktemp("emulator-files"), knobs=BASELINE) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(own_emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
+    own_emulator.set_knobs(**baseline_knobs())
+    yield own_emulator
+    own_emulator.set_knobs(**baseline_knobs())
+
+
+@pytest.fixture
+def http(emu: EmulatorProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.base_url, timeout=10.0) as client:
+        yield client
 
 
 def _upload(http: httpx.Client, prefix: str = "") -> dict[str, object]:
