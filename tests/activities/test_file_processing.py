@@ -18,7 +18,7 @@ from activities.batch_activities import BatchActivities
 from contracts.names import FAILURE_FILE_NOT_PROCESSED, FAILURE_INPUT_FILE_UNUSABLE
 from contracts.steps import AwaitFileRequest, CreateBatchRequest, FileSnapshot
 from gateway.client import GatewayClient
-from gateway.errors import GatewayError, InputFileNotReadyError
+from gateway.errors import GatewayError, InputFileNotReadyError, RouteNotSupportedError
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
 from tests.support.emulator import EmulatorProcess
 
@@ -168,3 +168,15 @@ async def test_a_create_refused_before_acting_is_not_outcome_unknown(
 
     assert caught.value.status_code == 404
     assert not caught.value.outcome_unknown
+
+
+async def test_delete_file_through_a_gateway_without_the_route_says_so(
+    emu: EmulatorProcess, gateway: GatewayClient, tmp_path: Path
+) -> None:
+    file_id = await _upload(gateway, tmp_path)
+    emu.set_knobs(unsupported_routes=["delete_file"])
+
+    with pytest.raises(RouteNotSupportedError):
+        await gateway.delete_file(file_id)
+
+    assert (await gateway.get_file(file_id)).id == file_id
