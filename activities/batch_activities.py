@@ -24,14 +24,22 @@ from activities.heartbeat import heartbeating
 from activities.results import CollectedFiles, collect_results, read_input_ids
 from activities.validation import validate_jsonl
 from contracts.job import BatchCounts
-from contracts.names import FAILURE_BATCH_NOT_CHANGED, FAILURE_INPUT_CHANGED, JOB_KEY_METADATA
+from contracts.names import (
+    FAILURE_BATCH_NOT_CHANGED,
+    FAILURE_FILE_NOT_PROCESSED,
+    FAILURE_INPUT_CHANGED,
+    FAILURE_INPUT_FILE_UNUSABLE,
+    JOB_KEY_METADATA,
+)
 from contracts.steps import (
     AwaitChangeRequest,
+    AwaitFileRequest,
     BatchSnapshot,
     CancelBatchRequest,
     CollectedResults,
     CollectResultsRequest,
     CreateBatchRequest,
+    FileSnapshot,
     InputSummary,
     UploadedInput,
     UploadInputRequest,
@@ -39,7 +47,7 @@ from contracts.steps import (
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, RouteNotSupportedError
-from gateway.models import Batch, BatchStatus
+from gateway.models import Batch, BatchStatus, FileStatus
 from storage import LocalStorage
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
@@ -392,6 +400,47 @@ class BatchActivities:
         activity.logger.info("cancel requested for batch %s", batch_id)
         return snapshot(cancelled)
 
+    @activity.defn
+    async def await_file_processed(self, request: AwaitFileRequest) -> FileSnapshot:
+        """One look at an uploaded file; a batch on it is refused until the gateway processed it.
+
+        Still processing (Azure: pending, running), it fails benignly and Temporal
+        retries it after poll_seconds, as await_status_change does. A gateway that
+        reports no status, or OpenAI's "uploaded", is taken as ready: a create it
+        refuses after all is retried (InputFileNotReadyError).
+        """
+        async with temporal_failures(), heartbeating():
+            found = await self.client.get_file(request.file_id)
+        current = FileSnapshot(
+            id=found.id,
+            status=None if found.status is None else found.status.value,
+            status_details=found.status_details,
+            bytes=found.bytes,
+        )
+        if found.status is FileStatus.PENDING:
+            activity.heartbeat(current)
+            raise ApplicationError(
+                f"input file {found.id} still being processed by the gateway",
+                current,
+                type=FAILURE_FILE_NOT_PROCESSED,
+                next_retry_delay=timedelta(seconds=request.poll_seconds),
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        if found.status in (FileStatus.ERROR, FileStatus.DELETED):
+            what = (
+                f"failed to process input file {found.id}: "
+                f"{found.status_details or 'it gave no reason'}"
+                if found.status is FileStatus.ERROR
+                else f"deleted input file {found.id} before its batch was created"
+            )
+            raise ApplicationError(
+                f"the gateway {what}",
+                current,
+                type=FAILURE_INPUT_FILE_UNUSABLE,
+                non_retryable=True,
+            )
+        return current
+
     def all(self) -> list[Callable[..., Any]]:
         """The bound methods a worker registers."""
         return [
@@ -401,4 +450,5 @@ class BatchActivities:
             self.await_status_change,
             self.collect_results,
             self.cancel_batch,
+            self.await_file_processed,
         ]

@@ -25,6 +25,7 @@ ACTIVITY_CREATE_BATCH = "create_batch"
 ACTIVITY_AWAIT_STATUS_CHANGE = "await_status_change"
 ACTIVITY_COLLECT_RESULTS = "collect_results"
 ACTIVITY_CANCEL_BATCH = "cancel_batch"
+ACTIVITY_AWAIT_FILE_PROCESSED = "await_file_processed"
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -44,6 +45,10 @@ FAILURE_RESULT_INTEGRITY = "ResultIntegrity"
 FAILURE_PERMISSION_DENIED = "PermissionDenied"
 FAILURE_INPUT_CHANGED = "InputChanged"
 FAILURE_BATCH_FAILED = "BatchFailed"
+FAILURE_FILE_NOT_PROCESSED = "FileNotProcessed"
+"""Benign: the gateway still processes the uploaded file; retried after the poll interval."""
+FAILURE_INPUT_FILE_UNUSABLE = "InputFileUnusable"
+"""Non-retryable: the gateway failed to process the input file (or it was deleted)."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

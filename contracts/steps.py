@@ -98,3 +98,19 @@ class CancelBatchRequest(_Step):
     )
     job_key: str
     not_before: datetime
+
+
+class AwaitFileRequest(_Step):
+    file_id: str
+    poll_seconds: float
+
+
+class FileSnapshot(_Step):
+    """An uploaded file as the gateway last reported it."""
+
+    id: str
+    status: str | None = Field(
+        default=None, description="uploaded, pending, processed, error or deleted; None: unsaid."
+    )
+    status_details: str | None = None
+    bytes: int | None = None

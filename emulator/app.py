@@ -104,6 +104,19 @@ def _check_endpoint(endpoint: str, knobs: Knobs) -> str:
     return candidate
 
 
+def _check_processed(source: FileRecord, emu_now: float) -> None:
+    """Azure's refusal of a batch on a file it has not processed (message as Azure words it)."""
+    status = source.status(emu_now)
+    if status != "processed":
+        raise ApiError(
+            400,
+            f"The input file '{source.id}' is in '{status}' state. Only files with status "
+            "'Processed' are accepted for batch inferencing. Please check the file status "
+            "and try again",
+            param="input_file_id",
+        )
+
+
 def api_router() -> APIRouter:
     router = APIRouter()
 
@@ -118,15 +131,23 @@ def api_router() -> APIRouter:
                 param="purpose",
                 code="invalid_value",
             )
+        knobs = rt.knobs
+        emu_now = rt.scheduler.clock.now()
         record = FileRecord(
             id=upload.file_id,
             filename=upload.filename,
             purpose=upload.purpose,
             bytes=upload.bytes,
             created_at=wall_now(),
+            emu_processed_at=emu_now + knobs.file_processing_seconds
+            if knobs.file_processing_seconds > 0
+            else None,
+            processing_error=knobs.file_processing_error,
         )
         await rt.store.add_file(record)
-        return JSONResponse(dialect.file_object(record), status_code=_upload_status(request))
+        return JSONResponse(
+            dialect.file_object(record, emu_now), status_code=_upload_status(request)
+        )
 
     @router.get("/files")
     async def list_files(
@@ -137,11 +158,13 @@ def api_router() -> APIRouter:
         order: Literal["asc", "desc"] = "desc",
     ) -> dict[str, Any]:
         records, has_more = await rt.store.list_files(purpose, after, limit, order)
-        return dialect.list_object([dialect.file_object(r) for r in records], has_more)
+        emu_now = rt.scheduler.clock.now()
+        return dialect.list_object([dialect.file_object(r, emu_now) for r in records], has_more)
 
     @router.get("/files/{file_id}")
     async def get_file(file_id: str, rt: RuntimeDep) -> dict[str, Any]:
-        return dialect.file_object(await _file_or_404(rt, file_id))
+        record = await _file_or_404(rt, file_id)
+        return dialect.file_object(record, rt.scheduler.clock.now())
 
     @router.get("/files/{file_id}/content")
     async def get_file_content(file_id: str, rt: RuntimeDep) -> FileResponse:
@@ -180,6 +203,7 @@ def api_router() -> APIRouter:
                 param="input_file_id",
                 code="invalid_value",
             )
+        _check_processed(source, rt.scheduler.clock.now())
         created, expires, emu_now, emu_expires = rt.scheduler.new_record_times(window)
         record = BatchRecord(
             id=new_batch_id(),
@@ -253,6 +277,6 @@ def create_app(data_dir: Path, knobs: Knobs) -> ASGIApp:
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix)
     app.include_router(admin_router(), prefix="/_emulator")
-    faults = FaultsMiddleware(app, lambda: rt.knobs)
+    faults = FaultsMiddleware(app, lambda: rt.knobs, rt.claim_ambiguous_create)
     rt.faults = faults
     return faults

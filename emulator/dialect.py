@@ -16,7 +16,9 @@ from emulator.knobs import EmulatorDialect
 from emulator.models import BatchRecord, FileRecord
 
 
-def file_object(record: FileRecord) -> dict[str, Any]:
+def file_object(record: FileRecord, emu_now: float) -> dict[str, Any]:
+    """Azure's file states, lowercase as its JSON has them (OpenAI's are a subset)."""
+    status = record.status(emu_now)
     return {
         "id": record.id,
         "object": "file",
@@ -24,8 +26,8 @@ def file_object(record: FileRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "filename": record.filename,
         "purpose": record.purpose,
-        "status": "processed",
-        "status_details": None,
+        "status": status,
+        "status_details": record.processing_error if status == "error" else None,
         "expires_at": None,
     }
 

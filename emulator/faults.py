@@ -7,6 +7,10 @@ routes are exempt from all three, so a test can always reach the knobs.
 A dropped connection is closed with no response at all: the middleware aborts
 uvicorn's transport (reached through the ``send`` callable uvicorn hands to the
 app), which is what a client sees when a proxy or load balancer dies mid-call.
+
+An ambiguous create lets ``POST /batches`` make its batch and then, instead of
+the 200, drops the connection or answers 502: the client cannot tell whether a
+batch exists, as when a gateway times out after the provider acted.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ def authorised(scope: Scope, knobs: Knobs) -> bool:
 _PREFIXES = ("/openai/v1", "/openai", "/v1", "")
 
 
+def _is_create_batch(scope: Scope) -> bool:
+    path: str = scope["path"].rstrip("/")
+    return scope["method"] == "POST" and any(path == p + "/batches" for p in _PREFIXES)
+
+
 def _unsupported_route(scope: Scope) -> str | None:
     """Which switchable route a request is for, if any."""
     path: str = scope["path"].rstrip("/")
@@ -94,12 +103,19 @@ def _unsupported_route(scope: Scope) -> str | None:
 
 
 class FaultsMiddleware:
-    def __init__(self, app: ASGIApp, knobs: Callable[[], Knobs]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        knobs: Callable[[], Knobs],
+        claim_ambiguous_create: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.app = app
         self.knobs = knobs
+        self.claim_ambiguous_create = claim_ambiguous_create
         self._rng = random.Random(knobs().seed)
         self.dropped = 0
         self.injected = 0
+        self.ambiguous_creates = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -136,9 +152,36 @@ class FaultsMiddleware:
             code = "rate_limit_exceeded" if status == 429 else None
             await send_json(send, status, error_body(status, message, code=code), headers)
             return
+        raw_send = send
         if knobs.response_delay_seconds > 0:
             send = self._delayed(send, knobs.response_delay_seconds)
+        if knobs.ambiguous_creates > 0 and _is_create_batch(scope):
+            send = self._ambiguous(send, raw_send, knobs.ambiguous_create_answer)
         await self.app(scope, receive, send)
+
+    def _ambiguous(self, send: Send, raw_send: Send, answer: str) -> Send:
+        """Once the route has made its batch (200), drop the connection or answer 502."""
+        swallowing = False
+
+        async def ambiguous_send(message: Message) -> None:
+            nonlocal swallowing
+            if swallowing:
+                return
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] == 200
+                and self.claim_ambiguous_create()
+            ):
+                swallowing = True
+                self.ambiguous_creates += 1
+                if answer == "drop" and await self._drop(raw_send):
+                    return
+                body = error_body(502, _MESSAGES[502])
+                await send_json(send, 502, body)
+                return
+            await send(message)
+
+        return ambiguous_send
 
     @staticmethod
     def _delayed(send: Send, seconds: float) -> Send:

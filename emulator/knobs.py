@@ -23,6 +23,7 @@ ENV_PREFIX = "EMULATOR_"
 ForceOutcome = Literal["none", "failed", "expired", "stuck_validating", "stuck_finalizing"]
 EmulatorDialect = Literal["openai", "azure"]
 UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
+AmbiguousCreateAnswer = Literal["drop", "502"]
 
 MIB = 1024 * 1024
 
@@ -101,6 +102,28 @@ class Knobs(BaseModel):
         50_000, ge=1, description="Lines one batch input file may hold."
     )
     max_file_bytes: int = Field(200 * MIB, ge=1, description="Largest upload accepted.")
+    file_processing_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Time a new upload stays 'pending' before it is 'processed' (or 'error'); "
+        "a batch on a file not yet processed is refused as Azure refuses it.",
+    )
+    file_processing_error: str | None = Field(
+        None,
+        description="When set, new uploads end processing in 'error' with this reason "
+        "in status_details.",
+    )
+    ambiguous_creates: int = Field(
+        0,
+        ge=0,
+        description="The next N POST /batches make their batch, then do not answer it "
+        "(see ambiguous_create_answer); counts down to 0.",
+    )
+    ambiguous_create_answer: AmbiguousCreateAnswer = Field(
+        "drop",
+        description="How an ambiguous create ends: 'drop' closes the connection unanswered, "
+        "'502' answers a gateway error.",
+    )
 
     @property
     def auth_required(self) -> bool:

@@ -49,12 +49,23 @@ def result_file_id(batch_id: str, kind: Literal["output", "error"]) -> str:
     return f"file-{digest}"
 
 
+FileStatus = Literal["pending", "processed", "error"]
+
+
 class FileRecord(BaseModel):
     id: str
     filename: str
     purpose: str
     bytes: int
     created_at: int
+    # Emulated time processing ends, and its failure reason; None: processed at upload.
+    emu_processed_at: float | None = None
+    processing_error: str | None = None
+
+    def status(self, emu_now: float) -> FileStatus:
+        if self.emu_processed_at is not None and emu_now < self.emu_processed_at:
+            return "pending"
+        return "error" if self.processing_error is not None else "processed"
 
 
 class RequestCounts(BaseModel):

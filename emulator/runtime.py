@@ -21,6 +21,14 @@ class Runtime:
         self.scheduler = Scheduler(self.store, lambda: self.knobs)
         self.faults: FaultsMiddleware | None = None
 
+    def claim_ambiguous_create(self) -> bool:
+        """Take one of the ambiguous_creates still owed; the knob counts down as they happen."""
+        left = self.knobs.ambiguous_creates
+        if left <= 0:
+            return False
+        self.knobs = self.knobs.model_copy(update={"ambiguous_creates": left - 1})
+        return True
+
 
 def runtime(request: Request) -> Runtime:
     rt = request.app.state.runtime

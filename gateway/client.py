@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -24,6 +24,7 @@ from gateway.errors import (
     RetryableGatewayError,
     error_for_response,
     error_for_transport,
+    is_api_error_body,
     redact,
 )
 from gateway.models import Batch, FileObject, Page
@@ -114,8 +115,22 @@ class GatewayClient:
                 return
             after = _next_cursor(after, page, operation="list files")
 
-    async def delete_file(self, file_id: str) -> None:
-        await self._request("DELETE", f"/files/{file_id}", operation="delete file", collection=True)
+    async def delete_file(self, file_id: str) -> bool:
+        """True when deleted, False when the gateway holds no such file (already deleted).
+
+        Raises RouteNotSupportedError when the gateway has no delete route (Kong may not).
+        """
+        operation = f"delete file {file_id}"
+        response = await self._request(
+            "DELETE", f"/files/{file_id}", operation=operation, collection=True, accept={404}
+        )
+        if response.status_code != 404:
+            return True
+        if is_api_error_body(response):
+            return False
+        raise error_for_response(
+            response, operation=operation, collection_route=True, secrets=self._secrets()
+        )
 
     async def download_file(self, file_id: str, destination: Path) -> int:
         """Stream a file's content into destination; returns the bytes written.
@@ -231,6 +246,7 @@ class GatewayClient:
         operation: str,
         collection: bool = False,
         params: Mapping[str, Any] | None = None,
+        accept: Collection[int] = (),
         **kwargs: Any,
     ) -> httpx.Response:
         url = dialects.route(self.settings, path)
@@ -246,7 +262,7 @@ class GatewayClient:
             raise error_for_transport(
                 exc, operation=operation, url=url, secrets=self._secrets()
             ) from None
-        if response.is_error:
+        if response.is_error and response.status_code not in accept:
             raise error_for_response(
                 response,
                 operation=operation,
@@ -274,8 +290,11 @@ class GatewayClient:
             )
             # Retryable: a proxy's error page or a half-sent body is usually passing,
             # and the job's schedule-to-close timeouts bound the retries.
+            # The gateway acted (2xx) but its answer is unreadable: what it made is unknown.
             raise RetryableGatewayError(
-                redact(message, self._secrets()), status_code=response.status_code
+                redact(message, self._secrets()),
+                status_code=response.status_code,
+                outcome_unknown=True,
             ) from None
 
 

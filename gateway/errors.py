@@ -20,7 +20,13 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class GatewayError(Exception):
-    """A failed call to the gateway."""
+    """A failed call to the gateway.
+
+    outcome_unknown: the request may have reached the gateway and been acted on
+    (a timeout or dropped connection after sending, a 5xx, a 2xx whose body was
+    unreadable), so a create may have made its batch. False when the gateway
+    certainly did nothing: the connection was never made, or it answered 4xx.
+    """
 
     retryable: bool = False
 
@@ -31,12 +37,14 @@ class GatewayError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.code = code
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 class RetryableGatewayError(GatewayError):
@@ -47,6 +55,10 @@ class RetryableGatewayError(GatewayError):
 
 class GatewayUnreachableError(RetryableGatewayError):
     """No HTTP answer at all: connection refused, dropped, or timed out."""
+
+
+class InputFileNotReadyError(RetryableGatewayError):
+    """A batch refused because its input file is still being processed (Azure: 'pending')."""
 
 
 class RejectedByGatewayError(GatewayError):
@@ -64,6 +76,25 @@ class NotFoundError(RejectedByGatewayError):
 class RouteNotSupportedError(RejectedByGatewayError):
     """404/405 on a list or cancel route: the gateway does not expose it (Kong may not)."""
 
+
+# Azure's refusal of a batch on an unprocessed file, as users report it:
+# "The input file 'file-…' is in 'pending' state. Only files with status
+# 'Processed' are accepted for batch inferencing. ..." Its status code and
+# error code are undocumented, so the words decide.
+_FILE_STATE_REFUSAL = re.compile(r"is in '(?P<state>[A-Za-z_ ]+)' state", re.IGNORECASE)
+_FILE_STATES_STILL_PROCESSING = frozenset({"uploaded", "pending", "running", "processing"})
+
+# Transport failures that happen before any byte of the request leaves: the
+# gateway cannot have acted. Every other one (read timeout, dropped connection,
+# a write cut short) may come after it did.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
 
 REDACTED = "***"
 _MAX_MESSAGE_CHARS = 2000
@@ -158,9 +189,15 @@ def error_for_response(
     )
     if collection_route and status == 501:
         return RouteNotSupportedError(message, status_code=status, code=code)
+    if 400 <= status < 500 and _refused_as_still_processing(gateway_message):
+        return InputFileNotReadyError(message, status_code=status, code=code)
     if status in RETRYABLE_STATUSES or status >= 500:
         return RetryableGatewayError(
-            message, status_code=status, code=code, retry_after=parse_retry_after(response)
+            message,
+            status_code=status,
+            code=code,
+            retry_after=parse_retry_after(response),
+            outcome_unknown=status >= 500 and status != 501,
         )
     if status in (401, 403):
         return AuthenticationError(
@@ -175,6 +212,24 @@ def error_for_response(
     return RejectedByGatewayError(message, status_code=status, code=code)
 
 
+def _refused_as_still_processing(gateway_message: str) -> bool:
+    found = _FILE_STATE_REFUSAL.search(gateway_message)
+    return found is not None and found["state"].strip().lower() in _FILE_STATES_STILL_PROCESSING
+
+
+def is_api_error_body(response: httpx.Response) -> bool:
+    """True when the answer is the API's own error object ({"error": {...}}).
+
+    Tells a 404 for a missing object (the route exists and answered) from a 404
+    for a missing route (Kong's {"message": "no Route matched ..."}, an HTML page).
+    """
+    try:
+        body = json.loads(response.text)
+    except (json.JSONDecodeError, httpx.ResponseNotRead):
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
 def error_for_transport(
     exc: httpx.TransportError, *, operation: str, url: str, secrets: Collection[str] = ()
 ) -> GatewayError:
@@ -185,5 +240,6 @@ def error_for_transport(
             f"{operation}: no answer from the gateway at {url} ({kind}: {detail}); "
             "is GATEWAY_URL right and the gateway running?",
             secrets,
-        )
+        ),
+        outcome_unknown=not isinstance(exc, _NOT_SENT),
     )

@@ -7,6 +7,7 @@ variant in batch-api-facts.md and expose one shape to the rest of the code.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -66,13 +67,53 @@ class _GatewayObject(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class FileStatus(StrEnum):
+    """A file's processing state: OpenAI's (uploaded, processed, error) and Azure's."""
+
+    UPLOADED = "uploaded"
+    PENDING = "pending"
+    PROCESSED = "processed"
+    ERROR = "error"
+    DELETED = "deleted"
+
+
+# Azure's FileState has "running" (processing under way) and "deleting" too.
+_FILE_STATUS_BY_LETTERS = {status.value: status.value for status in FileStatus} | {
+    "running": FileStatus.PENDING.value,
+    "processing": FileStatus.PENDING.value,
+    "deleting": FileStatus.DELETED.value,
+}
+
+
+def _normalise_file_status(value: Any) -> Any:
+    """A known spelling in any case; an unknown or absent status is None (not known)."""
+    if not isinstance(value, str):
+        return value
+    letters = "".join(ch for ch in value.lower() if ch.isalpha())
+    return _FILE_STATUS_BY_LETTERS.get(letters)
+
+
 class FileObject(_GatewayObject):
     id: str
     bytes: int | None = None
     created_at: int | None = None
     filename: str | None = None
     purpose: str | None = None
-    status: str | None = None
+    # Deprecated by OpenAI, still sent by it and by Azure; None when a gateway omits it.
+    status: FileStatus | None = None
+    status_details: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _known_status(cls, value: Any) -> Any:
+        return _normalise_file_status(value)
+
+    @field_validator("status_details", mode="before")
+    @classmethod
+    def _details_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return _blank_to_none(value)
 
 
 class RequestCounts(_GatewayObject):
