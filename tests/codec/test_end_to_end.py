@@ -22,9 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from codec.server import build_app
+from devstack.temporal import dev_server_path, test_server_path
 from temporal_client import data_converter
 from tests.codec.helpers import KEY_B64, serve_in_thread
-from tests.support import temporal as temporal_binaries
 
 TOKEN = "e2e-token"
 
@@ -67,7 +67,7 @@ class EchoWorkflow:
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter({"BATCH_CODEC_KEY": KEY_B64}),
-        test_server_existing_path=temporal_binaries.test_server_path(),
+        test_server_existing_path=test_server_path(),
     )
     try:
         yield environment
@@ -141,7 +141,7 @@ async def test_cli_decodes_through_the_codec_server(env, codec_url):
 
     async def show(*extra: str) -> str:
         process = await asyncio.create_subprocess_exec(
-            temporal_binaries.dev_server_path(),
+            dev_server_path(),
             "workflow",
             "show",
             "--address",
