@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from codec.server import build_app
-from devstack.temporal import dev_server_path, test_server_path
+from devstack import temporal as temporal_binaries
 from temporal_client import data_converter
 from tests.codec.helpers import KEY_B64, serve_in_thread
 
@@ -67,7 +67,7 @@ class EchoWorkflow:
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter({"BATCH_CODEC_KEY": KEY_B64}),
-        test_server_existing_path=test_server_path(),
+        test_server_existing_path=temporal_binaries.test_server_path(),
     )
     try:
         yield environment
@@ -141,7 +141,7 @@ async def test_cli_decodes_through_the_codec_server(env, codec_url):
 
     async def show(*extra: str) -> str:
         process = await asyncio.create_subprocess_exec(
-            dev_server_path(),
+            temporal_binaries.dev_server_path(),
             "workflow",
             "show",
             "--address",
