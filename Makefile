@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo up test lint typecheck unit bench clean
+.PHONY: demo up test lint typecheck unit bench clean screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)  ## Temporal dev server + gateway emulator + worker, run examples
 
 up: $(STAMP)  ## the same stack, kept up for interactive use (Ctrl-C stops it)
 	$(PY) -m scripts.stack up
+
+screenshots: $(STAMP)  ## docs/screenshots/*.png: a running job in the Temporal Web UI (docs/web-ui.md)
+	command -v chromium >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+	$(PY) -m scripts.screenshots
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

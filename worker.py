@@ -68,8 +68,7 @@ async def check_gateway(gateway: GatewayClient) -> None:
         log.info("gateway at %s answers", url)
 
 
-async def run_worker(stop: asyncio.Event) -> None:
-    settings = GatewaySettings.from_env()
+async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
     metrics_at = metrics_bind_address(os.environ)
@@ -102,7 +101,8 @@ async def run_worker(stop: asyncio.Event) -> None:
 
 def main() -> int:
     try:
-        configure_logging(os.environ)
+        settings = GatewaySettings.from_env()
+        configure_logging(os.environ, settings.secret_values())
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
@@ -112,7 +112,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(stop)
+        await run_worker(stop, settings)
 
     try:
         asyncio.run(runner())
