@@ -15,8 +15,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from codec.aes_gcm import ENV_CODEC_OLD_KEYS
-from contracts.constants import ENV_CODEC_KEY
+from contracts.constants import ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS
 
 ENV_GATEWAY_URL = "GATEWAY_URL"
 ENV_GATEWAY_DIALECT = "GATEWAY_DIALECT"
