@@ -33,9 +33,8 @@ TRANSIENT_STATUSES = frozenset(
 )
 """Statuses of a server that is restarting, overloaded or briefly out of reach."""
 
-_NO_WORKER_STATUSES = frozenset(
-    {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION}
-)
+_TIMED_OUT_STATUSES = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED})
+"""The server's 'query timed out before a worker could process it', or our own rpc_timeout."""
 
 
 def _first_line(text: str) -> str:
@@ -50,12 +49,12 @@ def waiting_for_temporal(exc: TemporalError) -> str:
 def waiting_for_query(exc: TemporalError, task_queue: str, timeout: timedelta | None) -> str:
     """Why the progress query went unanswered, as the progress line says it."""
     if isinstance(exc, RPCError):
-        if exc.status is RPCStatusCode.DEADLINE_EXCEEDED and timeout is not None:
+        if exc.status in _TIMED_OUT_STATUSES and timeout is not None:
             return (
                 f"waiting for a worker on task queue {task_queue!r}: none answered within "
                 f"{timeout.total_seconds():g}s (python worker.py)"
             )
-        if exc.status in _NO_WORKER_STATUSES:
+        if exc.status in _TIMED_OUT_STATUSES or exc.status is RPCStatusCode.FAILED_PRECONDITION:
             return f"waiting for a worker on task queue {task_queue!r}: {_first_line(exc.message)}"
         if exc.status in TRANSIENT_STATUSES:
             return waiting_for_temporal(exc)

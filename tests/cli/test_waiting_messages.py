@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -14,12 +15,15 @@ def rpc(status: RPCStatusCode, message: str) -> RPCError:
     return RPCError(message, status, b"")
 
 
-def test_a_query_nobody_answers_in_time_waits_for_a_worker_on_the_task_queue():
-    why = waiting_for_query(
-        rpc(RPCStatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
-        "llm-batches",
-        timedelta(seconds=5),
-    )
+@pytest.mark.parametrize(
+    "timed_out",
+    [
+        rpc(RPCStatusCode.CANCELLED, "Timeout expired"),  # the client's rpc_timeout
+        rpc(RPCStatusCode.DEADLINE_EXCEEDED, "query timed out before a worker could process it"),
+    ],
+)
+def test_a_query_nobody_answers_in_time_waits_for_a_worker_on_the_task_queue(timed_out: RPCError):
+    why = waiting_for_query(timed_out, "llm-batches", timedelta(seconds=5))
     assert why == (
         "waiting for a worker on task queue 'llm-batches': none answered within 5s "
         "(python worker.py)"
