@@ -9,7 +9,7 @@
     python starter.py schedule list|pause|unpause|delete|trigger [NAME]
 
 Paths are relative to BATCH_DATA_DIR (default: the current directory), the
-folder the starter and every worker share.
+folder the starter and every worker share. The commands live in cli/.
 """
 
 from cli.app import main
