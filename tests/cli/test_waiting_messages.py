@@ -9,6 +9,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.follow import TRANSIENT_STATUSES, waiting_for_query, waiting_for_temporal
+from contracts.names import TASK_QUEUE
 
 
 def rpc(status: RPCStatusCode, message: str) -> RPCError:
@@ -23,9 +24,9 @@ def rpc(status: RPCStatusCode, message: str) -> RPCError:
     ],
 )
 def test_a_query_nobody_answers_in_time_waits_for_a_worker_on_the_task_queue(timed_out: RPCError):
-    why = waiting_for_query(timed_out, "llm-batches", timedelta(seconds=5))
+    why = waiting_for_query(timed_out, TASK_QUEUE, timedelta(seconds=5))
     assert why == (
-        "waiting for a worker on task queue 'llm-batches': none answered within 5s "
+        f"waiting for a worker on task queue {TASK_QUEUE!r}: none answered within 5s "
         "(python worker.py)"
     )
 
