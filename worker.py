@@ -36,7 +36,7 @@ from gateway.settings import GatewaySettings
 from observability.logging import LogContextInterceptor, configure_logging
 from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
 from storage import LocalStorage
-from temporal_client import TemporalUnreachableError, connect
+from temporal_client import TemporalUnreachableError, connect, exit_process
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 
@@ -123,8 +123,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The SDK's runtime threads can abort a finalizing interpreter (sdk-python #300).
-    os._exit(code)
+    exit_process(main())
