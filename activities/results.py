@@ -8,6 +8,7 @@ get a line of their own), and anything that does not add up is said out loud.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -31,12 +32,19 @@ class CollectedFiles:
 
 def read_input_ids(path: Path) -> dict[str, int]:
     """custom_id -> line number, for an input that already passed validation."""
+    return read_input_ids_and_sha256(path)[0]
+
+
+def read_input_ids_and_sha256(path: Path) -> tuple[dict[str, int], str]:
+    """The ids and, in the same pass, the sha256 of the bytes they were read from."""
     ids: dict[str, int] = {}
+    digest = hashlib.sha256()
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
+            digest.update(raw)
             if raw.strip():
                 ids[json.loads(raw.decode("utf-8-sig"))["custom_id"]] = number
-    return ids
+    return ids, digest.hexdigest()
 
 
 def _lines(path: Path | None) -> Iterator[tuple[int, bytes]]:

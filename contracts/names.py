@@ -43,6 +43,8 @@ FAILURE_INVALID_LOCATION = "InvalidLocation"
 FAILURE_RESULT_INTEGRITY = "ResultIntegrity"
 FAILURE_PERMISSION_DENIED = "PermissionDenied"
 FAILURE_INPUT_CHANGED = "InputChanged"
+FAILURE_STORAGE_UNAVAILABLE = "StorageUnavailable"
+"""Retryable: the object store did not answer or answered 5xx."""
 FAILURE_BATCH_FAILED = "BatchFailed"
 
 # Metadata key that tags a batch with the job that created it, so a retried
