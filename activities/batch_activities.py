@@ -22,7 +22,12 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
-from activities.results import CollectedFiles, collect_results, read_input_ids_and_sha256
+from activities.results import (
+    CollectedFiles,
+    ResultIntegrityError,
+    collect_results,
+    read_input_ids_and_sha256,
+)
 from activities.validation import ensure_unchanged, validate_jsonl
 from contracts.job import BatchCounts
 from contracts.names import FAILURE_BATCH_NOT_CHANGED, JOB_KEY_METADATA
@@ -97,8 +102,8 @@ class BatchActivities:
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
         async with temporal_failures():
             # Fail on a bad results location now, not after a 24h batch.
-            self.storage.check(request.output_path)
-            self.storage.check(request.errors_path)
+            await self.storage.check(request.output_path)
+            await self.storage.check(request.errors_path)
             async with heartbeating(), self.storage.reading(request.input_path) as path:
                 # A thread, so a 200 MB file does not stall the other jobs on this worker.
                 valid = await asyncio.to_thread(
@@ -284,7 +289,7 @@ class BatchActivities:
     async def collect_results(self, request: CollectResultsRequest) -> CollectedResults:
         async with temporal_failures():
             batch = request.batch
-            async with self.storage.reading(request.input_path) as input_file:
+            async with heartbeating(), self.storage.reading(request.input_path) as input_file:
                 input_ids, found_sha256 = await asyncio.to_thread(
                     read_input_ids_and_sha256, input_file
                 )
@@ -297,6 +302,10 @@ class BatchActivities:
                     advice="its results cannot be matched to it; restore the file, or download "
                     f"output file {batch.output_file_id} and error file "
                     f"{batch.error_file_id} yourself",
+                )
+            if input_ids is None:
+                raise ResultIntegrityError(
+                    f"{request.input_path}: a line no longer parses; not the input validated"
                 )
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
                 async with heartbeating():

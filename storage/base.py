@@ -28,8 +28,12 @@ class Storage(Protocol):
         """A human-readable name for error messages (never holds a credential)."""
         ...
 
-    def check(self, location: str) -> None:
-        """Raise LocationError when location could never be read or written here; no I/O."""
+    async def check(self, location: str) -> None:
+        """Raise LocationError now, not after a 24-hour batch, when location cannot be used.
+
+        A malformed location, one outside the store, a missing bucket or
+        container, credentials that are refused. Writes nothing.
+        """
         ...
 
     async def size(self, location: str) -> int | None:

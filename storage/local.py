@@ -56,7 +56,7 @@ class LocalStorage:
     def describe(self, location: str) -> str:
         return str(self.path(location))
 
-    def check(self, location: str) -> None:
+    async def check(self, location: str) -> None:
         self.path(location)
 
     async def size(self, location: str) -> int | None:

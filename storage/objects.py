@@ -137,8 +137,15 @@ class ObjectStorage:
         self.split(location)
         return location
 
-    def check(self, location: str) -> None:
-        self._open(location)
+    async def check(self, location: str) -> None:
+        store, key = self._open(location)
+        try:
+            # One listing request (under key/, so it finds next to nothing) reaches
+            # the bucket: a missing one or a refused credential answers now.
+            async for _ in obstore.list(store, prefix=key, chunk_size=1):
+                break
+        except Exception as exc:
+            _raise_for(exc, location)
 
     async def size(self, location: str) -> int | None:
         store, key = self._open(location)
@@ -216,9 +223,10 @@ def _raise_for(exc: BaseException, location: str) -> NoReturn:
     """One line naming the location; retryable only when a retry could succeed."""
     if isinstance(exc, LocationError | StorageUnavailable):
         raise exc
+    if _names_missing_bucket(exc):
+        raise LocationError(f"{location}: no such bucket or container") from None
     if isinstance(exc, FileNotFoundError):
-        what = "no such bucket or container" if _names_missing_bucket(exc) else "no such file"
-        raise LocationError(f"{location}: {what}") from None
+        raise LocationError(f"{location}: no such file") from None
     if isinstance(exc, PermissionDeniedError | UnauthenticatedError | PermissionError):
         raise AccessDenied(
             f"{location}: access denied to the credentials in the worker's environment"

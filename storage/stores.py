@@ -34,8 +34,8 @@ class Stores:
     def describe(self, location: str) -> str:
         return self.store_for(location).describe(location)
 
-    def check(self, location: str) -> None:
-        self.store_for(location).check(location)
+    async def check(self, location: str) -> None:
+        await self.store_for(location).check(location)
 
     async def size(self, location: str) -> int | None:
         return await self.store_for(location).size(location)

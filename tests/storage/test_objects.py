@@ -12,8 +12,11 @@ import time
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
-from scripts.storage_servers import ROOT, MotoServer
+from activities.failures import temporal_failures
+from contracts.names import FAILURE_STORAGE_UNAVAILABLE
+from scripts.storage_servers import ROOT, MotoServer, free_port
 from storage import AccessDenied, LocationError, ObjectStorage, Stores
 from storage.local import LocalStorage
 from tests.storage.conftest import Backend
@@ -96,6 +99,8 @@ async def test_a_missing_bucket_is_one_line_naming_the_location(
         async with store.reading(location):
             pass
     assert str(caught.value) == f"{location}: no such bucket or container"
+    with pytest.raises(LocationError, match=f"^{location}: no such bucket or container$"):
+        await store.check(location)
     with pytest.raises(LocationError) as written:
         async with store.atomic_write(location) as local:
             local.write_bytes(b"x\n")
@@ -125,9 +130,11 @@ async def test_a_denied_credential_is_one_line_naming_the_location_and_no_secret
         monkeypatch.setenv(name, value)
     location = backend.location("in.jsonl")
     store = ObjectStorage()
-    for attempt in ("read", "write"):
+    for attempt in ("check", "read", "write"):
         with pytest.raises(AccessDenied) as caught:
-            if attempt == "read":
+            if attempt == "check":
+                await store.check(location)
+            elif attempt == "read":
                 async with store.reading(location):
                     pass
             else:
@@ -138,6 +145,30 @@ async def test_a_denied_credential_is_one_line_naming_the_location_and_no_secret
             f"{location}: access denied to the credentials in the worker's environment"
         )
         assert not any(secret in message for secret in env.values() if len(secret) > 4)
+
+
+async def test_check_passes_for_a_usable_location(store: ObjectStorage, backend: Backend) -> None:
+    await store.check(backend.location("results/out.jsonl"))
+    assert not await store.exists(backend.location("results/out.jsonl")), "check writes nothing"
+
+
+async def test_an_unreachable_store_is_a_retryable_failure_naming_the_location(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    location = "s3://bucket/in.jsonl"
+    with pytest.raises(ApplicationError) as caught:
+        async with temporal_failures():
+            async with ObjectStorage().reading(location):
+                pass
+    assert caught.value.type == FAILURE_STORAGE_UNAVAILABLE
+    assert not caught.value.non_retryable
+    assert caught.value.message.startswith(f"{location}: storage unavailable")
+    assert "testing-secret" not in caught.value.message
 
 
 def _stream(mode: str, location: str, megabytes: int) -> dict[str, Any]:
