@@ -12,7 +12,6 @@ import hashlib
 import re
 import tempfile
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -338,13 +337,10 @@ class BatchActivities:
         error_file: Path | None,
     ) -> CollectedFiles:
         """Both files are published only if the join finds nothing wrong."""
-        async with AsyncExitStack() as publish:
-            results_tmp = await publish.enter_async_context(
-                self.storage.atomic_write(request.output_path)
-            )
-            errors_tmp = await publish.enter_async_context(
-                self.storage.atomic_write(request.errors_path)
-            )
+        async with (
+            self.storage.atomic_write(request.output_path) as results_tmp,
+            self.storage.atomic_write(request.errors_path) as errors_tmp,
+        ):
             # A thread for the join: it may not stall the other jobs' heartbeats.
             return await asyncio.to_thread(
                 self._join, request, input_ids, output_file, error_file, results_tmp, errors_tmp
