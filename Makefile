@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# Azurite (Azure's storage emulator) for tests/storage, from npm; node is on our machines.
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: demo up test lint typecheck unit bench clean screenshots
 
@@ -13,6 +15,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 demo: $(STAMP)  ## Temporal dev server + gateway emulator + worker, run examples/batch.jsonl, stop
 	$(PY) -m scripts.stack demo
@@ -33,10 +39,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-unit: $(STAMP)  ## tests that start no server processes
+unit: $(STAMP) $(NODE_STAMP)  ## tests that start no server processes
 	$(PY) -m pytest -m "not e2e"
 
-test: lint typecheck  ## everything CI runs
+test: lint typecheck $(NODE_STAMP)  ## everything CI runs
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -35,7 +35,7 @@ from gateway.errors import (
 from gateway.settings import GatewaySettings
 from observability.logging import LogContextInterceptor, configure_logging
 from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
-from storage import LocalStorage
+from storage import LocalStorage, Stores
 from temporal_client import TemporalUnreachableError, connect, exit_process
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
@@ -69,7 +69,7 @@ async def check_gateway(gateway: GatewayClient) -> None:
 
 
 async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
-    storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
+    storage = Stores(LocalStorage(Path(os.environ.get(ENV_DATA_DIR, "."))))
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
     metrics_at = metrics_bind_address(os.environ)
     client = await connect(runtime=worker_runtime(os.environ))
@@ -90,7 +90,7 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
             task_queue,
             settings.base_url,
             settings.dialect.value,
-            storage.root,
+            storage.local.root,
         )
         if metrics_at is not None:
             log.info("metrics on http://%s/metrics", metrics_at)
