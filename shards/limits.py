@@ -23,6 +23,10 @@ class ShardLimits(BaseModel):
     max_requests: int = Field(default=50_000, ge=1)
     max_bytes: int = Field(default=200 * MIB, ge=1)
 
+    def full(self, requests: int, size: int, next_line: int) -> bool:
+        """Whether a shard of ``requests`` and ``size`` bytes cannot take one more line."""
+        return requests >= self.max_requests or size + next_line > self.max_bytes
+
 
 def limits_for(
     dialect: str, *, max_requests: int | None = None, max_bytes: int | None = None

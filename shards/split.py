@@ -146,10 +146,7 @@ def split_jsonl(
             size = len(raw)
             if size > limits.max_bytes:
                 raise LineTooLarge(name, number, custom_id_of(raw), size, limits.max_bytes)
-            if writer is None or (
-                writer.spec.requests >= limits.max_requests
-                or writer.spec.bytes + size > limits.max_bytes
-            ):
+            if writer is None or limits.full(writer.spec.requests, writer.spec.bytes, size):
                 if writer is not None:
                     specs.append(writer.close())
                 writer = _ShardWriter(out_dir, len(specs), number)
