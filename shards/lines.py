@@ -26,17 +26,30 @@ class LineError(ValueError):
     """A line that cannot be what it claims to be; the message names file and line."""
 
 
-def custom_id_of(raw: bytes) -> str | None:
-    """The line's top-level custom_id, or None if it has none (or is not a JSON object)."""
+def custom_id_key(raw: bytes) -> bytes | None:
+    """The line's top-level custom_id as UTF-8 bytes (no decoding on the fast path)."""
     found = _PLAIN_HEAD.match(raw)
     if found is not None:
-        return found.group(1).decode("utf-8")
+        return found.group(1)
     try:
         line: Any = json.loads(raw)
     except ValueError:
         return None
     value = line.get("custom_id") if isinstance(line, dict) else None
-    return value if isinstance(value, str) else None
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else None
+
+
+def custom_id_of(raw: bytes) -> str | None:
+    """The line's top-level custom_id, or None if it has none (or is not a JSON object)."""
+    key = custom_id_key(raw)
+    return None if key is None else key.decode("utf-8", "surrogatepass")
+
+
+def require_key(raw: bytes, label: str, number: int) -> bytes:
+    key = custom_id_key(raw)
+    if key is None:
+        raise LineError(f"{label}:{number}: not a JSON object with a string custom_id")
+    return key
 
 
 def require_custom_id(raw: bytes, label: str, number: int) -> str:

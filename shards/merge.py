@@ -27,7 +27,7 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shards.lines import LineError, custom_ids, numbered_lines, require_custom_id
+from shards.lines import LineError, numbered_lines, require_key
 from shards.resubmit import ShardFiles, is_transient
 
 Order = Literal["input", "gateway"]
@@ -50,7 +50,7 @@ class MergeTally(BaseModel):
 
 @dataclass(frozen=True)
 class _Entry:
-    custom_id: str
+    custom_id: bytes
     ok: bool
     raw: bytes
 
@@ -62,49 +62,102 @@ def _map(stack: ExitStack, path: Path) -> bytes | mmap.mmap:
     return stack.enter_context(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))
 
 
-def _ordered_shard(shard: ShardFiles) -> Iterator[_Entry]:
-    """The shard's result and error lines in the order of its input."""
-    position: dict[str, int] = {}
-    for number, custom_id, _ in custom_ids(shard.input_path):
-        if custom_id in position:
-            raise MergeError(f"{shard.input_path}:{number}: custom_id={custom_id!r} twice")
-        position[custom_id] = len(position)
+class _Outputs:
+    """The two output files, written beside their names and published together."""
+
+    def __init__(self, stack: ExitStack, results: Path, errors: Path) -> None:
+        self.finals = (results, errors)
+        self.parts = tuple(p.with_name(p.name + ".part") for p in self.finals)
+        self.results = stack.enter_context(self.parts[0].open("wb"))
+        self.errors = stack.enter_context(self.parts[1].open("wb"))
+
+    def publish(self) -> None:
+        self.results.close()
+        self.errors.close()
+        for part, final in zip(self.parts, self.finals, strict=True):
+            os.replace(part, final)
+
+
+@dataclass
+class _ShardIndex:
+    """Where each of a shard's requests, in input order, sits in its results or errors file."""
+
+    ids: list[bytes]
+    offsets: array[int]
+    lengths: array[int]
+    in_errors: bytearray
+
+
+def _name(key: bytes) -> str:
+    return repr(key.decode("utf-8", "replace"))
+
+
+def _index_shard(shard: ShardFiles) -> _ShardIndex:
+    position: dict[bytes, int] = {}
+    label = str(shard.input_path)
+    with shard.input_path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if raw.isspace():
+                continue
+            key = require_key(raw, label, number)
+            if key in position:
+                raise MergeError(f"{label}:{number}: custom_id={_name(key)} twice")
+            position[key] = len(position)
     count = len(position)
     offsets = array("q", [-1]) * count
     lengths = array("q", [0]) * count
     in_errors = bytearray(count)
     for is_error, path in ((0, shard.results_path), (1, shard.errors_path)):
-        offset = 0
+        label, offset = str(path), 0
         with path.open("rb") as stream:
             for number, raw in enumerate(stream, start=1):
                 start, offset = offset, offset + len(raw)
-                if not raw.strip():
+                if raw.isspace():
                     continue
-                custom_id = require_custom_id(raw, str(path), number)
-                where = position.get(custom_id)
+                key = require_key(raw, label, number)
+                where = position.get(key)
                 if where is None:
                     raise MergeError(
-                        f"{path}:{number}: custom_id={custom_id!r} is not in {shard.input_path}"
+                        f"{path}:{number}: custom_id={_name(key)} is not in {shard.input_path}"
                     )
                 if offsets[where] >= 0:
                     raise MergeError(
-                        f"{path}:{number}: custom_id={custom_id!r} appears twice "
+                        f"{path}:{number}: custom_id={_name(key)} appears twice "
                         f"in the results and errors of {shard.input_path}"
                     )
                 offsets[where], lengths[where], in_errors[where] = start, len(raw), is_error
     ids = list(position)  # insertion order is input order
-    del position
     if -1 in offsets:
         raise MergeError(
-            f"custom_id={ids[offsets.index(-1)]!r} of {shard.input_path} is in neither "
+            f"custom_id={_name(ids[offsets.index(-1)])} of {shard.input_path} is in neither "
             f"{shard.results_path} nor {shard.errors_path}"
         )
+    return _ShardIndex(ids, offsets, lengths, in_errors)
+
+
+def _ordered_shard(shard: ShardFiles) -> Iterator[_Entry]:
+    """The shard's result and error lines in the order of its input."""
+    index = _index_shard(shard)
     with ExitStack() as stack:
         sources = (_map(stack, shard.results_path), _map(stack, shard.errors_path))
-        for where in range(count):
-            start = offsets[where]
-            raw = sources[in_errors[where]][start : start + lengths[where]]
-            yield _Entry(ids[where], not in_errors[where], raw)
+        for where, start in enumerate(index.offsets):
+            failed = index.in_errors[where]
+            raw = sources[failed][start : start + index.lengths[where]]
+            yield _Entry(index.ids[where], not failed, raw)
+
+
+def _write_shard_in_order(shard: ShardFiles, outputs: _Outputs) -> tuple[int, int]:
+    """One round's fast path: no entries, slices straight to the outputs; (ok, failed)."""
+    index = _index_shard(shard)
+    with ExitStack() as stack:
+        sources = (_map(stack, shard.results_path), _map(stack, shard.errors_path))
+        targets = (outputs.results, outputs.errors)
+        for where, start in enumerate(index.offsets):
+            failed = index.in_errors[where]
+            raw = sources[failed][start : start + index.lengths[where]]
+            targets[failed].write(raw if raw.endswith(b"\n") else raw + b"\n")
+    failed_count = index.in_errors.count(1)
+    return len(index.ids) - failed_count, failed_count
 
 
 def _write(entry_raw: bytes, out: IO[bytes]) -> None:
@@ -126,24 +179,12 @@ def _copy_counting(path: Path, out: IO[bytes]) -> int:
 
 
 def _count_lines(path: Path) -> int:
+    """Lines of a shard input (written by split_jsonl: no blank lines, a final newline)."""
+    lines = 0
     with path.open("rb") as stream:
-        return sum(1 for raw in stream if raw.strip())
-
-
-class _Outputs:
-    """The two output files, written beside their names and published together."""
-
-    def __init__(self, stack: ExitStack, results: Path, errors: Path) -> None:
-        self.finals = (results, errors)
-        self.parts = tuple(p.with_name(p.name + ".part") for p in self.finals)
-        self.results = stack.enter_context(self.parts[0].open("wb"))
-        self.errors = stack.enter_context(self.parts[1].open("wb"))
-
-    def publish(self) -> None:
-        self.results.close()
-        self.errors.close()
-        for part, final in zip(self.parts, self.finals, strict=True):
-            os.replace(part, final)
+        while chunk := stream.read(COPY_CHUNK):
+            lines += chunk.count(b"\n")
+    return lines
 
 
 def merge_shards(
@@ -229,7 +270,7 @@ class _Round:
         self._entries = (e for shard in shards for e in _ordered_shard(shard))
         self.head: _Entry | None = next(self._entries, None)
 
-    def take(self, custom_id: str) -> _Entry | None:
+    def take(self, custom_id: bytes) -> _Entry | None:
         if self.head is None or self.head.custom_id != custom_id:
             return None
         found, self.head = self.head, next(self._entries, None)
@@ -237,11 +278,19 @@ class _Round:
 
 
 def _merge_input_order(rounds: Sequence[Sequence[ShardFiles]], outputs: _Outputs) -> MergeTally:
-    tally = MergeTally()
+    if len(rounds) == 1:
+        tally = MergeTally()
+        for shard in rounds[0]:
+            ok, failed = _write_shard_in_order(shard, outputs)
+            tally.succeeded += ok
+            tally.failed += failed
+        tally.requests = tally.succeeded + tally.failed
+        return tally
+    requests = succeeded = resubmitted = recovered = 0
     first = (e for shard in rounds[0] for e in _ordered_shard(shard))
     later = [_Round(n, shards) for n, shards in enumerate(rounds[1:], start=1)]
     for entry in first:
-        tally.requests += 1
+        requests += 1
         final = entry
         for follow_up in later:
             replacement = follow_up.take(entry.custom_id)
@@ -249,23 +298,25 @@ def _merge_input_order(rounds: Sequence[Sequence[ShardFiles]], outputs: _Outputs
                 continue
             if final.ok:
                 raise MergeError(
-                    f"custom_id={entry.custom_id!r} is in round {follow_up.number} "
+                    f"custom_id={_name(entry.custom_id)} is in round {follow_up.number} "
                     "though it had succeeded before"
                 )
             final = replacement
         if final is not entry:
-            tally.resubmitted += 1
-            tally.recovered += final.ok
-        if final.ok:
-            tally.succeeded += 1
-            _write(final.raw, outputs.results)
-        else:
-            tally.failed += 1
-            _write(final.raw, outputs.errors)
+            resubmitted += 1
+            recovered += final.ok
+        succeeded += final.ok
+        _write(final.raw, outputs.results if final.ok else outputs.errors)
     for follow_up in later:
         if follow_up.head is not None:
             raise MergeError(
-                f"round {follow_up.number}: custom_id={follow_up.head.custom_id!r} is not a "
+                f"round {follow_up.number}: custom_id={_name(follow_up.head.custom_id)} is not a "
                 "request of the job, or its round is not in input order"
             )
-    return tally
+    return MergeTally(
+        requests=requests,
+        succeeded=succeeded,
+        failed=requests - succeeded,
+        resubmitted=resubmitted,
+        recovered=recovered,
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
+from shards import split
 from shards.limits import ShardLimits, limits_for
 from shards.split import LineTooLarge, read_plan, split_jsonl
 from tests.shards.helpers import request, write_jsonl
@@ -27,12 +29,18 @@ def test_defaults_per_dialect_and_user_overrides() -> None:
         limits_for("bedrock")
 
 
+BOTH_PATHS = pytest.mark.parametrize("count_tokens", [True, False], ids=["parsed", "blocks"])
+
+
+@BOTH_PATHS
 def test_request_limit_makes_contiguous_shards_that_remember_their_first_line(
-    tmp_path: Path,
+    tmp_path: Path, count_tokens: bool
 ) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", (request(f"r{i}") for i in range(10)))
 
-    plan = split_jsonl(source, tmp_path / "shards", ShardLimits(max_requests=4))
+    plan = split_jsonl(
+        source, tmp_path / "shards", ShardLimits(max_requests=4), count_tokens=count_tokens
+    )
 
     assert [s.requests for s in plan.shards] == [4, 4, 2]
     assert [(s.first_line, s.last_line) for s in plan.shards] == [(1, 4), (5, 8), (9, 10)]
@@ -47,45 +55,63 @@ def test_request_limit_makes_contiguous_shards_that_remember_their_first_line(
     assert read_plan(tmp_path / "shards") == plan
 
 
-def test_byte_limit_closes_a_shard_before_the_line_that_would_cross_it(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_byte_limit_closes_a_shard_before_the_line_that_would_cross_it(
+    tmp_path: Path, count_tokens: bool
+) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", (request(f"r{i}") for i in range(6)))
     line_size = len(source.read_bytes().splitlines(keepends=True)[0])
 
-    plan = split_jsonl(source, tmp_path / "s", ShardLimits(max_bytes=2 * line_size + 1))
+    limits = ShardLimits(max_bytes=2 * line_size + 1)
+    plan = split_jsonl(source, tmp_path / "s", limits, count_tokens=count_tokens)
 
     assert [s.requests for s in plan.shards] == [2, 2, 2]
     assert all(s.bytes <= 2 * line_size + 1 for s in plan.shards)
     assert all((tmp_path / "s" / s.name).stat().st_size == s.bytes for s in plan.shards)
 
 
-def test_a_shard_exactly_at_both_limits_is_not_split(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_a_shard_exactly_at_both_limits_is_not_split(tmp_path: Path, count_tokens: bool) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", (request(f"r{i}") for i in range(3)))
     size = source.stat().st_size
 
-    plan = split_jsonl(source, tmp_path / "s", ShardLimits(max_requests=3, max_bytes=size))
+    limits = ShardLimits(max_requests=3, max_bytes=size)
+    plan = split_jsonl(source, tmp_path / "s", limits, count_tokens=count_tokens)
 
     assert [s.requests for s in plan.shards] == [3]
 
 
+@BOTH_PATHS
 def test_line_numbers_count_blank_lines_and_a_missing_final_newline_is_added(
-    tmp_path: Path,
+    tmp_path: Path, count_tokens: bool
 ) -> None:
     source = tmp_path / "in.jsonl"
     rows = [json.dumps(request(f"r{i}")) for i in range(3)]
-    source.write_text(rows[0] + "\n\n" + rows[1] + "\n" + rows[2])
+    source.write_text(rows[0] + "\n \n" + rows[1] + "\n" + rows[2])
 
-    plan = split_jsonl(source, tmp_path / "s", ShardLimits(max_requests=2))
+    plan = split_jsonl(
+        source, tmp_path / "s", ShardLimits(max_requests=2), count_tokens=count_tokens
+    )
 
     assert [(s.first_line, s.requests) for s in plan.shards] == [(1, 2), (4, 1)]
     assert (tmp_path / "s" / plan.shards[1].name).read_text() == rows[2] + "\n"
 
 
-def test_one_line_over_the_byte_limit_names_file_line_and_custom_id(tmp_path: Path) -> None:
+@BOTH_PATHS
+def test_one_line_over_the_byte_limit_names_file_line_and_custom_id(
+    tmp_path: Path, count_tokens: bool
+) -> None:
     rows = [request("small-1"), request("huge", "x" * 5000), request("small-2")]
     source = write_jsonl(tmp_path / "in.jsonl", rows)
 
     with pytest.raises(LineTooLarge) as caught:
-        split_jsonl(source, tmp_path / "s", ShardLimits(max_bytes=1000), label="in.jsonl")
+        split_jsonl(
+            source,
+            tmp_path / "s",
+            ShardLimits(max_bytes=1000),
+            label="in.jsonl",
+            count_tokens=count_tokens,
+        )
 
     message = str(caught.value)
     assert message.startswith("in.jsonl:2: custom_id='huge': the request is ")
@@ -123,3 +149,46 @@ def test_shards_carry_token_estimates_for_admission(tmp_path: Path) -> None:
     assert [s.output_token_ceiling for s in plan.shards] == [100 + 20, 0]
     assert [s.unlimited_requests for s in plan.shards] == [0, 1]
     assert plan.estimated_input_tokens == 31
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_cutting_gives_the_same_shards_as_line_by_line(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    rows = [request(f"r{i}", "w" * rng.randrange(0, 300)) for i in range(rng.randrange(1, 400))]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    longest = max(len(x) for x in source.read_bytes().splitlines(keepends=True))
+    limits = ShardLimits(
+        max_requests=rng.randrange(1, 60), max_bytes=rng.randrange(longest, 20 * longest)
+    )
+
+    parsed = split_jsonl(source, tmp_path / "p", limits, count_tokens=True)
+    blocks = split_jsonl(source, tmp_path / "b", limits, count_tokens=False)
+
+    assert [s.model_dump(include=_SHAPE) for s in parsed.shards] == [
+        s.model_dump(include=_SHAPE) for s in blocks.shards
+    ]
+    for spec in parsed.shards:
+        assert (tmp_path / "p" / spec.name).read_bytes() == (
+            tmp_path / "b" / spec.name
+        ).read_bytes()
+
+
+_SHAPE = {"index", "name", "first_line", "last_line", "requests", "bytes"}
+
+
+def test_lines_longer_than_a_read_block_are_cut_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(split, "BLOCK", 64)
+    rows = [request(f"r{i}", "v" * (i * 40)) for i in range(8)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+
+    plan = split_jsonl(source, tmp_path / "s", ShardLimits(max_requests=3), count_tokens=False)
+
+    assert (
+        b"".join((tmp_path / "s" / s.name).read_bytes() for s in plan.shards) == source.read_bytes()
+    )
+    assert [s.requests for s in plan.shards] == [3, 3, 2]
+
+    with pytest.raises(LineTooLarge, match=r":8: custom_id='r7'"):
+        split_jsonl(source, tmp_path / "t", ShardLimits(max_bytes=400), count_tokens=False)
