@@ -30,9 +30,9 @@ from typing import TypeVar
 
 import psutil
 
+from shards.files import ShardFiles
 from shards.limits import ShardLimits
 from shards.merge import merge_shards
-from shards.resubmit import ShardFiles
 from shards.split import split_jsonl
 
 T = TypeVar("T")

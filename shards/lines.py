@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_PLAIN_HEAD = re.compile(
+# Group 1 is the custom_id's bytes; a line it does not match needs custom_id_key.
+PLAIN_HEAD = re.compile(
     rb'\s*\{\s*(?:"[^"\\]*"\s*:\s*(?:"[^"\\]*"|[-+.\w]+)\s*,\s*)*?'
     rb'"custom_id"\s*:\s*"([^"\\]*)"\s*[,}]'
 )
@@ -28,7 +29,7 @@ class LineError(ValueError):
 
 def custom_id_key(raw: bytes) -> bytes | None:
     """The line's top-level custom_id as UTF-8 bytes (no decoding on the fast path)."""
-    found = _PLAIN_HEAD.match(raw)
+    found = PLAIN_HEAD.match(raw)
     if found is not None:
         return found.group(1)
     try:

@@ -27,8 +27,9 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shards.lines import LineError, numbered_lines, require_key
-from shards.resubmit import ShardFiles, is_transient
+from shards.files import ShardFiles
+from shards.lines import PLAIN_HEAD, LineError, numbered_lines, require_key
+from shards.resubmit import is_transient
 
 Order = Literal["input", "gateway"]
 COPY_CHUNK = 1024 * 1024
@@ -95,11 +96,13 @@ def _name(key: bytes) -> str:
 def _index_shard(shard: ShardFiles) -> _ShardIndex:
     position: dict[bytes, int] = {}
     label = str(shard.input_path)
+    plain = PLAIN_HEAD.match
     with shard.input_path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.isspace():
                 continue
-            key = require_key(raw, label, number)
+            found = plain(raw)
+            key = found.group(1) if found else require_key(raw, label, number)
             if key in position:
                 raise MergeError(f"{label}:{number}: custom_id={_name(key)} twice")
             position[key] = len(position)
@@ -114,7 +117,8 @@ def _index_shard(shard: ShardFiles) -> _ShardIndex:
                 start, offset = offset, offset + len(raw)
                 if raw.isspace():
                     continue
-                key = require_key(raw, label, number)
+                found = plain(raw)
+                key = found.group(1) if found else require_key(raw, label, number)
                 where = position.get(key)
                 if where is None:
                     raise MergeError(

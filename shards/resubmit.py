@@ -14,12 +14,12 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shards.files import ShardFiles
 from shards.lines import LineError, custom_ids, numbered_lines
 
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -43,17 +43,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 CANCELLED_CODE = "batch_cancelled"
-
-
-@dataclass(frozen=True)
-class ShardFiles:
-    """One batch's input and the results and errors files collected for it."""
-
-    input_path: Path
-    results_path: Path
-    errors_path: Path
-    cancelled_by_deadline: bool = False
-    """The job cancelled this batch at a phase deadline: its not-run requests are transient."""
 
 
 class Resubmission(BaseModel):

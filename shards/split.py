@@ -200,12 +200,12 @@ class _Splitter:
 
 
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r\f\v]*\n")
-_LINE_STARTS_BLANK = (b"\n\n", b"\n ", b"\n\t", b"\n\r", b"\n\x0b", b"\n\x0c")
+_LINE_STARTS_WITH_SPACE = re.compile(rb"\n[ \t\r\n\x0b\x0c]")
 
 
 def _may_hold_blank_lines(block: bytes) -> bool:
-    """Cheap substring tests first: the regular expression only for lines starting with space."""
-    if block[:1].isspace() or any(mark in block for mark in _LINE_STARTS_BLANK):
+    """A quick scan for a line that starts with whitespace; only then the exact test."""
+    if block[:1].isspace() or _LINE_STARTS_WITH_SPACE.search(block):
         return _BLANK_LINE.search(block) is not None
     return False
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from shards.files import ShardFiles
 from shards.limits import ShardLimits
 from shards.lines import custom_id_of
 from shards.merge import MergeError, merge_rounds, merge_shards
-from shards.resubmit import ShardFiles
 from shards.split import split_jsonl
 from tests.shards.helpers import (
     http_failure,

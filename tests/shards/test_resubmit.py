@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from shards.files import ShardFiles
 from shards.limits import ShardLimits
 from shards.merge import merge_rounds
-from shards.resubmit import ShardFiles, is_transient, select_resubmissions
+from shards.resubmit import is_transient, select_resubmissions
 from shards.split import split_jsonl
 from tests.shards.helpers import http_failure, not_run, ok, read_jsonl, request, write_jsonl
 
