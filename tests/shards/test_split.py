@@ -151,7 +151,7 @@ def test_shards_carry_token_estimates_for_admission(tmp_path: Path) -> None:
     assert plan.estimated_input_tokens == 31
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_block_cutting_gives_the_same_shards_as_line_by_line(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     rows = [request(f"r{i}", "w" * rng.randrange(0, 300)) for i in range(rng.randrange(1, 400))]
@@ -192,3 +192,16 @@ def test_lines_longer_than_a_read_block_are_cut_whole(
 
     with pytest.raises(LineTooLarge, match=r":8: custom_id='r7'"):
         split_jsonl(source, tmp_path / "t", ShardLimits(max_bytes=400), count_tokens=False)
+
+
+def test_many_uneven_lines_per_shard_cut_at_the_exact_request_count(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    rows = [request(f"r{i}", "u" * int(rng.paretovariate(1.2) * 20)) for i in range(5000)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+
+    plan = split_jsonl(source, tmp_path / "s", ShardLimits(max_requests=777), count_tokens=False)
+
+    assert [s.requests for s in plan.shards] == [777] * 6 + [5000 - 6 * 777]
+    assert [line_ids(tmp_path / "s" / s.name)[0] for s in plan.shards] == [
+        f"r{i * 777}" for i in range(7)
+    ]
