@@ -78,6 +78,12 @@ class _Outputs:
         for part, final in zip(self.parts, self.finals, strict=True):
             os.replace(part, final)
 
+    def discard(self) -> None:
+        self.results.close()
+        self.errors.close()
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+
 
 @dataclass
 class _ShardIndex:
@@ -215,10 +221,14 @@ def merge_rounds(
         raise ValueError("nothing to merge: the first round has no shards")
     with ExitStack() as stack:
         outputs = _Outputs(stack, results_out, errors_out)
-        if order == "gateway":
-            tally = _merge_gateway(rounds, outputs)
-        else:
-            tally = _merge_input_order(rounds, outputs)
+        try:
+            if order == "gateway":
+                tally = _merge_gateway(rounds, outputs)
+            else:
+                tally = _merge_input_order(rounds, outputs)
+        except BaseException:
+            outputs.discard()
+            raise
         outputs.publish()
     return tally
 

@@ -110,19 +110,23 @@ def select_resubmissions(shards: Sequence[ShardFiles], out_path: Path) -> Resubm
     permanent: Counter[str] = Counter()
     written = 0
     part = out_path.with_name(out_path.name + ".part")
-    with part.open("wb") as out:
-        for shard in shards:
-            chosen = _transient_ids(shard, transient, permanent)
-            if not chosen:
-                continue
-            for _, custom_id, raw in custom_ids(shard.input_path):
-                if custom_id in chosen:
-                    out.write(raw)
-                    written += 1
-            if written != sum(transient.values()):
-                raise LineError(
-                    f"{shard.errors_path}: names requests that are not in {shard.input_path}"
-                )
+    try:
+        with part.open("wb") as out:
+            for shard in shards:
+                chosen = _transient_ids(shard, transient, permanent)
+                if not chosen:
+                    continue
+                for _, custom_id, raw in custom_ids(shard.input_path):
+                    if custom_id in chosen:
+                        out.write(raw)
+                        written += 1
+                if written != sum(transient.values()):
+                    raise LineError(
+                        f"{shard.errors_path}: names requests that are not in {shard.input_path}"
+                    )
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     os.replace(part, out_path)
     return Resubmission(
         requests=written,

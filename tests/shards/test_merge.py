@@ -91,6 +91,7 @@ def test_a_missing_result_is_an_error_not_a_silent_gap(tmp_path: Path, order: An
     with pytest.raises(MergeError, match="r2" if order == "input" else "4 lines for the 5"):
         merge_shards(shards, tmp_path / "o", tmp_path / "e", order=order)
     assert not (tmp_path / "o").exists()
+    assert not list(tmp_path.glob("*.part"))
 
 
 def test_a_custom_id_twice_or_foreign_is_named_with_its_file_and_line(tmp_path: Path) -> None:

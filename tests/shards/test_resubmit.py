@@ -9,6 +9,7 @@ import pytest
 
 from shards.files import ShardFiles
 from shards.limits import ShardLimits
+from shards.lines import LineError
 from shards.merge import merge_rounds
 from shards.resubmit import is_transient, select_resubmissions
 from shards.split import split_jsonl
@@ -149,3 +150,11 @@ def test_two_rounds_end_to_end_each_custom_id_once(tmp_path: Path) -> None:
         ("id09", 400),
     ]
     assert (tally.resubmitted, tally.recovered, tally.failed) == (3, 2, 2)
+
+
+def test_an_error_line_for_a_request_not_in_the_shard_is_refused(tmp_path: Path) -> None:
+    stray = shard(tmp_path, "s0", ["a"], [], [http_failure("zz", 500)])
+
+    with pytest.raises(LineError, match="names requests that are not in"):
+        select_resubmissions([stray], tmp_path / "follow-up.jsonl")
+    assert not list(tmp_path.glob("follow-up*"))
