@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 CHARS_PER_TOKEN = 4
 CHAT_TOKENS_PER_MESSAGE = 3
@@ -29,8 +28,7 @@ CHAT_TOKENS_PER_REQUEST = 3
 LEGACY_COMPLETION_DEFAULT_MAX = 16
 
 
-@dataclass(frozen=True)
-class RequestTokens:
+class RequestTokens(NamedTuple):
     input_tokens: int
     output_ceiling: int | None
     """None: the request sets no limit on its output."""
@@ -112,11 +110,32 @@ def _is_responses(body: dict[str, Any]) -> bool:
     return any(k in body for k in ("instructions", "max_output_tokens", "tools", "reasoning"))
 
 
+def _plain_chat(body: dict[str, Any], messages: list[Any]) -> RequestTokens | None:
+    """The common case, counted without the general walk: string contents, no tools."""
+    tokens = CHAT_TOKENS_PER_REQUEST + CHAT_TOKENS_PER_MESSAGE * len(messages)
+    for message in messages:
+        content = message.get("content") if type(message) is dict else None
+        if type(content) is not str:
+            return None
+        tokens += -(-len(content) // CHARS_PER_TOKEN)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    choices = body.get("n", 1)
+    if type(limit) is not int or limit <= 0 or type(choices) is not int or choices < 1:
+        return None
+    return RequestTokens(tokens, limit * choices)
+
+
 def request_tokens(body: dict[str, Any], url: str | None = None) -> RequestTokens:
     """Estimated input tokens and output ceiling of one request body.
 
     ``url`` (the line's) tells embeddings from responses when the body alone cannot.
     """
+    messages = body.get("messages")
+    chat_url = url is None or url.endswith("/chat/completions")
+    if chat_url and type(messages) is list and "tools" not in body and "prompt" not in body:
+        plain = _plain_chat(body, messages)
+        if plain is not None:
+            return plain
     ceiling = _output_ceiling(body)
     if url is not None and url.endswith("/embeddings"):
         ceiling = 0
