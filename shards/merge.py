@@ -112,10 +112,10 @@ def _index_shard(shard: ShardFiles) -> _ShardIndex:
             if key in position:
                 raise MergeError(f"{label}:{number}: custom_id={_name(key)} twice")
             position[key] = len(position)
-    count = len(position)
-    offsets = array("q", [-1]) * count
-    lengths = array("q", [0]) * count
-    in_errors = bytearray(count)
+    requests = len(position)
+    offsets = array("q", [-1]) * requests
+    lengths = array("q", [0]) * requests
+    in_errors = bytearray(requests)
     for is_error, path in ((0, shard.results_path), (1, shard.errors_path)):
         label, offset = str(path), 0
         with path.open("rb") as stream:

@@ -161,3 +161,22 @@ def test_a_follow_up_out_of_input_order_is_refused(tmp_path: Path) -> None:
 )
 def test_custom_id_is_read_from_the_top_level_only(raw: bytes, expected: str | None) -> None:
     assert custom_id_of(raw) == expected
+
+
+def test_lines_of_any_shape_merge_the_same(tmp_path: Path) -> None:
+    """Escaped custom_ids, members before custom_id, blank lines: read line by line."""
+    ids = ["plain", 'quote"d', "tab\tid", "caf\u00e9"]
+    shard_input = write_jsonl(tmp_path / "in.jsonl", (request(i) for i in ids))
+    nested = {"response": {"status_code": 200, "body": {}}, "custom_id": "plain", "error": None}
+    results = tmp_path / "results.jsonl"
+    results.write_text(
+        "\n".join(json.dumps(r) for r in [ok("caf\u00e9"), nested, ok('quote"d')]) + "\n\n"
+    )
+    errors = write_jsonl(tmp_path / "errors.jsonl", [http_failure("tab\tid", 400)])
+    shard = ShardFiles(shard_input, results, errors)
+
+    tally = merge_shards([shard], tmp_path / "o.jsonl", tmp_path / "e.jsonl")
+
+    assert ids_of(tmp_path / "o.jsonl") == ["plain", 'quote"d', "caf\u00e9"]
+    assert ids_of(tmp_path / "e.jsonl") == ["tab\tid"]
+    assert (tally.succeeded, tally.failed) == (3, 1)
