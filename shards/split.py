@@ -1,6 +1,7 @@
 """Split a validated JSONL input into shard files that each fit one batch.
 
-Streaming, one line in memory at a time, and deterministic: the same input and
+Streaming, a 4 MiB block of whole lines in memory at a time (a longer line is
+held whole, up to the byte limit), and deterministic: the same input and
 limits give the same shards byte for byte, so a retried activity rewrites the
 same files. Shards are contiguous ranges of the input, in order, which is what
 lets the merge restore input order one shard at a time. Each shard file is
@@ -43,6 +44,13 @@ class ShardSpec(BaseModel):
         default=0, description="Sum of the requests' output limits (unlimited ones excluded)."
     )
     unlimited_requests: int = Field(default=0, description="Requests with no output limit.")
+
+    def input_line(self, shard_line: int) -> int:
+        """The input line of the shard's line ``shard_line`` (1-based), e.g. in a gateway error.
+
+        Exact for a validated input, which has no blank lines.
+        """
+        return self.first_line + shard_line - 1
 
 
 class SplitPlan(BaseModel):

@@ -53,6 +53,7 @@ def test_request_limit_makes_contiguous_shards_that_remember_their_first_line(
     assert b"".join(f.read_bytes() for f in files) == source.read_bytes()
     assert plan.requests == 10 and plan.bytes == source.stat().st_size
     assert read_plan(tmp_path / "shards") == plan
+    assert plan.shards[2].input_line(2) == 10
 
 
 @BOTH_PATHS
