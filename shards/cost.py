@@ -247,3 +247,50 @@ def estimate(
         by_model=rows,
         unpriced_models=[r.model for r in rows if r.priced_as is None],
     )
+
+
+def _money(amount: float, currency: str) -> str:
+    symbol = "$" if currency == "USD" else f"{currency} "
+    return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
+
+
+def describe_estimate(found: CostEstimate) -> list[str]:
+    """The estimate as the lines ``starter.py estimate`` prints."""
+    limits = found.limits
+    lines = [
+        f"requests: {found.requests:,} in {found.shards:,} shard(s) "
+        f"(at most {limits.max_requests:,} requests and {limits.max_bytes:,} bytes a batch)",
+        f"input:    about {found.estimated_input_tokens:,} tokens ({found.token_heuristic})",
+    ]
+    unlimited = (
+        f"; {found.unlimited_requests:,} request(s) set no limit and are not counted"
+        if found.unlimited_requests
+        else ""
+    )
+    lines.append(f"output:   at most {found.output_token_ceiling:,} tokens{unlimited}")
+    priced = ", ".join(f"{m.model} as {m.priced_as}" for m in found.by_model if m.priced_as)
+    lines.append(
+        f"cost:     about {_money(found.input_cost, found.currency)} input + at most "
+        f"{_money(found.output_cost_ceiling, found.currency)} output = at most "
+        f"{_money(found.cost_ceiling, found.currency)} at batch prices of "
+        f"{found.prices_as_of.isoformat()}" + (f" ({priced})" if priced else "")
+    )
+    if found.unpriced_models:
+        lines.append(f"no price: {', '.join(found.unpriced_models)} (add them with a prices file)")
+    return lines
+
+
+def describe_cost(report: CostReport) -> list[str]:
+    """Actual tokens and cost by model, as a summary prints them."""
+    lines = []
+    for row in report.by_model:
+        cost = "no price" if row.cost is None else _money(row.cost, report.currency)
+        lines.append(
+            f"{row.model}: {row.input_tokens:,} input + {row.output_tokens:,} output tokens, {cost}"
+        )
+    lines.append(
+        f"total: {_money(report.total, report.currency)} at batch prices of "
+        f"{report.prices_as_of.isoformat()}"
+        + (f"; no price for {', '.join(report.unpriced_models)}" if report.unpriced_models else "")
+    )
+    return lines

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from shards.cost import ModelUsage, cost_of, estimate, load_prices, tally_usage
+from shards.cost import (
+    ModelUsage,
+    cost_of,
+    describe_cost,
+    describe_estimate,
+    estimate,
+    load_prices,
+    tally_usage,
+)
 from shards.limits import ShardLimits
 from shards.split import LineTooLarge
 from tests.shards.helpers import ok, request, write_jsonl
@@ -125,3 +133,23 @@ def test_estimate_agrees_with_the_split_on_shards_and_refuses_an_oversized_line(
     assert estimate(source, ShardLimits(max_bytes=1100)).shards == 2
     with pytest.raises(LineTooLarge, match=r"in\.jsonl:2: custom_id='big'"):
         estimate(source, ShardLimits(max_bytes=500), label="in.jsonl")
+
+
+def test_estimate_and_cost_read_as_lines_a_user_checks(tmp_path: Path) -> None:
+    rows = [request(f"r{i}", "x" * 396, max_tokens=100) for i in range(3)]
+    rows.append(request("free", "y", model="local-llama"))
+    found = estimate(write_jsonl(tmp_path / "in.jsonl", rows), ShardLimits(max_requests=2))
+
+    text = "\n".join(describe_estimate(found))
+
+    assert "requests: 4 in 2 shard(s) (at most 2 requests and 209,715,200 bytes a batch)" in text
+    assert "input:    about 322 tokens (about 4 characters" in text
+    assert "output:   at most 300 tokens; 1 request(s) set no limit and are not counted" in text
+    assert "at batch prices of 2025-08-07 (gpt-4o-mini as gpt-4o-mini)" in text
+    assert "no price: local-llama" in text
+
+    report = cost_of({"gpt-4o": ModelUsage(input_tokens=1_000_000, output_tokens=200_000)})
+    assert describe_cost(report) == [
+        "gpt-4o: 1,000,000 input + 200,000 output tokens, $2.25",
+        "total: $2.25 at batch prices of 2025-08-07",
+    ]
