@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.batch_status import BatchStatus
 from contracts.names import JOB_KEY_METADATA
-from gateway.models import BatchStatus
 
 SUPPORTED_ENDPOINTS = (
     "/v1/chat/completions",

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.batch_status import BatchStatus
 from contracts.job import BatchCounts, InputLimits, RequestTally, TokenTotals
-from gateway.models import BatchStatus
 
 
 class _Step(BaseModel):

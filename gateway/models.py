@@ -13,33 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-class BatchStatus(StrEnum):
-    """A batch's status, the one type every layer uses (gateway, step contracts, workflow).
-
-    Its values are OpenAI's spellings, so it serialises as the plain string it
-    always did; a status outside this set is refused where the gateway's
-    object is read (see Batch.status).
-    """
-
-    VALIDATING = "validating"
-    FAILED = "failed"
-    IN_PROGRESS = "in_progress"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset(
-    {BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
-)
-
+from contracts.batch_status import BatchStatus as BatchStatus
 
 # Every spelling of a status seen or plausible from Azure and gateways
 # ("Completed", "InProgress", "in-progress", "In Progress", "canceled") maps

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.batch_activities import BatchActivities
+    from contracts.batch_status import BatchStatus
     from contracts.job import (
         MAX_JOB_KEY,
         BatchJobInput,
@@ -61,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         UploadInputRequest,
         ValidateInputRequest,
     )
-    from gateway.models import BatchStatus
 
 BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
 BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)

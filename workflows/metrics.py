@@ -7,8 +7,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.batch_status import BatchStatus
     from contracts.job import RequestTally
-    from gateway.models import BatchStatus
     from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
 
 

@@ -12,10 +12,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.batch_status import BatchStatus
     from contracts.job import JobStatus
     from contracts.names import FAILURE_BATCH_FAILED
     from contracts.steps import BatchSnapshot, CollectedResults
-    from gateway.models import BatchStatus
 
 # The error code of the input requests a batch that ended early never ran.
 NOT_RUN_CODES = {

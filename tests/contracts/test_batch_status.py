@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from contracts.batch_status import BatchStatus
 from contracts.job import PhaseDeadlines
 from contracts.steps import AwaitChangeRequest, BatchSnapshot
-from gateway.models import BatchStatus
 
 
 def test_a_status_crosses_process_lines_as_the_plain_openai_string():

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import respx
 
+from contracts.batch_status import BatchStatus
 from gateway.client import GatewayClient
 from gateway.errors import (
     GatewayError,
@@ -21,7 +22,6 @@ from gateway.errors import (
     NotFoundError,
     RetryableGatewayError,
 )
-from gateway.models import BatchStatus
 from gateway.settings import Dialect, GatewaySettings
 from tests.gateway.helpers import (
     API_KEY,
