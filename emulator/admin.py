@@ -61,6 +61,7 @@ def admin_router() -> APIRouter:
             "lines_executed": rt.scheduler.lines_executed,
             "dropped_connections": faults.dropped if faults else 0,
             "injected_errors": faults.injected if faults else 0,
+            "api_calls": dict(sorted(faults.calls.items())) if faults else {},
         }
 
     return router
