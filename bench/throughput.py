@@ -1,0 +1,400 @@
+"""Benchmark: what durability costs per job, against a plain SDK script in the same run.
+
+N small jobs (5 requests each, 1 s polls) run through the project (a dev
+server and one worker.py process) and through a plain asyncio script on the
+official openai SDK that does upload, create, poll and download with no
+durability. Each side gets its own fresh emulator with the same settings. The
+script prints both wall times, their ratio, and per job: history events,
+worker CPU, server CPU and gateway calls.
+
+    python -m bench.throughput [--jobs 200] [--variants baseline,cache-off]
+
+A variant is the project run with other worker options, worker environment or
+dev-server flags (see VARIANTS): each runs on its own fresh dev server,
+emulator and worker, so every lever is measured on its own against the
+baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import openai
+import psutil
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.job import BatchJobInput, BatchJobResult
+from contracts.names import WORKFLOW_NAME
+from temporal_client import register_search_attributes
+from tests.support.emulator import REPO_ROOT, EmulatorProcess, free_port
+from tests.support.temporal import dev_server_path
+
+# Batches pass through validating (1 s), in_progress (5 lines, 8 at a time,
+# 50 ms each) and finalizing (1 s): every call is answered at once.
+EMULATOR_KNOBS: dict[str, Any] = {
+    "validating_seconds": 1.0,
+    "finalizing_seconds": 1.0,
+    "line_latency_seconds": 0.05,
+    "batch_concurrency": 8,
+}
+ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+ENV_WORKER_OPTIONS = "BENCH_WORKER_OPTIONS"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the project side: Worker(...) options, worker env, dev-server flags."""
+
+    worker_options: dict[str, Any] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+    server_args: tuple[str, ...] = ()
+
+
+VARIANTS: dict[str, Variant] = {
+    "baseline": Variant(),
+    "log-warning": Variant(worker_env={"LOG_LEVEL": "WARNING"}),
+    "wf-polls-10": Variant(worker_options={"max_concurrent_workflow_task_polls": 10}),
+    "act-polls-10": Variant(worker_options={"max_concurrent_activity_task_polls": 10}),
+    "polls-autoscale": Variant(worker_options={"autoscale_pollers": True}),
+    "sticky-ratio-1": Variant(worker_options={"nonsticky_to_sticky_poll_ratio": 1.0}),
+    "cache-off": Variant(worker_options={"max_cached_workflows": 0}),
+    "no-eager-activities": Variant(worker_options={"disable_eager_activity_execution": True}),
+    "eager-activities-on": Variant(
+        server_args=("--dynamic-config-value", "system.enableActivityEagerExecution=true")
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    jobs: int
+    requests: int
+    poll_seconds: float
+
+
+@dataclass
+class SideReport:
+    name: str
+    jobs: int
+    wall: float
+    ok: int
+    calls: Counter[str]
+    emulator_cpu: float
+    client_cpu: float = 0.0
+    worker_cpu: float = 0.0
+    server_cpu: float = 0.0
+    events: list[int] = field(default_factory=list)
+
+    def per_job(self, value: float) -> float:
+        return value / max(1, self.jobs)
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def write_inputs(folder: Path, jobs: int, requests: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for j in range(jobs):
+        path = folder / f"job-{j:05d}.jsonl"
+        with path.open("w") as out:
+            for i in range(requests):
+                body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{i}"}]}
+                line = {"custom_id": f"j{j}-r{i}", "method": "POST", "url": ENDPOINT, "body": body}
+                out.write(json.dumps(line) + "\n")
+        paths.append(path)
+    return paths
+
+
+def start_emulator(root: Path) -> EmulatorProcess:
+    return EmulatorProcess(root, knobs=EMULATOR_KNOBS).start()
+
+
+def gateway_calls(emulator: EmulatorProcess) -> Counter[str]:
+    return Counter(emulator.stats()["api_calls"])
+
+
+# -- the plain script --------------------------------------------------------------
+
+
+async def plain_job(client: openai.AsyncOpenAI, path: Path, poll: float) -> str:
+    """Upload, create, poll, download: what a script without durability does."""
+    with path.open("rb") as stream:
+        uploaded = await client.files.create(file=stream, purpose="batch")
+    batch = await client.batches.create(
+        input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
+    )
+    while batch.status not in TERMINAL:
+        await asyncio.sleep(poll)
+        batch = await client.batches.retrieve(batch.id)
+    for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "errors")):
+        if file_id:
+            content = await client.files.content(file_id)
+            path.with_suffix(f".{suffix}.jsonl").write_bytes(content.content)
+    return batch.status
+
+
+async def run_plain(root: Path, load: Load) -> SideReport:
+    paths = write_inputs(root / "data", load.jobs, load.requests)
+    emulator = start_emulator(root / "emulator")
+    try:
+        assert emulator.pid is not None
+        emu_proc = psutil.Process(emulator.pid)
+        calls_before, emu_before = gateway_calls(emulator), cpu_seconds(emu_proc)
+        cpu_before = time.process_time()
+        started = time.monotonic()
+        async with openai.AsyncOpenAI(base_url=emulator.base_url + "/v1", api_key="x") as client:
+            statuses = await asyncio.gather(
+                *(plain_job(client, p, load.poll_seconds) for p in paths)
+            )
+        wall = time.monotonic() - started
+        return SideReport(
+            name="plain openai SDK script",
+            jobs=load.jobs,
+            wall=wall,
+            ok=statuses.count("completed"),
+            calls=gateway_calls(emulator) - calls_before,
+            emulator_cpu=cpu_seconds(emu_proc) - emu_before,
+            client_cpu=time.process_time() - cpu_before,
+        )
+    finally:
+        emulator.stop()
+
+
+# -- the project -------------------------------------------------------------------
+
+
+def dev_server_process(port: int) -> psutil.Process:
+    for child in psutil.Process().children(recursive=True):
+        if str(port) in child.cmdline() and "start-dev" in child.cmdline():
+            return child
+    raise RuntimeError(f"no dev server on port {port} among this process's children")
+
+
+def start_worker(variant: Variant, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env, **variant.worker_env}
+    full_env[ENV_WORKER_OPTIONS] = json.dumps(variant.worker_options)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.throughput", "--serve-worker"],
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_log(log: Path, text: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited at start-up:\n{log.read_text(errors='replace')}")
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"worker not ready after {seconds} s")
+
+
+async def run_jobs(client: Client, queue: str, paths: list[Path], poll: float) -> list[str]:
+    ids = [f"tp-{p.stem}" for p in paths]
+    handles = []
+    for chunk in range(0, len(paths), 50):
+        handles += await asyncio.gather(
+            *(
+                client.start_workflow(
+                    WORKFLOW_NAME,
+                    BatchJobInput(
+                        input_path=f"data/{p.name}",
+                        output_path=f"data/{p.stem}.output.jsonl",
+                        errors_path=f"data/{p.stem}.errors.jsonl",
+                        poll_interval=timedelta(seconds=poll),
+                    ),
+                    id=wid,
+                    task_queue=queue,
+                    result_type=BatchJobResult,
+                )
+                for wid, p in zip(ids[chunk : chunk + 50], paths[chunk : chunk + 50], strict=True)
+            )
+        )
+    results = await asyncio.gather(*(h.result() for h in handles))
+    return [r.status.value for r in results]
+
+
+async def run_project(name: str, variant: Variant, root: Path, load: Load) -> SideReport:
+    paths = write_inputs(root / "data", load.jobs, load.requests)
+    port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=dev_server_path(),
+        ip="127.0.0.1",
+        port=port,
+        ui=False,
+        dev_server_extra_args=list(variant.server_args),
+    )
+    emulator = start_emulator(root / "emulator")
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        await register_search_attributes(env.client)
+        queue = f"bench-{uuid.uuid4().hex[:6]}"
+        log = root / "worker.log"
+        worker = start_worker(
+            variant,
+            {
+                "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+                "TEMPORAL_TASK_QUEUE": queue,
+                "GATEWAY_URL": emulator.base_url,
+                "BATCH_DATA_DIR": str(root),
+            },
+            log,
+        )
+        await asyncio.to_thread(wait_for_log, log, "worker on task queue", worker, 30.0)
+        await asyncio.sleep(1.0)
+        assert emulator.pid is not None
+        procs = {
+            "worker": psutil.Process(worker.pid),
+            "server": dev_server_process(port),
+            "emulator": psutil.Process(emulator.pid),
+        }
+        before = {k: cpu_seconds(p) for k, p in procs.items()}
+        calls_before = gateway_calls(emulator)
+        client_before = time.process_time()
+        started = time.monotonic()
+        statuses = await run_jobs(env.client, queue, paths, load.poll_seconds)
+        wall = time.monotonic() - started
+        used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+        report = SideReport(
+            name=name,
+            jobs=load.jobs,
+            wall=wall,
+            ok=statuses.count("succeeded"),
+            calls=gateway_calls(emulator) - calls_before,
+            emulator_cpu=used["emulator"],
+            client_cpu=time.process_time() - client_before,
+            worker_cpu=used["worker"],
+            server_cpu=used["server"],
+        )
+        for p in paths:
+            history = await env.client.get_workflow_handle(f"tp-{p.stem}").fetch_history()
+            report.events.append(len(history.events))
+        return report
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        emulator.stop()
+        await env.shutdown()
+
+
+def serve_worker() -> None:
+    """worker.py's main with extra Worker(...) options from BENCH_WORKER_OPTIONS."""
+    from temporalio.worker import PollerBehaviorAutoscaling
+
+    import worker as worker_module
+
+    options: dict[str, Any] = json.loads(os.environ.get(ENV_WORKER_OPTIONS) or "{}")
+    if options.pop("autoscale_pollers", False):
+        options["workflow_task_poller_behavior"] = PollerBehaviorAutoscaling()
+        options["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()
+    # worker.py looks Worker up in its own namespace when it builds one.
+    vars(worker_module)["Worker"] = functools.partial(vars(worker_module)["Worker"], **options)
+    code = worker_module.main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# -- figures -----------------------------------------------------------------------
+
+
+def print_reports(plain: SideReport | None, reports: list[SideReport]) -> None:
+    base = plain.wall if plain is not None else None
+    print(
+        f"{'':28} {'wall s':>7} {'ratio':>6} {'ok':>5} {'events':>7} {'worker':>7} "
+        f"{'server':>7} {'client':>7} {'gateway':>7} {'calls':>6}"
+    )
+    print(
+        f"{'':28} {'':>7} {'':>6} {'':>5} {'/job':>7} {'ms/job':>7} {'ms/job':>7} "
+        f"{'ms/job':>7} {'ms/job':>7} {'/job':>6}"
+    )
+    for r in ([plain] if plain is not None else []) + reports:
+        ratio = f"{r.wall / base:.2f}x" if base else "-"
+        events = f"{sum(r.events) / len(r.events):.1f}" if r.events else "-"
+        worker = f"{r.per_job(r.worker_cpu) * 1000:.1f}" if r.events else "-"
+        server = f"{r.per_job(r.server_cpu) * 1000:.1f}" if r.events else "-"
+        print(
+            f"{r.name:28} {r.wall:7.2f} {ratio:>6} {r.ok:5d} {events:>7} {worker:>7} "
+            f"{server:>7} {r.per_job(r.client_cpu) * 1000:7.1f} "
+            f"{r.per_job(r.emulator_cpu) * 1000:7.1f} {r.per_job(sum(r.calls.values())):6.2f}"
+        )
+    for r in ([plain] if plain is not None else []) + reports:
+        routes = ", ".join(f"{k} {r.per_job(v):.2f}" for k, v in sorted(r.calls.items()))
+        spread = f"; events min {min(r.events)} max {max(r.events)}" if r.events else ""
+        print(f"  {r.name}: gateway calls per job: {routes}{spread}")
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=5)
+    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument("--variants", default="baseline", help=",".join(VARIANTS))
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain SDK script")
+    parser.add_argument("--timeout-seconds", type=float, default=600.0, help="per side")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+
+    root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    print(
+        f"{args.jobs} jobs x {args.requests} requests, poll {args.poll_seconds:g} s, "
+        f"emulator {EMULATOR_KNOBS}, load average {os.getloadavg()[0]:.2f}, data {root}",
+        flush=True,
+    )
+    load = Load(args.jobs, args.requests, args.poll_seconds)
+    plain = None
+    if not args.no_plain:
+        async with asyncio.timeout(args.timeout_seconds):
+            plain = await run_plain(root / "plain", load)
+        print(f"plain: {plain.wall:.2f} s", flush=True)
+    reports = []
+    for name in names:
+        async with asyncio.timeout(args.timeout_seconds):
+            report = await run_project(name, VARIANTS[name], root / name, load)
+        print(f"{name}: {report.wall:.2f} s", flush=True)
+        reports.append(report)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print_reports(plain, reports)
+    everything = ([plain] if plain is not None else []) + reports
+    failed = [r.name for r in everything if r.ok != r.jobs]
+    print("PASS  every job of every side succeeded" if not failed else f"FAIL  {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if "--serve-worker" in sys.argv:
+        serve_worker()
+    sys.exit(asyncio.run(main()))
