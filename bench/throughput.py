@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +37,9 @@ from typing import Any, Literal
 
 import openai
 import psutil
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -65,6 +70,10 @@ class Variant:
     worker_options: dict[str, Any] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
     server_args: tuple[str, ...] = ()
+    # The worker in the benchmark's own process, on the client that starts the jobs:
+    # the only place eager workflow start can hand a job's first task to a worker.
+    in_process: bool = False
+    eager_start: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -79,6 +88,10 @@ VARIANTS: dict[str, Variant] = {
     "eager-activities-on": Variant(
         server_args=("--dynamic-config-value", "system.enableActivityEagerExecution=true")
     ),
+    "unsandboxed": Variant(worker_options={"sandbox": "off"}),
+    "sandbox-passthrough-all": Variant(worker_options={"sandbox": "passthrough-all"}),
+    "in-process": Variant(in_process=True),
+    "in-process-eager-start": Variant(in_process=True, eager_start=True),
 }
 
 
@@ -101,6 +114,7 @@ class SideReport:
     worker_cpu: float = 0.0
     server_cpu: float = 0.0
     events: list[int] = field(default_factory=list)
+    eagerly_started: int = 0
 
     def per_job(self, value: float) -> float:
         return value / max(1, self.jobs)
@@ -203,18 +217,63 @@ def start_worker(variant: Variant, env: dict[str, str], log: Path) -> subprocess
         )
 
 
-def wait_for_log(log: Path, text: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
+async def wait_for_pollers(
+    client: Client, queue: str, proc: subprocess.Popen[bytes] | None, log: Path
+) -> None:
+    """Until the worker polls both the workflow and the activity task queue (at most 30 s)."""
+    deadline = time.monotonic() + 30.0
+    kinds = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited at start-up:\n{log.read_text(errors='replace')}")
-        if text in log.read_text(errors="replace"):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"worker exited at start-up: see {log}")
+        polled = [
+            await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=kind,
+                )
+            )
+            for kind in kinds
+        ]
+        if all(resp.pollers for resp in polled):
             return
-        time.sleep(0.1)
-    raise RuntimeError(f"worker not ready after {seconds} s")
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"no worker polls {queue} after 30 s")
 
 
-async def run_jobs(client: Client, queue: str, paths: list[Path], poll: float) -> list[str]:
+@contextlib.asynccontextmanager
+async def in_process_worker(client: Client, env: dict[str, str]) -> AsyncIterator[None]:
+    """worker.py's run_worker in this process, on ``client`` (eager start needs that)."""
+    import worker as worker_module
+
+    async def same_client(**_: Any) -> Client:
+        return client
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    namespace = vars(worker_module)
+    original_connect = namespace["connect"]
+    namespace["connect"] = same_client
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker_module.run_worker(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        namespace["connect"] = original_connect
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def run_jobs(
+    client: Client, queue: str, paths: list[Path], poll: float, eager: bool
+) -> tuple[list[str], int]:
+    """The jobs' final statuses, and how many of them the server started eagerly."""
     ids = [f"tp-{p.stem}" for p in paths]
     handles = []
     for chunk in range(0, len(paths), 50):
@@ -231,12 +290,14 @@ async def run_jobs(client: Client, queue: str, paths: list[Path], poll: float) -
                     id=wid,
                     task_queue=queue,
                     result_type=BatchJobResult,
+                    request_eager_start=eager,
                 )
                 for wid, p in zip(ids[chunk : chunk + 50], paths[chunk : chunk + 50], strict=True)
             )
         )
+    eagerly = sum(1 for h in handles if getattr(h, "__temporal_eagerly_started", False))
     results = await asyncio.gather(*(h.result() for h in handles))
-    return [r.status.value for r in results]
+    return [r.status.value for r in results], eagerly
 
 
 async def run_project(name: str, variant: Variant, root: Path, load: Load) -> SideReport:
@@ -256,31 +317,35 @@ async def run_project(name: str, variant: Variant, root: Path, load: Load) -> Si
         await register_search_attributes(env.client)
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         log = root / "worker.log"
-        worker = start_worker(
-            variant,
-            {
-                "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-                "TEMPORAL_TASK_QUEUE": queue,
-                "GATEWAY_URL": emulator.base_url,
-                "BATCH_DATA_DIR": str(root),
-            },
-            log,
-        )
-        await asyncio.to_thread(wait_for_log, log, "worker on task queue", worker, 30.0)
-        await asyncio.sleep(1.0)
-        assert emulator.pid is not None
-        procs = {
-            "worker": psutil.Process(worker.pid),
-            "server": dev_server_process(port),
-            "emulator": psutil.Process(emulator.pid),
+        worker_env = {
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            "TEMPORAL_TASK_QUEUE": queue,
+            "GATEWAY_URL": emulator.base_url,
+            "BATCH_DATA_DIR": str(root),
         }
-        before = {k: cpu_seconds(p) for k, p in procs.items()}
-        calls_before = gateway_calls(emulator)
-        client_before = time.process_time()
-        started = time.monotonic()
-        statuses = await run_jobs(env.client, queue, paths, load.poll_seconds)
-        wall = time.monotonic() - started
-        used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+        async with contextlib.AsyncExitStack() as stack:
+            if variant.in_process:
+                await stack.enter_async_context(in_process_worker(env.client, worker_env))
+            else:
+                worker = start_worker(variant, worker_env, log)
+            await wait_for_pollers(env.client, queue, worker, log)
+            await asyncio.sleep(1.0)
+            assert emulator.pid is not None
+            procs = {
+                "worker": psutil.Process(worker.pid if worker else os.getpid()),
+                "server": dev_server_process(port),
+                "emulator": psutil.Process(emulator.pid),
+            }
+            before = {k: cpu_seconds(p) for k, p in procs.items()}
+            calls_before = gateway_calls(emulator)
+            client_before = time.process_time()
+            started = time.monotonic()
+            statuses, eagerly = await run_jobs(
+                env.client, queue, paths, load.poll_seconds, variant.eager_start
+            )
+            wall = time.monotonic() - started
+            used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+            client_cpu = time.process_time() - client_before
         report = SideReport(
             name=name,
             jobs=load.jobs,
@@ -288,9 +353,11 @@ async def run_project(name: str, variant: Variant, root: Path, load: Load) -> Si
             ok=statuses.count("succeeded"),
             calls=gateway_calls(emulator) - calls_before,
             emulator_cpu=used["emulator"],
-            client_cpu=time.process_time() - client_before,
+            # In process, the worker's CPU is this process's: the client's is inside it.
+            client_cpu=0.0 if variant.in_process else client_cpu,
             worker_cpu=used["worker"],
             server_cpu=used["server"],
+            eagerly_started=eagerly,
         )
         for p in paths:
             history = await env.client.get_workflow_handle(f"tp-{p.stem}").fetch_history()
@@ -309,11 +376,19 @@ async def run_project(name: str, variant: Variant, root: Path, load: Load) -> Si
 
 def serve_worker() -> None:
     """worker.py's main with extra Worker(...) options from BENCH_WORKER_OPTIONS."""
-    from temporalio.worker import PollerBehaviorAutoscaling
+    from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     import worker as worker_module
 
     options: dict[str, Any] = json.loads(os.environ.get(ENV_WORKER_OPTIONS) or "{}")
+    sandbox = options.pop("sandbox", None)
+    if sandbox == "off":
+        options["workflow_runner"] = UnsandboxedWorkflowRunner()
+    elif sandbox == "passthrough-all":
+        options["workflow_runner"] = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        )
     if options.pop("autoscale_pollers", False):
         options["workflow_task_poller_behavior"] = PollerBehaviorAutoscaling()
         options["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()
@@ -351,6 +426,8 @@ def print_reports(plain: SideReport | None, reports: list[SideReport]) -> None:
     for r in ([plain] if plain is not None else []) + reports:
         routes = ", ".join(f"{k} {r.per_job(v):.2f}" for k, v in sorted(r.calls.items()))
         spread = f"; events min {min(r.events)} max {max(r.events)}" if r.events else ""
+        if r.eagerly_started:
+            spread += f"; {r.eagerly_started} started eagerly"
         print(f"  {r.name}: gateway calls per job: {routes}{spread}")
 
 
