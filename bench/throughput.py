@@ -23,6 +23,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -300,7 +301,61 @@ async def run_jobs(
     return [r.status.value for r in results], eagerly
 
 
-async def run_project(name: str, variant: Variant, root: Path, load: Load) -> SideReport:
+# Where the worker's CPU goes: a sampled stack counts for every category one of its frames is in.
+PROFILE_CATEGORIES = {
+    "workflow code (workflows/)": ("workflows/",),
+    "workflow sandbox": ("workflow_sandbox",),
+    "activity code (activities/)": ("activities/",),
+    "gateway HTTP (httpx, httpcore)": ("httpx/", "httpcore/"),
+    "payload conversion (temporalio.converter, pydantic)": (
+        "temporalio/converter",
+        "temporalio/contrib/pydantic",
+        "pydantic/",
+        "pydantic_core",
+    ),
+    "logging": ("logging/__init__", "observability/logging"),
+    "SDK bridge and protobuf": ("temporalio/bridge", "google/protobuf"),
+}
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of the worker, collapsed stacks to ``out``."""
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy), "record", "-p", str(pid), "-o", str(out), "--format", "raw"]
+    return subprocess.Popen(
+        [*command, "--rate", "200", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def profile_summary(collapsed: Path) -> list[tuple[str, float]]:
+    """Share of the worker's samples per category, from py-spy's collapsed stacks."""
+    total = 0
+    hits: Counter[str] = Counter()
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for category, needles in PROFILE_CATEGORIES.items():
+            if any(n in stack for n in needles):
+                hits[category] += int(count)
+    return [(c, hits[c] / max(1, total)) for c in PROFILE_CATEGORIES]
+
+
+async def run_project(
+    name: str, variant: Variant, root: Path, load: Load, profile: bool = False
+) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
     port = free_port()
     env = await WorkflowEnvironment.start_local(
@@ -340,10 +395,15 @@ async def run_project(name: str, variant: Variant, root: Path, load: Load) -> Si
             calls_before = gateway_calls(emulator)
             client_before = time.process_time()
             started = time.monotonic()
+            profiler = None
+            if profile and worker is not None:
+                profiler = start_profiler(worker.pid, root / "worker-profile.txt")
             statuses, eagerly = await run_jobs(
                 env.client, queue, paths, load.poll_seconds, variant.eager_start
             )
             wall = time.monotonic() - started
+            if profiler is not None:
+                stop_profiler(profiler)
             used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
             client_cpu = time.process_time() - client_before
         report = SideReport(
@@ -439,6 +499,11 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="baseline", help=",".join(VARIANTS))
     parser.add_argument("--no-plain", action="store_true", help="skip the plain SDK script")
     parser.add_argument("--timeout-seconds", type=float, default=600.0, help="per side")
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="sample the worker with py-spy and print where its CPU goes (adds its own cost)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -458,13 +523,20 @@ async def main(argv: list[str] | None = None) -> int:
             plain = await run_plain(root / "plain", load)
         print(f"plain: {plain.wall:.2f} s", flush=True)
     reports = []
-    for name in names:
+    for i, name in enumerate(names):
+        # A fresh folder each, so a variant named twice starts from an empty emulator too.
+        folder = root / f"{i:02d}-{name}"
         async with asyncio.timeout(args.timeout_seconds):
-            report = await run_project(name, VARIANTS[name], root / name, load)
+            report = await run_project(name, VARIANTS[name], folder, load, args.profile_worker)
         print(f"{name}: {report.wall:.2f} s", flush=True)
         reports.append(report)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_reports(plain, reports)
+    for i, name in enumerate(names if args.profile_worker else []):
+        collapsed = root / f"{i:02d}-{name}" / "worker-profile.txt"
+        if collapsed.exists():
+            shares = ", ".join(f"{c} {share:.0%}" for c, share in profile_summary(collapsed))
+            print(f"  {name}: worker samples in {shares}")
     everything = ([plain] if plain is not None else []) + reports
     failed = [r.name for r in everything if r.ok != r.jobs]
     print("PASS  every job of every side succeeded" if not failed else f"FAIL  {failed}")
