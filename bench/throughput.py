@@ -313,9 +313,12 @@ PROFILE_CATEGORIES = {
         "pydantic/",
         "pydantic_core",
     ),
+    "  of which: batch look-ups (_job_batches, iter_batches)": ("_job_batches", "iter_batches"),
     "logging": ("logging/__init__", "observability/logging"),
     "SDK bridge and protobuf": ("temporalio/bridge", "google/protobuf"),
 }
+# Frames every activity passes through without working there: not a category's cost.
+PASS_THROUGH_FRAMES = ("_ActivityLogContext.execute_activity", "intercept_activity")
 
 
 def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -347,6 +350,8 @@ def profile_summary(collapsed: Path) -> list[tuple[str, float]]:
         if not count.isdigit():
             continue
         total += int(count)
+        frames = [f for f in stack.split(";") if not any(p in f for p in PASS_THROUGH_FRAMES)]
+        stack = ";".join(frames)
         for category, needles in PROFILE_CATEGORIES.items():
             if any(n in stack for n in needles):
                 hits[category] += int(count)
