@@ -36,6 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import openai
 import psutil
 from temporalio.api.enums.v1 import TaskQueueType
@@ -101,6 +102,8 @@ class Load:
     jobs: int
     requests: int
     poll_seconds: float
+    # Batches already at the gateway before the jobs start (other work on the same account).
+    gateway_history: int = 0
 
 
 @dataclass
@@ -140,8 +143,25 @@ def write_inputs(folder: Path, jobs: int, requests: int) -> list[Path]:
     return paths
 
 
-def start_emulator(root: Path) -> EmulatorProcess:
-    return EmulatorProcess(root, knobs=EMULATOR_KNOBS).start()
+def start_emulator(root: Path, history: int = 0) -> EmulatorProcess:
+    """A fresh emulator, holding ``history`` ended batches when asked."""
+    emulator = EmulatorProcess(root, knobs=EMULATOR_KNOBS).start()
+    if history:
+        emulator.set_knobs(force_outcome="failed")
+        line = {"custom_id": "old", "method": "POST", "url": ENDPOINT, "body": {"model": "m"}}
+        with httpx.Client(base_url=emulator.base_url, timeout=30.0) as http:
+            uploaded = http.post(
+                "/files",
+                files={"file": ("old.jsonl", json.dumps(line).encode() + b"\n")},
+                data={"purpose": "batch"},
+            )
+            body = {"input_file_id": uploaded.json()["id"], "endpoint": ENDPOINT}
+            for _ in range(history):
+                http.post("/batches", json={**body, "completion_window": "24h"}).raise_for_status()
+        emulator.set_knobs(force_outcome="none")
+        # Validation (1 s) fails them all; then they are history, not work.
+        time.sleep(EMULATOR_KNOBS["validating_seconds"] + 1.0)
+    return emulator
 
 
 def gateway_calls(emulator: EmulatorProcess) -> Counter[str]:
@@ -170,7 +190,7 @@ async def plain_job(client: openai.AsyncOpenAI, path: Path, poll: float) -> str:
 
 async def run_plain(root: Path, load: Load) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
-    emulator = start_emulator(root / "emulator")
+    emulator = start_emulator(root / "emulator", load.gateway_history)
     try:
         assert emulator.pid is not None
         emu_proc = psutil.Process(emulator.pid)
@@ -371,7 +391,7 @@ async def run_project(
         ui=False,
         dev_server_extra_args=list(variant.server_args),
     )
-    emulator = start_emulator(root / "emulator")
+    emulator = start_emulator(root / "emulator", load.gateway_history)
     worker: subprocess.Popen[bytes] | None = None
     try:
         await register_search_attributes(env.client)
@@ -501,6 +521,12 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--gateway-history",
+        type=int,
+        default=0,
+        help="ended batches put at each emulator first, as on a gateway used for a while",
+    )
     parser.add_argument("--variants", default="baseline", help=",".join(VARIANTS))
     parser.add_argument("--no-plain", action="store_true", help="skip the plain SDK script")
     parser.add_argument("--timeout-seconds", type=float, default=600.0, help="per side")
@@ -518,10 +544,11 @@ async def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     print(
         f"{args.jobs} jobs x {args.requests} requests, poll {args.poll_seconds:g} s, "
-        f"emulator {EMULATOR_KNOBS}, load average {os.getloadavg()[0]:.2f}, data {root}",
+        f"emulator {EMULATOR_KNOBS}, gateway history {args.gateway_history} batches, "
+        f"load average {os.getloadavg()[0]:.2f}, data {root}",
         flush=True,
     )
-    load = Load(args.jobs, args.requests, args.poll_seconds)
+    load = Load(args.jobs, args.requests, args.poll_seconds, args.gateway_history)
     plain = None
     if not args.no_plain:
         async with asyncio.timeout(args.timeout_seconds):
