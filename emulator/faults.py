@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,18 @@ def _unsupported_route(scope: Scope) -> str | None:
     return None
 
 
+def route_of(scope: Scope) -> str:
+    """``GET /batches/{id}``: the call's method and route with ids and gateway prefix removed."""
+    path: str = scope["path"].rstrip("/")
+    for prefix in _PREFIXES:
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix) :]
+            break
+    parts = path.strip("/").split("/")
+    shape = "/".join(p if i % 2 == 0 else "{id}" for i, p in enumerate(parts))
+    return f"{scope['method']} /{shape}"
+
+
 class FaultsMiddleware:
     def __init__(
         self,
@@ -116,11 +129,14 @@ class FaultsMiddleware:
         self.dropped = 0
         self.injected = 0
         self.ambiguous_creates = 0
+        # Every API call as it arrived, refused or not: what a client costs the gateway.
+        self.calls: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
+        self.calls[route_of(scope)] += 1
         knobs = self.knobs()
         if knobs.auth_required and not authorised(scope, knobs):
             await send_json(

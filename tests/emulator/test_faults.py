@@ -80,3 +80,26 @@ def test_bad_knob_patches_are_rejected_whole(emu: EmulatorProcess, http: httpx.C
         assert "error" in resp.json()
 
     assert emu.get_knobs() == before
+
+
+def test_stats_count_api_calls_by_route(emu: EmulatorProcess, client: openai.OpenAI) -> None:
+    before = emu.stats()["api_calls"]
+    file_id = upload(client, chat_file(1))
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    client.batches.retrieve(batch.id)
+    client.batches.retrieve(batch.id)
+    emu.set_knobs(error_rate=1.0, error_statuses=[500])
+    with httpx.Client(base_url=emu.base_url) as raw:
+        assert raw.get("/openai/batches").status_code == 500
+
+    after = emu.stats()["api_calls"]
+
+    added = {route: n - before.get(route, 0) for route, n in after.items()}
+    assert {route: n for route, n in added.items() if n} == {
+        "GET /batches": 1,
+        "GET /batches/{id}": 2,
+        "POST /batches": 1,
+        "POST /files": 1,
+    }
