@@ -138,7 +138,9 @@ async def test_a_step_result_this_worker_cannot_read_fails_the_task_not_the_job(
 
     activities = [fn for fn in script.activities() if fn.__name__ != "create_batch"]
     activities.append(activity.defn(name="create_batch")(create_batch))
-    async with Worker(env.client, task_queue=queue, workflows=[BatchJobWorkflow], activities=activities):
+    async with Worker(
+        env.client, task_queue=queue, workflows=[BatchJobWorkflow], activities=activities
+    ):
         handle = await env.client.start_workflow(
             BatchJobWorkflow.run, job(), id=f"job-{uuid.uuid4()}", task_queue=queue
         )
