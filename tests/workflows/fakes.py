@@ -66,6 +66,7 @@ class ScriptedBatch:
     )
     batch_id: str = "batch_1"
     create_hangs: bool = False
+    create_failure: ApplicationError | None = None
     # A create whose POST is already out: a cancel reaching it does not stop it.
     create_finishes_on_cancel: bool = False
     file_pending_polls: int = 0
@@ -113,6 +114,8 @@ class ScriptedBatch:
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
             script.calls.append(("create_batch", request))
+            if script.create_failure is not None:
+                raise script.create_failure
             if script.create_hangs or script.create_finishes_on_cancel:
                 try:
                     while True:
