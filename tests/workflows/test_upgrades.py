@@ -9,21 +9,29 @@ the long poll of a worker that has stopped, and loses it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
+from temporalio.workflow import NondeterminismError
 
 from contracts.job import JobStatus
 from contracts.names import FAILURE_INVALID_JOB
@@ -39,6 +47,8 @@ from tests.workflows.next_release import (
 )
 from tests.workflows.test_batch_job_workflow import job
 from workflows.batch_job import BatchJobWorkflow
+
+REPLAY_HISTORIES = Path(__file__).parents[1] / "replay" / "histories"
 
 
 async def _until_in_progress(handle: WorkflowHandle[Any, Any]) -> None:
@@ -181,3 +191,21 @@ async def test_a_callers_typo_fails_the_job_at_once_naming_the_field(
     assert cause.non_retryable
     assert f"{named}:" in cause.message
     assert script.calls == [], "nothing ran"
+
+
+async def test_a_running_job_whose_input_this_release_does_not_know_waits_for_one_that_does():
+    """A rollback below the release that added an input field: the job's tasks fail
+    (non-determinism: this code would fail where the history went on), the job does not."""
+    record = json.loads((REPLAY_HISTORIES / "attached.json").read_text())
+    started = record["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
+    payload = started["input"]["payloads"][0]
+    sent = json.loads(base64.b64decode(payload["data"]))
+    unknown = {**sent, "next_release_option": 1}
+    payload["data"] = base64.b64encode(json.dumps(unknown).encode()).decode()
+    history = WorkflowHistory.from_json(record["workflow_id"], json.dumps(record["history"]))
+
+    replayed = await Replayer(
+        workflows=[BatchJobWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history, raise_on_replay_failure=False)
+
+    assert isinstance(replayed.replay_failure, NondeterminismError)
