@@ -241,7 +241,12 @@ class BatchJobWorkflow:
             PATCH_CANCEL_AFTER_CREATE
         ):
             self._set_phase(JobPhase.CANCELLING, reason="the workflow was cancelled")
-            await self._cancel(batch.id)
+            try:
+                await self._cancel(batch.id)
+            except ActivityError:
+                workflow.logger.error(
+                    "could not cancel batch %s: cancel it at the gateway", batch.id
+                )
             raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
         return batch
 
