@@ -1,6 +1,7 @@
 """A create that got no answer through a gateway that cannot list batches: the job stops
-at once and names what to attach to; a job attached to that batch collects it. And an
-upload the gateway keeps pending is waited for."""
+at once and names what to attach to; a job attached to that batch collects it. An
+upload the gateway keeps pending is waited for. A cancel that lands while the create
+is in flight leaves no batch running."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from contracts.job import JobStatus
 from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN, JOB_KEY_METADATA
@@ -78,3 +79,27 @@ async def test_an_upload_the_gateway_keeps_pending_is_waited_for(stack: Stack):
     [(_, looks)] = [entry for entry in started if entry[0] == "await_file_processed"]
     assert looks > 1, "the file was seen pending at least once"
     assert ("create_batch", 1) in started, "the create was never refused for a pending file"
+
+
+async def test_a_cancel_while_the_create_is_in_flight_leaves_no_batch_running(stack: Stack):
+    stack.write_input("in.jsonl", 10)
+    # Every answer held back 3 s: the batch exists while its create is still unanswered,
+    # and it validates for 2 minutes, as a real one would still be when the cancel lands.
+    stack.emulator.set_knobs(response_delay_seconds=3.0, validating_seconds=120.0)
+    with stack.worker() as worker:
+        handle = await start(stack, fast_job(), prefix="cancel-create")
+        for _ in range(1200):
+            if sum(stack.emulator.stats()["batches_by_status"].values()):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the create never reached the gateway")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 90)
+        stack.last_log = worker.log()
+
+    assert is_cancelled_exception(failure.value.cause)
+    stack.emulator.set_knobs(response_delay_seconds=0.0)
+    [batch] = all_batches(stack)
+    assert batch["status"] in ("cancelling", "cancelled"), batch["status"]
