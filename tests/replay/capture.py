@@ -188,6 +188,12 @@ async def main() -> None:
             return handle
 
         await capture(
+            "cancelled_during_create_lookup",
+            ScriptedBatch(create_hangs=True),
+            cancelled_during_create,
+            env,
+        )
+        await capture(
             "cancelled_during_create",
             ScriptedBatch(create_finishes_on_cancel=True),
             cancelled_during_create,
