@@ -5,8 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# Azurite (Azure's storage emulator) for tests/storage, from npm; node is on our machines.
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: demo up test lint typecheck unit bench clean
+.PHONY: demo up test lint typecheck unit bench clean screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +16,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 demo: $(STAMP)  ## Temporal dev server + gateway emulator + worker, run examples/batch.jsonl, stop
 	$(PY) -m scripts.stack demo
 
 up: $(STAMP)  ## the same stack, kept up for interactive use (Ctrl-C stops it)
 	$(PY) -m scripts.stack up
+
+screenshots: $(STAMP)  ## docs/screenshots/*.png: a running job in the Temporal Web UI (docs/web-ui.md)
+	command -v chromium >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+	$(PY) -m scripts.screenshots
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -27,10 +39,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-unit: $(STAMP)  ## tests that start no server processes
+unit: $(STAMP) $(NODE_STAMP)  ## tests that start no server processes
 	$(PY) -m pytest -m "not e2e"
 
-test: lint typecheck  ## everything CI runs
+test: lint typecheck $(NODE_STAMP)  ## everything CI runs
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -98,3 +99,14 @@ async def register_search_attributes(client: Client) -> None:
         except RPCError as exc:
             if exc.status != RPCStatusCode.ALREADY_EXISTS:
                 raise
+
+
+def exit_process(code: int) -> NoReturn:
+    """Flush and end the process with ``code``, skipping interpreter finalization.
+
+    The SDK's runtime threads can abort a finalizing interpreter (sdk-python #300),
+    which would replace the true exit code: worker and starter end through here.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -35,8 +35,8 @@ from gateway.errors import (
 from gateway.settings import GatewaySettings
 from observability.logging import LogContextInterceptor, configure_logging
 from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
-from storage import LocalStorage
-from temporal_client import TemporalUnreachableError, connect
+from storage import LocalStorage, Stores
+from temporal_client import TemporalUnreachableError, connect, exit_process
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 
@@ -68,9 +68,8 @@ async def check_gateway(gateway: GatewayClient) -> None:
         log.info("gateway at %s answers", url)
 
 
-async def run_worker(stop: asyncio.Event) -> None:
-    settings = GatewaySettings.from_env()
-    storage = LocalStorage(Path(os.environ.get(ENV_DATA_DIR, ".")))
+async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
+    storage = Stores(LocalStorage(Path(os.environ.get(ENV_DATA_DIR, "."))))
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
     metrics_at = metrics_bind_address(os.environ)
     client = await connect(runtime=worker_runtime(os.environ))
@@ -91,7 +90,7 @@ async def run_worker(stop: asyncio.Event) -> None:
             task_queue,
             settings.base_url,
             settings.dialect.value,
-            storage.root,
+            storage.local.root,
         )
         if metrics_at is not None:
             log.info("metrics on http://%s/metrics", metrics_at)
@@ -102,7 +101,8 @@ async def run_worker(stop: asyncio.Event) -> None:
 
 def main() -> int:
     try:
-        configure_logging(os.environ)
+        settings = GatewaySettings.from_env()
+        configure_logging(os.environ, settings.secret_values())
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
@@ -112,7 +112,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(stop)
+        await run_worker(stop, settings)
 
     try:
         asyncio.run(runner())
@@ -123,8 +123,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The SDK's runtime threads can abort a finalizing interpreter (sdk-python #300).
-    os._exit(code)
+    exit_process(main())

@@ -21,15 +21,19 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
-from activities.results import CollectedFiles, collect_results, read_input_ids
-from activities.validation import validate_jsonl
+from activities.results import (
+    CollectedFiles,
+    ResultIntegrityError,
+    collect_results,
+    read_input_ids_and_sha256,
+)
+from activities.validation import ensure_unchanged, validate_jsonl
 from contracts.job import BatchCounts
 from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_BATCH_NOT_FOR_INPUT,
     FAILURE_CREATE_OUTCOME_UNKNOWN,
     FAILURE_FILE_NOT_PROCESSED,
-    FAILURE_INPUT_CHANGED,
     FAILURE_INPUT_FILE_UNUSABLE,
     JOB_KEY_METADATA,
 )
@@ -51,7 +55,7 @@ from contracts.steps import (
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
 from gateway.models import Batch, BatchStatus, FileStatus
-from storage import LocalStorage
+from storage import Storage
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
 # and how many objects it reads at most before it gives up looking.
@@ -99,7 +103,7 @@ def _sha256_of(path: Path) -> str:
 
 
 class BatchActivities:
-    def __init__(self, client: GatewayClient, storage: LocalStorage) -> None:
+    def __init__(self, client: GatewayClient, storage: Storage) -> None:
         self.client = client
         self.storage = storage
 
@@ -107,18 +111,17 @@ class BatchActivities:
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
         async with temporal_failures():
             # Fail on a bad results location now, not after a 24h batch.
-            self.storage.path(request.output_path)
-            self.storage.path(request.errors_path)
-            with self.storage.reading(request.input_path) as path:
+            await self.storage.check(request.output_path)
+            await self.storage.check(request.errors_path)
+            async with heartbeating(), self.storage.reading(request.input_path) as path:
                 # A thread, so a 200 MB file does not stall the other jobs on this worker.
-                async with heartbeating():
-                    valid = await asyncio.to_thread(
-                        validate_jsonl,
-                        path,
-                        label=request.input_path,
-                        endpoint=request.endpoint,
-                        limits=request.limits,
-                    )
+                valid = await asyncio.to_thread(
+                    validate_jsonl,
+                    path,
+                    label=request.input_path,
+                    endpoint=request.endpoint,
+                    limits=request.limits,
+                )
             activity.logger.info(
                 "input valid: %d requests, %d bytes, model %s",
                 valid.requests,
@@ -141,21 +144,16 @@ class BatchActivities:
                 if existing is not None:
                     activity.logger.info("adopting earlier upload %s", existing)
                     return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
-            with self.storage.reading(request.input_path) as path:
+            async with self.storage.reading(request.input_path) as path:
                 # The content, not just the size: a same-size edit after validation
                 # would otherwise send requests that were never checked.
-                size = path.stat().st_size
-                same = size == request.bytes and (
-                    await asyncio.to_thread(_sha256_of, path) == request.sha256
+                ensure_unchanged(
+                    request.input_path,
+                    validated_sha256=request.sha256,
+                    found_sha256=await asyncio.to_thread(_sha256_of, path),
+                    since="it was validated",
+                    advice="start the job again",
                 )
-                if not same:
-                    raise ApplicationError(
-                        f"{request.input_path} changed since it was validated "
-                        f"({size} bytes, validated {request.bytes} bytes with sha256 "
-                        f"{request.sha256[:16]}...); start the job again",
-                        type=FAILURE_INPUT_CHANGED,
-                        non_retryable=True,
-                    )
                 uploaded = await self.client.upload_file(path, filename=filename)
             activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
             return UploadedInput(
@@ -319,19 +317,24 @@ class BatchActivities:
     async def collect_results(self, request: CollectResultsRequest) -> CollectedResults:
         async with temporal_failures():
             batch = request.batch
-            with self.storage.reading(request.input_path) as input_file:
-                if request.input_sha256 and (
-                    await asyncio.to_thread(_sha256_of, input_file) != request.input_sha256
-                ):
-                    raise ApplicationError(
-                        f"{request.input_path} changed since batch {batch.id} was created, so "
-                        "its results cannot be matched to it; restore the file, or download "
-                        f"output file {batch.output_file_id} and error file "
-                        f"{batch.error_file_id} yourself",
-                        type=FAILURE_INPUT_CHANGED,
-                        non_retryable=True,
-                    )
-                input_ids = await asyncio.to_thread(read_input_ids, input_file)
+            async with heartbeating(), self.storage.reading(request.input_path) as input_file:
+                input_ids, found_sha256 = await asyncio.to_thread(
+                    read_input_ids_and_sha256, input_file
+                )
+            if request.input_sha256:
+                ensure_unchanged(
+                    request.input_path,
+                    validated_sha256=request.input_sha256,
+                    found_sha256=found_sha256,
+                    since=f"batch {batch.id} was created",
+                    advice="its results cannot be matched to it; restore the file, or download "
+                    f"output file {batch.output_file_id} and error file "
+                    f"{batch.error_file_id} yourself",
+                )
+            if input_ids is None:
+                raise ResultIntegrityError(
+                    f"{request.input_path}: a line no longer parses; not the input validated"
+                )
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
                 async with heartbeating():
                     downloaded: dict[str, Path | None] = {"output": None, "error": None}
@@ -346,14 +349,8 @@ class BatchActivities:
                                 "downloaded %s file %s: %d bytes", kind, file_id, size
                             )
                             downloaded[kind] = target
-                    # One thread does the join and the atomic publish (fsync, rename):
-                    # none of it may stall the other jobs' heartbeats on this worker.
-                    collected = await asyncio.to_thread(
-                        self._write_results,
-                        request,
-                        input_ids,
-                        downloaded["output"],
-                        downloaded["error"],
+                    collected = await self._write_results(
+                        request, input_ids, downloaded["output"], downloaded["error"]
                     )
             for problem in collected.problems:
                 activity.logger.warning("batch %s: %s", batch.id, problem)
@@ -361,20 +358,34 @@ class BatchActivities:
                 requests=collected.tally, usage=collected.usage, problems=collected.problems
             )
 
-    def _write_results(
+    async def _write_results(
         self,
         request: CollectResultsRequest,
         input_ids: dict[str, int],
         output_file: Path | None,
         error_file: Path | None,
     ) -> CollectedFiles:
-        batch = request.batch
-        with (
+        """Both files are published only if the join finds nothing wrong."""
+        async with (
             self.storage.atomic_write(request.output_path) as results_tmp,
             self.storage.atomic_write(request.errors_path) as errors_tmp,
-            results_tmp.open("wb") as results_out,
-            errors_tmp.open("wb") as errors_out,
         ):
+            # A thread for the join: it may not stall the other jobs' heartbeats.
+            return await asyncio.to_thread(
+                self._join, request, input_ids, output_file, error_file, results_tmp, errors_tmp
+            )
+
+    def _join(
+        self,
+        request: CollectResultsRequest,
+        input_ids: dict[str, int],
+        output_file: Path | None,
+        error_file: Path | None,
+        results_tmp: Path,
+        errors_tmp: Path,
+    ) -> CollectedFiles:
+        batch = request.batch
+        with results_tmp.open("wb") as results_out, errors_tmp.open("wb") as errors_out:
             return collect_results(
                 input_ids=input_ids,
                 output_file=output_file,

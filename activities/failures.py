@@ -9,15 +9,17 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from activities.results import ResultIntegrityError
-from activities.validation import InputProblems
+from activities.validation import InputChanged, InputProblems
 from contracts.names import (
+    FAILURE_INPUT_CHANGED,
     FAILURE_INVALID_INPUT,
     FAILURE_INVALID_LOCATION,
     FAILURE_PERMISSION_DENIED,
     FAILURE_RESULT_INTEGRITY,
+    FAILURE_STORAGE_UNAVAILABLE,
 )
 from gateway.errors import GatewayError
-from storage import LocationError
+from storage import AccessDenied, LocationError, StorageUnavailable
 
 
 def gateway_failure(exc: GatewayError) -> ApplicationError:
@@ -40,8 +42,17 @@ async def temporal_failures() -> AsyncIterator[None]:
         raise gateway_failure(exc) from None
     except InputProblems as exc:
         raise ApplicationError(str(exc), type=FAILURE_INVALID_INPUT, non_retryable=True) from exc
+    except InputChanged as exc:
+        raise ApplicationError(str(exc), type=FAILURE_INPUT_CHANGED, non_retryable=True) from exc
+    except AccessDenied as exc:
+        # Retrying cannot grant access; the store's own error may quote a signed URL.
+        raise ApplicationError(
+            str(exc), type=FAILURE_PERMISSION_DENIED, non_retryable=True
+        ) from None
     except LocationError as exc:
         raise ApplicationError(str(exc), type=FAILURE_INVALID_LOCATION, non_retryable=True) from exc
+    except StorageUnavailable as exc:
+        raise ApplicationError(str(exc), type=FAILURE_STORAGE_UNAVAILABLE) from None
     except ResultIntegrityError as exc:
         raise ApplicationError(str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True) from exc
     except PermissionError as exc:

@@ -8,6 +8,7 @@ get a line of their own), and anything that does not add up is said out loud.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -31,12 +32,30 @@ class CollectedFiles:
 
 def read_input_ids(path: Path) -> dict[str, int]:
     """custom_id -> line number, for an input that already passed validation."""
-    ids: dict[str, int] = {}
+    ids, _ = read_input_ids_and_sha256(path)
+    if ids is None:
+        raise ResultIntegrityError(f"{path}: no longer the input that was validated")
+    return ids
+
+
+def read_input_ids_and_sha256(path: Path) -> tuple[dict[str, int] | None, str]:
+    """The ids and, in the same pass, the sha256 of the bytes they were read from.
+
+    The ids are None when a line no longer parses: the file changed since it
+    was validated, which the sha256 (read to the end regardless) tells.
+    """
+    ids: dict[str, int] | None = {}
+    digest = hashlib.sha256()
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
-            if raw.strip():
+            digest.update(raw)
+            if ids is None or not raw.strip():
+                continue
+            try:
                 ids[json.loads(raw.decode("utf-8-sig"))["custom_id"]] = number
-    return ids
+            except (ValueError, KeyError, TypeError):
+                ids = None
+    return ids, digest.hexdigest()
 
 
 def _lines(path: Path | None) -> Iterator[tuple[int, bytes]]:

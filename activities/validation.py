@@ -33,6 +33,31 @@ class InputProblems(Exception):
         return f"{self.path}: {count} problem(s), nothing was uploaded:\n{shown}{extra}"
 
 
+@dataclass
+class InputChanged(Exception):
+    """The input's bytes are not the ones validated: they may not be sent, nor joined on."""
+
+    label: str
+    since: str
+    validated_sha256: str
+    found_sha256: str
+    advice: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.label} changed since {self.since} (sha256 {self.found_sha256[:16]}..., "
+            f"validated {self.validated_sha256[:16]}...); {self.advice}"
+        )
+
+
+def ensure_unchanged(
+    label: str, *, validated_sha256: str, found_sha256: str, since: str, advice: str
+) -> None:
+    """The one check of a later step's bytes against the checksum validation carried."""
+    if found_sha256 != validated_sha256:
+        raise InputChanged(label, since, validated_sha256, found_sha256, advice)
+
+
 @dataclass(frozen=True)
 class ValidInput:
     requests: int

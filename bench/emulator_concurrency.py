@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.emulator_common import MB, PeakRss, percentile, summary_ms
-from tests.support.emulator import EmulatorProcess
+from devstack.emulator import EmulatorProcess
 
 # One emulated second is 10 real ms; a line 0.1 real s, 2 lines of a batch at once.
 KNOBS = {"time_scale": 100, "line_latency_seconds": 10, "batch_concurrency": 2}

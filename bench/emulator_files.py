@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.emulator_common import MB, PeakRss
-from tests.support.emulator import EmulatorProcess
+from devstack.emulator import EmulatorProcess
 
 
 def make_file(path: Path, size: int) -> None:

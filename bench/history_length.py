@@ -5,7 +5,7 @@ every poll interval (retries are not written to history). The baseline,
 measured in the same run on the same time-skipping server, is the naive wait: a
 workflow that runs the same steps but loops ``await workflow.sleep(poll)`` plus
 a one-shot status activity until the batch is done. Both run against scripted
-stand-ins of the activities (tests/workflows/fakes.py), so no gateway is
+stand-ins of the activities (devstack/scripted.py), so no gateway is
 involved; the time-skipping server makes 24 hours pass in seconds.
 
     python -m bench.history_length [--poll-seconds 60]
@@ -28,8 +28,6 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE
@@ -46,9 +44,8 @@ with workflow.unsafe.imports_passed_through():
         UploadInputRequest,
         ValidateInputRequest,
     )
-    from temporal_client import register_search_attributes
-    from tests.support.temporal import test_server_path
-    from tests.workflows.fakes import ScriptedBatch
+    from devstack.scripted import ScriptedBatch
+    from devstack.temporal import start_time_skipping
     from workflows.batch_job import BatchJobWorkflow
 
 HISTORY_LIMIT = 60
@@ -191,14 +188,10 @@ def fmt_span(span: timedelta) -> str:
 
 async def run(poll_seconds: float) -> bool:
     poll = timedelta(seconds=poll_seconds)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=test_server_path(),
-    )
+    env = await start_time_skipping()
     ours: dict[str, Run] = {}
     naive: dict[str, Run] = {}
     try:
-        await register_search_attributes(env.client)
         for label, duration in DURATIONS:
             polls = int(duration / poll)
             # `polls` unchanged polls, each followed by a poll interval; the next one sees it done.

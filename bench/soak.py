@@ -44,16 +44,13 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from contracts.job import BatchJobInput, BatchJobResult
 from contracts.names import JOB_KEY_METADATA, WORKFLOW_NAME
+from devstack.emulator import EmulatorProcess
+from devstack.temporal import start_dev_server
+from devstack.worker import WorkerProcess
 from emulator.backends import injected_failure
-from temporal_client import register_search_attributes
-from tests.support.emulator import EmulatorProcess, free_port
-from tests.support.temporal import dev_server_path
-from tests.support.worker import WorkerProcess
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL_BATCH = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -622,18 +619,6 @@ async def soak_once(config: SoakConfig, client: Client, address: str, root: Path
         highest_failed_attempt=highest,
         logs=str(root / "logs"),
     )
-
-
-async def start_dev_server() -> WorkflowEnvironment:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=dev_server_path(),
-        ip="127.0.0.1",
-        port=free_port(),
-        ui=False,
-    )
-    await register_search_attributes(env.client)
-    return env
 
 
 async def run_soak(

@@ -22,16 +22,13 @@ from pathlib import Path
 
 import psutil
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from bench.emulator_common import MB
 from contracts.job import BatchJobInput, JobProgress
 from contracts.names import QUERY_PROGRESS, WORKFLOW_NAME
-from temporal_client import register_search_attributes
-from tests.support.emulator import EmulatorProcess, free_port
-from tests.support.temporal import dev_server_path
-from tests.support.worker import WorkerProcess
+from devstack.emulator import EmulatorProcess
+from devstack.temporal import start_dev_server
+from devstack.worker import WorkerProcess
 
 
 def write_input(path: Path, requests: int) -> None:
@@ -80,12 +77,7 @@ async def main() -> None:
     data = root / "data"
     data.mkdir()
     write_input(data / "in.jsonl", 3)
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=dev_server_path(),
-        port=free_port(),
-        ui=False,
-    )
+    env = await start_dev_server()
     # Each line takes an emulated hour: batches stay in progress for the whole measurement.
     emulator = EmulatorProcess(
         root / "emulator",
@@ -102,7 +94,6 @@ async def main() -> None:
         },
     )
     try:
-        await register_search_attributes(env.client)
         emulator.start()
         worker.env["GATEWAY_URL"] = emulator.base_url
         worker.start()

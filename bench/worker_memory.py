@@ -33,17 +33,14 @@ from pathlib import Path
 import psutil
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import contracts.names as names
 from bench.emulator_common import MB
 from bench.emulator_files import timed_copy
 from contracts.job import BatchJobInput, BatchJobResult, InputLimits, JobStatus
-from temporal_client import register_search_attributes
-from tests.support.emulator import EmulatorProcess, free_port
-from tests.support.temporal import dev_server_path
-from tests.support.worker import WorkerProcess
+from devstack.emulator import EmulatorProcess
+from devstack.temporal import start_dev_server
+from devstack.worker import WorkerProcess
 
 SAMPLE_SECONDS = 0.02
 STEPS = (
@@ -231,14 +228,8 @@ async def run(opts: argparse.Namespace) -> bool:
         copy_s = timed_copy(src, root / "copy.jsonl")
         (root / "copy.jsonl").unlink()
 
-        env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=dev_server_path(),
-            port=free_port(),
-            ui=False,
-        )
+        env = await start_dev_server()
         try:
-            await register_search_attributes(env.client)
             knobs = {
                 "validating_seconds": 0.2,
                 "finalizing_seconds": 0.2,

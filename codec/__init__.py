@@ -7,7 +7,6 @@ python -m codec serve --port 8081    # codec server for the Web UI and CLI
 from __future__ import annotations
 
 from codec.aes_gcm import (
-    ENV_CODEC_OLD_KEYS,
     AesGcmCodec,
     CodecKeyError,
     PayloadDecryptionError,
@@ -17,7 +16,6 @@ from codec.aes_gcm import (
 )
 
 __all__ = [
-    "ENV_CODEC_OLD_KEYS",
     "AesGcmCodec",
     "CodecKeyError",
     "PayloadDecryptionError",

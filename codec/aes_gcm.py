@@ -28,9 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from contracts.constants import ENV_CODEC_KEY
-
-ENV_CODEC_OLD_KEYS = "BATCH_CODEC_OLD_KEYS"
+from contracts.constants import ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS
 
 ENCODING = b"binary/encrypted"
 METADATA_ENCODING = "encoding"

@@ -217,7 +217,10 @@ def api_router() -> APIRouter:
             emu_phase_started=emu_now,
             emu_expires=emu_expires,
         )
-        await rt.scheduler.create(record)
+        if knobs.enqueued_token_limit is None:
+            await rt.scheduler.create(record)
+        else:
+            record = await rt.quota.create(record, knobs)
         return dialect.batch_object(record, knobs.dialect)
 
     @router.get("/batches")

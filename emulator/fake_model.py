@@ -252,3 +252,32 @@ def answer(endpoint: str, body: dict[str, Any]) -> ModelAnswer:
     if endpoint == "/v1/responses":
         return _response(body, rng, digest)
     return ModelAnswer(404, error_body(404, f"The built-in model does not serve {endpoint}."))
+
+
+def prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
+    """Input tokens the model would count for a request, without answering it."""
+    if endpoint == "/v1/chat/completions":
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return 0
+        texts = [_text_of(m.get("content")) if isinstance(m, dict) else str(m) for m in messages]
+        return sum(_tokens(t) + 3 for t in texts) + 3
+    if endpoint == "/v1/completions":
+        prompt = body.get("prompt")
+        prompts = prompt if isinstance(prompt, list) else [prompt]
+        return sum(_tokens(p) for p in prompts if isinstance(p, str))
+    if endpoint == "/v1/embeddings":
+        raw = body.get("input")
+        items = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+        return sum(
+            _tokens(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 0
+            for i in items
+        )
+    raw = body.get("input")
+    if isinstance(raw, list):
+        prompt = " ".join(
+            _text_of(m.get("content")) if isinstance(m, dict) else str(m) for m in raw
+        )
+    else:
+        prompt = _text_of(raw)
+    return _tokens(prompt) + _tokens(_text_of(body.get("instructions")))

@@ -22,6 +22,7 @@ ENV_PREFIX = "EMULATOR_"
 
 ForceOutcome = Literal["none", "failed", "expired", "stuck_validating", "stuck_finalizing"]
 EmulatorDialect = Literal["openai", "azure"]
+EnqueuedTokenRefusal = Literal["failed_batch", "http_429"]
 UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
 AmbiguousCreateAnswer = Literal["drop", "502"]
 
@@ -73,6 +74,17 @@ class Knobs(BaseModel):
     )
     seed: int = Field(0, description="Seed of line failures and of the fault dice.")
     force_outcome: ForceOutcome = Field("none", description="Outcome forced on new batches.")
+    enqueued_token_limit: int | None = Field(
+        None,
+        ge=1,
+        description="Refuse a new batch (token_limit_exceeded) while the input tokens of "
+        "unfinished batches plus its own exceed this, as Azure's enqueued-token quota does.",
+    )
+    enqueued_token_refusal: EnqueuedTokenRefusal = Field(
+        "failed_batch",
+        description="How a refusal looks: failed_batch (create answers 200 with a batch "
+        "already failed, errors.data[0].code token_limit_exceeded) or http_429.",
+    )
     dialect: EmulatorDialect = Field("openai", description="openai, or azure with its quirks.")
     unsupported_routes: list[UnsupportedRoute] = Field(
         default_factory=list,

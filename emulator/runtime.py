@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from emulator.faults import FaultsMiddleware
 from emulator.knobs import Knobs
+from emulator.quota import EnqueuedTokens
 from emulator.scheduler import Scheduler
 from emulator.store import Store
 
@@ -19,6 +20,7 @@ class Runtime:
         self.knobs = knobs
         self.store = Store(data_dir)
         self.scheduler = Scheduler(self.store, lambda: self.knobs)
+        self.quota = EnqueuedTokens(self.store, self.scheduler)
         self.faults: FaultsMiddleware | None = None
 
     def claim_ambiguous_create(self) -> bool:

@@ -25,9 +25,9 @@ from gateway.errors import (
     error_for_response,
     error_for_transport,
     is_api_error_body,
-    redact,
 )
 from gateway.models import Batch, FileObject, Page
+from gateway.redaction import redact
 from gateway.settings import GatewaySettings
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,17 +59,9 @@ class GatewayClient:
         if self._owns_http:
             await self._http.aclose()
 
-    def _secrets(self) -> list[str]:
-        """Values that must never appear in an exception message.
-
-        Extra header values shorter than 8 characters (X-Tenant: acme) are not
-        credentials, and masking them would mangle messages; the key always is.
-        """
-        extra = (value.get_secret_value() for value in self.settings.extra_headers.values())
-        secrets = [value for value in extra if len(value) >= 8]
-        if self.settings.api_key is not None:
-            secrets.append(self.settings.api_key.get_secret_value())
-        return secrets
+    def _secrets(self) -> frozenset[str]:
+        """Values that must never appear in an exception message."""
+        return self.settings.secret_values()
 
     # -- files -------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from gateway.redaction import redact
+
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -96,18 +98,9 @@ _NOT_SENT = (
     httpx.LocalProtocolError,
 )
 
-REDACTED = "***"
 _MAX_MESSAGE_CHARS = 2000
 _HTML_TAG = re.compile(r"<[^>]*>")
 _HTML_DROP = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-
-
-def redact(text: str, secrets: Collection[str]) -> str:
-    """text with every secret (API key, secret header value) replaced by ***."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def _seconds(value: float) -> float | None:
@@ -178,7 +171,7 @@ def error_for_response(
 ) -> GatewayError:
     """Classify a non-2xx answer; the response body must already be read.
 
-    secrets (the API key, secret header values) are masked out of the message:
+    secrets (GatewaySettings.secret_values()) are masked out of the message:
     it ends up in logs and in Temporal's workflow history.
     """
     status = response.status_code

@@ -1,7 +1,9 @@
 """Gateway settings, read from the worker's environment only.
 
 Keys never travel through workflow inputs or history: the worker reads them here
-and the HTTP client adds them to each request.
+and the HTTP client adds them to each request. The settings are also the one
+list of the secret values the worker holds (``secret_values``), which error
+messages and log lines mask with gateway.redaction.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from contracts.constants import ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS
 
 ENV_GATEWAY_URL = "GATEWAY_URL"
 ENV_GATEWAY_DIALECT = "GATEWAY_DIALECT"
@@ -30,6 +34,11 @@ GATEWAY_ENV_VARS = (
     ENV_AZURE_API_VERSION,
     ENV_GATEWAY_TIMEOUT,
 )
+
+ENV_TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
+# Keys of the worker's other clients: never sent to the gateway, but the worker
+# holds them, so its messages and logs mask them like the gateway's own.
+OTHER_SECRET_ENV_VARS = (ENV_TEMPORAL_API_KEY, ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS)
 
 DEFAULT_GATEWAY_URL = "http://localhost:8000"
 DEFAULT_AZURE_API_VERSION = "2025-01-01-preview"
@@ -55,6 +64,19 @@ class GatewaySettings(BaseModel):
     extra_headers: dict[str, SecretStr] = Field(default_factory=dict)
     azure_api_version: str = DEFAULT_AZURE_API_VERSION
     timeout_seconds: float = 60.0
+    # The values of OTHER_SECRET_ENV_VARS (each of BATCH_CODEC_OLD_KEYS on its own).
+    other_secrets: tuple[SecretStr, ...] = ()
+
+    def secret_values(self) -> frozenset[str]:
+        """Every secret the worker holds: the key, all extra header values, other_secrets.
+
+        All extra header values count, whatever their length: the settings cannot
+        tell a tenant name from a token, and gateway.redaction masks short ones too.
+        """
+        secrets = [*self.extra_headers.values(), *self.other_secrets]
+        if self.api_key is not None:
+            secrets.append(self.api_key)
+        return frozenset(v for v in (s.get_secret_value() for s in secrets) if v)
 
     @field_validator("base_url")
     @classmethod
@@ -125,4 +147,16 @@ class GatewaySettings(BaseModel):
             extra_headers={k: SecretStr(v) for k, v in extra.items()},
             azure_api_version=value(ENV_AZURE_API_VERSION, DEFAULT_AZURE_API_VERSION),
             timeout_seconds=timeout,
+            other_secrets=tuple(SecretStr(v) for v in _other_secrets(env)),
         )
+
+
+def _other_secrets(env: Mapping[str, str]) -> list[str]:
+    found: list[str] = []
+    for name in OTHER_SECRET_ENV_VARS:
+        value = env.get(name, "").strip()
+        if value:
+            found.append(value)
+        if value and name == ENV_CODEC_OLD_KEYS:
+            found.extend(part.strip() for part in value.split(",") if part.strip())
+    return found

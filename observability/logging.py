@@ -8,9 +8,10 @@ a batch (set by LogContextInterceptor), from an explicit ``extra``, or from
 a batch id in the message; ``custom_id`` from an explicit ``extra`` or a
 ``custom_id='...'`` in the message (integrity problems name the request so).
 
-Secrets the worker holds (GATEWAY_API_KEY, TEMPORAL_API_KEY, BATCH_CODEC_KEY,
-BATCH_CODEC_OLD_KEYS, values of GATEWAY_EXTRA_HEADERS) are replaced by
-``[redacted]`` in every line, whatever logged them.
+Every line is masked with gateway.redaction's one rule, whatever logged it:
+the secrets the worker holds (``GatewaySettings.secret_values()``: the gateway
+key, every GATEWAY_EXTRA_HEADERS value, TEMPORAL_API_KEY, BATCH_CODEC_KEY,
+BATCH_CODEC_OLD_KEYS) become ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +32,11 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from gateway.redaction import redact
+
 ENV_LOG_FORMAT = "LOG_FORMAT"
 ENV_LOG_LEVEL = "LOG_LEVEL"
 LOG_FORMATS = ("text", "json")
-REDACTED = "[redacted]"
-SECRET_ENV_VARS = ("GATEWAY_API_KEY", "TEMPORAL_API_KEY", "BATCH_CODEC_KEY", "BATCH_CODEC_OLD_KEYS")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _batch_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("batch_id", default=None)
@@ -63,26 +64,6 @@ _WORKFLOW_FIELDS = (
     ("task_queue", "task_queue"),
     ("namespace", "namespace"),
 )
-
-
-def secrets_from_env(environ: Mapping[str, str]) -> list[str]:
-    """The values no log line may show."""
-    found: list[str] = []
-    for name in SECRET_ENV_VARS:
-        value = environ.get(name, "").strip()
-        if value:
-            found.append(value)
-            found.extend(part.strip() for part in value.split(",") if part.strip())
-    extra = environ.get("GATEWAY_EXTRA_HEADERS", "").strip()
-    if extra:
-        try:
-            headers = json.loads(extra)
-        except ValueError:
-            headers = {}
-        if isinstance(headers, dict):
-            found.extend(str(v) for v in headers.values() if str(v))
-    # Longest first, so a key that contains another is redacted whole.
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
 def log_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -115,23 +96,15 @@ def log_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-class _Redactor:
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = list(secrets)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, then the context fields."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Collection[str] = ()) -> None:
         super().__init__()
-        self._redact = _Redactor(secrets)
+        self._secrets = frozenset(secrets)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -154,9 +127,9 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """The human format, with batch_id and custom_id appended when the message lacks them."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Collection[str] = ()) -> None:
         super().__init__(TEXT_FORMAT)
-        self._redact = _Redactor(secrets)
+        self._secrets = frozenset(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -169,18 +142,20 @@ class TextFormatter(logging.Formatter):
         ]
         if tags:
             text += " [" + " ".join(tags) + "]"
-        return self._redact(text)
+        return redact(text, self._secrets)
 
 
-def configure_logging(environ: Mapping[str, str]) -> str:
-    """Set up the root logger from LOG_FORMAT and LOG_LEVEL; returns the format in use."""
+def configure_logging(environ: Mapping[str, str], secrets: Collection[str]) -> str:
+    """Set up the root logger from LOG_FORMAT and LOG_LEVEL; returns the format in use.
+
+    secrets are what no line may show: the worker passes GatewaySettings.secret_values().
+    """
     fmt = (environ.get(ENV_LOG_FORMAT) or "text").strip().lower()
     if fmt not in LOG_FORMATS:
         raise ValueError(f"{ENV_LOG_FORMAT}={fmt!r}: expected one of {', '.join(LOG_FORMATS)}")
     level = (environ.get(ENV_LOG_LEVEL) or "INFO").strip().upper()
     if not isinstance(logging.getLevelName(level), int):
         raise ValueError(f"{ENV_LOG_LEVEL}={level!r}: expected DEBUG, INFO, WARNING or ERROR")
-    secrets = secrets_from_env(environ)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
     root = logging.getLogger()

@@ -1,6 +1,16 @@
-"""Where job files live: one small interface, so object storage can follow the local disk."""
+"""Where job files live: one small async interface over the local disk and object stores."""
 
 from storage.base import LocationError, Storage
 from storage.local import LocalStorage
+from storage.objects import AccessDenied, ObjectStorage, StorageUnavailable
+from storage.stores import Stores
 
-__all__ = ["LocalStorage", "LocationError", "Storage"]
+__all__ = [
+    "AccessDenied",
+    "LocalStorage",
+    "LocationError",
+    "ObjectStorage",
+    "Storage",
+    "StorageUnavailable",
+    "Stores",
+]

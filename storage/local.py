@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from storage.base import LocationError
+from storage.base import CHUNK_BYTES, LocationError
 
 
 class LocalStorage:
+    """Relative paths and file:// URIs, all inside one root (BATCH_DATA_DIR)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
@@ -25,7 +28,7 @@ class LocalStorage:
             parsed = urlparse(location)
             if parsed.scheme != "file":
                 raise LocationError(
-                    f"{location}: only relative paths and file:// locations are supported so far"
+                    f"{location}: only relative paths and file:// locations are local"
                 )
             raw = unquote(parsed.path)
         candidate = Path(raw)
@@ -53,39 +56,66 @@ class LocalStorage:
     def describe(self, location: str) -> str:
         return str(self.path(location))
 
-    def exists(self, location: str) -> bool:
+    async def check(self, location: str) -> None:
+        self.path(location)
+
+    async def size(self, location: str) -> int | None:
+        path = self.path(location)
+        return path.stat().st_size if path.is_file() else None
+
+    async def exists(self, location: str) -> bool:
         return self.path(location).is_file()
 
-    @contextmanager
-    def reading(self, location: str) -> Iterator[Path]:
+    def _existing(self, location: str) -> Path:
         path = self.path(location)
         if not path.is_file():
             raise LocationError(f"{path}: no such file")
-        yield path
+        return path
 
-    @contextmanager
-    def atomic_write(self, location: str) -> Iterator[Path]:
+    async def read_chunks(self, location: str) -> AsyncIterator[bytes]:
+        with self._existing(location).open("rb") as stream:
+            while chunk := await asyncio.to_thread(stream.read, CHUNK_BYTES):
+                yield chunk
+
+    @asynccontextmanager
+    async def reading(self, location: str) -> AsyncIterator[Path]:
+        yield self._existing(location)
+
+    @asynccontextmanager
+    async def atomic_write(self, location: str) -> AsyncIterator[Path]:
         target = self.path(location)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a writer that died (SIGKILL) before its rename.
-        for stale in target.parent.glob(f".{target.name}.*.part"):
-            stale.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
-        os.close(fd)
-        tmp = Path(tmp_name)
-        # mkstemp makes it private (0600); a results file is as readable as any other.
-        tmp.chmod(0o644)
+        tmp = await asyncio.to_thread(_fresh_part_file, target)
         try:
             yield tmp
-            with tmp.open("rb") as written:
-                os.fsync(written.fileno())
-            os.replace(tmp, target)
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            await asyncio.to_thread(_publish, tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+    async def delete(self, location: str) -> None:
+        self.path(location).unlink(missing_ok=True)
+
+
+def _fresh_part_file(target: Path) -> Path:
+    """A private temporary file beside target, after clearing a dead writer's leftovers."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a writer that died (SIGKILL) before its rename.
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    # mkstemp makes it private (0600); a results file is as readable as any other.
+    tmp.chmod(0o644)
+    return tmp
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """fsync, rename into place, fsync the folder: the rename survives a power cut."""
+    with tmp.open("rb") as written:
+        os.fsync(written.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -14,12 +14,12 @@ import pytest
 import pytest_asyncio
 
 from activities.batch_activities import BatchActivities
+from devstack.emulator import EmulatorProcess
 from emulator.knobs import Knobs
 from gateway.client import GatewayClient
 from gateway.settings import GatewaySettings
 from storage import LocalStorage
 from tests.activities.helpers import ActivityRunner
-from tests.support.emulator import EmulatorProcess
 
 # An emulated second is 5 ms: validating, finalizing and cancelling take 5 ms each,
 # a line 0.25 ms, so a small batch completes in well under a second.

@@ -33,13 +33,13 @@ from contracts.steps import (
     UploadInputRequest,
     ValidateInputRequest,
 )
+from devstack.emulator import EmulatorProcess
 from emulator.backends import injected_failure
 from gateway.client import GatewayClient
 from gateway.settings import GatewaySettings
 from storage import LocalStorage
 from tests.activities.conftest import settings_for
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file, read_jsonl
-from tests.support.emulator import EmulatorProcess
 
 INPUT = "jobs/input.jsonl"
 TERMINAL = {"completed", "failed", "expired", "cancelled"}

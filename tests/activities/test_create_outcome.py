@@ -21,9 +21,9 @@ from contracts.names import (
     JOB_KEY_METADATA,
 )
 from contracts.steps import AttachBatchRequest, CreateBatchRequest
+from devstack.emulator import EmulatorProcess
 from gateway.client import GatewayClient
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
-from tests.support.emulator import EmulatorProcess
 
 
 async def _upload(gateway: GatewayClient, tmp_path: Path, requests: int = 3) -> tuple[str, int]:

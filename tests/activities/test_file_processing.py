@@ -17,10 +17,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.batch_activities import BatchActivities
 from contracts.names import FAILURE_FILE_NOT_PROCESSED, FAILURE_INPUT_FILE_UNUSABLE
 from contracts.steps import AwaitFileRequest, CreateBatchRequest, FileSnapshot
+from devstack.emulator import EmulatorProcess
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, InputFileNotReadyError, RouteNotSupportedError
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
-from tests.support.emulator import EmulatorProcess
 
 HOUR = 3600.0
 SKIP_AHEAD = {"time_scale": 1e8}

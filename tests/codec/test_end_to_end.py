@@ -22,9 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from codec.server import build_app
+from devstack import temporal as temporal_binaries
 from temporal_client import data_converter
 from tests.codec.helpers import KEY_B64, serve_in_thread
-from tests.support import temporal as temporal_binaries
 
 TOKEN = "e2e-token"
 

@@ -838,9 +838,8 @@ def test_temporal_cloud_toml_example_loads(tmp_path: Path) -> None:
 def test_codec_profile_serves_the_codec_the_ui_is_pointed_at(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    from codec.aes_gcm import ENV_CODEC_OLD_KEYS
     from codec.server import ENV_CORS_ORIGINS, ENV_NAMESPACES, ENV_TOKEN
-    from contracts.constants import ENV_CODEC_KEY
+    from contracts.constants import ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS
 
     codec = services["codec-server"]
     assert codec.get("profiles") == ["codec"]

@@ -12,27 +12,19 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from temporal_client import register_search_attributes
-from tests.support.emulator import EmulatorProcess, free_port
-from tests.support.temporal import dev_server_path
-from tests.support.worker import WorkerProcess
+from devstack.emulator import EmulatorProcess
+from devstack.temporal import start_dev_server
+from devstack.worker import WorkerProcess
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=dev_server_path(),
-        port=free_port(),
-        ui=False,
-    )
+    env = await start_dev_server()
     try:
-        await register_search_attributes(env.client)
         yield env
     finally:
         await env.shutdown()

@@ -18,6 +18,7 @@ import pytest
 
 from contracts.job import JobPhase, JobStatus
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS
+from devstack.process import REPO_ROOT
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     assert_each_request_exactly_once,
@@ -27,7 +28,6 @@ from tests.e2e.helpers import (
     start,
     wait_for,
 )
-from tests.support.worker import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

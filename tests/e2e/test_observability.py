@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
 from contracts.names import WORKFLOW_NAME
+from devstack.ports import free_port
 from tests.e2e.conftest import Stack
-from tests.support.emulator import free_port
 
 pytestmark = pytest.mark.e2e
 

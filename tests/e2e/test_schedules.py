@@ -25,8 +25,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.job import BatchJobResult, JobStatus
+from devstack.process import REPO_ROOT
 from tests.e2e.conftest import Stack
-from tests.support.worker import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

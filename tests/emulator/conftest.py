@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from emulator.knobs import Knobs
-from tests.support.emulator import EmulatorProcess
 
 # Fast but still observable: 1 emulated second is 10 ms, a line 0.5 ms.
 BASELINE = {"time_scale": 100.0}

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.helpers import (
     CHAT,
     MODEL,
@@ -20,7 +21,6 @@ from tests.emulator.helpers import (
     upload,
     wait_for,
 )
-from tests.support.emulator import EmulatorProcess
 
 
 def test_batch_runs_to_completed_with_rising_counts(

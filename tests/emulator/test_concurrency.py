@@ -7,8 +7,8 @@ import time
 
 import httpx
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.helpers import CHAT, chat_file
-from tests.support.emulator import EmulatorProcess
 
 BATCHES = 300
 

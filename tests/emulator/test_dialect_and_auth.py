@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.helpers import chat_file, chat_line, jsonl, read_jsonl, submit, wait_for
-from tests.support.emulator import EmulatorProcess
 
 AZURE = "?api-version=2025-01-01-preview"
 

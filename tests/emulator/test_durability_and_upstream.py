@@ -7,9 +7,9 @@ from pathlib import Path
 
 import openai
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.fake_upstream import FakeUpstream
 from tests.emulator.helpers import chat_file, chat_line, jsonl, read_jsonl, submit, wait_for
-from tests.support.emulator import EmulatorProcess
 
 
 def _client(emu: EmulatorProcess) -> openai.OpenAI:

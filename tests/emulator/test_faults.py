@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.helpers import chat_file, upload
-from tests.support.emulator import EmulatorProcess
 
 
 def test_error_rate_429_carries_retry_after(emu: EmulatorProcess, client: openai.OpenAI) -> None:

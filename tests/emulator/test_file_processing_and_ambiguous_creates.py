@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.conftest import BASELINE, baseline_knobs
 from tests.emulator.helpers import CHAT, chat_file
-from tests.support.emulator import EmulatorProcess
 
 AZURE = "?api-version=2025-01-01-preview"
 HOUR = 3600.0

@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from tests.emulator.helpers import chat_file, upload
-from tests.support.emulator import EmulatorProcess
 
 
 def test_sdk_upload_retrieve_content_and_delete(client: openai.OpenAI) -> None:

@@ -7,9 +7,9 @@ import time
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from emulator.backends import injected_failure
 from tests.emulator.helpers import chat_file, read_jsonl, submit, wait_for
-from tests.support.emulator import EmulatorProcess
 
 DAY = 86_400
 

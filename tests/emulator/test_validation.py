@@ -5,9 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 
+from devstack.emulator import EmulatorProcess
 from emulator.validation import validate_file
 from tests.emulator.helpers import CHAT, chat_line, jsonl, submit, wait_for
-from tests.support.emulator import EmulatorProcess
 
 GOOD = chat_line("ok-1")
 

@@ -288,3 +288,27 @@ def test_a_key_with_a_control_character_is_refused_without_showing_it(key):
 def test_a_key_with_surrounding_spaces_is_trimmed():
     settings = GatewaySettings.from_env({"GATEWAY_API_KEY": "  sk-abc  "})
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-abc"
+
+
+def test_secret_values_are_every_secret_the_worker_holds():
+    loaded = GatewaySettings.from_env(
+        {
+            "GATEWAY_API_KEY": API_KEY,
+            "GATEWAY_EXTRA_HEADERS": '{"X-Tenant": "acme", "X-Token": "tok-123456"}',
+            "TEMPORAL_API_KEY": "tmprl-key",
+            "BATCH_CODEC_KEY": "codec-new",
+            "BATCH_CODEC_OLD_KEYS": "codec-old-1, codec-old-2",
+            "AZURE_API_VERSION": "2024-10-21",
+        }
+    )
+    assert loaded.secret_values() >= {
+        API_KEY,
+        "acme",
+        "tok-123456",
+        "tmprl-key",
+        "codec-new",
+        "codec-old-1",
+        "codec-old-2",
+    }
+    assert "2024-10-21" not in loaded.secret_values()
+    assert "codec-old-1" not in repr(loaded)

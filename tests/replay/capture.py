@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -26,9 +25,8 @@ from temporalio.worker import Worker
 from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, RequestTally
 from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN
 from contracts.steps import CollectedResults
-from temporal_client import register_search_attributes
-from tests.support.temporal import test_server_path
-from tests.workflows.fakes import ScriptedBatch
+from devstack.scripted import ScriptedBatch
+from devstack.temporal import start_time_skipping
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 
@@ -76,11 +74,8 @@ async def capture(
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server_path()
-    )
+    env = await start_time_skipping()
     try:
-        await register_search_attributes(env.client)
         await capture(
             "succeeded_24h",
             ScriptedBatch(path=[("validating", 1), ("in_progress", 144), ("finalizing", 1)]),

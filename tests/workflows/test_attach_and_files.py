@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from contracts.job import JobStatus
 from contracts.names import FAILURE_BATCH_NOT_FOR_INPUT, FAILURE_INPUT_FILE_UNUSABLE
-from tests.workflows.fakes import ScriptedBatch
+from devstack.scripted import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
 from tests.workflows.test_failure_paths import own_time_skipping_env, wait_for_call
 

@@ -19,7 +19,7 @@ from contracts.job import (
     RequestTally,
 )
 from contracts.steps import CollectedResults
-from tests.workflows.fakes import REQUESTS, ScriptedBatch
+from devstack.scripted import REQUESTS, ScriptedBatch
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 

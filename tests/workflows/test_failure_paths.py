@@ -9,14 +9,12 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.job import JobPhase, JobStatus
-from temporal_client import register_search_attributes
-from tests.support import temporal as server_binaries
-from tests.workflows.fakes import ScriptedBatch
+from devstack.scripted import ScriptedBatch
+from devstack.temporal import start_time_skipping
 from tests.workflows.test_batch_job_workflow import job, run_job
 
 
@@ -84,12 +82,8 @@ async def test_a_batch_that_failed_mid_run_keeps_what_finished(time_skipping_env
 async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A server of its own: a cancel racing a running activity leaves the shared
     server's time-skipping lock held, which would stall every later test."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=server_binaries.test_server_path(),
-    )
+    env = await start_time_skipping()
     try:
-        await register_search_attributes(env.client)
         yield env
     finally:
         await env.shutdown()

@@ -12,8 +12,8 @@ from temporalio.worker import Worker
 
 from contracts.job import BatchJobInput, RequestTally, TokenTotals
 from contracts.steps import CollectedResults
+from devstack.scripted import ScriptedBatch
 from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
-from tests.workflows.fakes import ScriptedBatch
 from workflows.batch_job import BatchJobWorkflow
 
 

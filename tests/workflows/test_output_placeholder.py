@@ -9,7 +9,7 @@ import pytest
 from temporalio.worker import Worker
 
 from contracts.job import BatchJobInput, expand_workflow_id
-from tests.workflows.fakes import ScriptedBatch
+from devstack.scripted import ScriptedBatch
 from workflows.batch_job import BatchJobWorkflow
 
 

@@ -36,10 +36,8 @@ from temporalio.workflow import NondeterminismError
 from contracts.job import JobStatus
 from contracts.names import FAILURE_INVALID_JOB
 from contracts.steps import BatchSnapshot
-from temporal_client import register_search_attributes
-from tests.support.emulator import free_port
-from tests.support.temporal import dev_server_path
-from tests.workflows.fakes import ScriptedBatch
+from devstack.scripted import ScriptedBatch
+from devstack.temporal import start_dev_server
 from tests.workflows.next_release import (
     PATCH_SETTLE_AFTER_UPLOAD,
     NextBatchJobWorkflow,
@@ -73,14 +71,8 @@ def _patches(history: Any) -> list[str]:
 
 @pytest_asyncio.fixture(scope="module")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=dev_server_path(),
-        port=free_port(),
-        ui=False,
-    )
+    env = await start_dev_server()
     try:
-        await register_search_attributes(env.client)
         yield env
     finally:
         await env.shutdown()

@@ -1,4 +1,4 @@
-"""Same-named stand-ins for the activities, scripted per test, for workflow tests.
+"""Same-named stand-ins for the activities, scripted per run, for workflow tests and benchmarks.
 
 They let the time-skipping server run a 24h batch in seconds: each poll that
 finds the status unchanged fails as the real activity does, and Temporal's

@@ -12,13 +12,9 @@ import pytest
 
 from activities.results import collect_results
 from contracts.job import BatchCounts
-from observability.logging import (
-    REDACTED,
-    JsonFormatter,
-    TextFormatter,
-    configure_logging,
-    secrets_from_env,
-)
+from gateway.redaction import REDACTED
+from gateway.settings import GatewaySettings
+from observability.logging import JsonFormatter, TextFormatter, configure_logging
 
 ACTIVITY = {
     "activity_id": "5",
@@ -91,22 +87,30 @@ def test_secrets_are_redacted_in_both_formats():
     env = {
         "GATEWAY_API_KEY": "sk-live-123456",
         "TEMPORAL_API_KEY": "tmprl-key-abcdef",
-        "GATEWAY_EXTRA_HEADERS": '{"x-tenant-token": "tenant-secret-9"}',
+        "GATEWAY_EXTRA_HEADERS": '{"x-tenant-token": "tenant-secret-9", "x-org": "acm"}',
+        "BATCH_CODEC_OLD_KEYS": "old-key-1,old-key-2",
     }
-    secrets = secrets_from_env(env)
+    secrets = GatewaySettings.from_env(env).secret_values()
+    leaked = ("sk-live-123456", "tmprl-key-abcdef", "tenant-secret-9", "acm", "old-key-2")
     try:
         raise RuntimeError("401 for key sk-live-123456")
     except RuntimeError:
         exc_info = sys.exc_info()
-    leaky = record("sent apikey=%s, tenant %s, temporal %s", *env.values())
+    leaky = record("sent apikey=%s, temporal %s, tenant %s org %s, codec %s", *leaked)
     leaky.exc_info = exc_info
     for formatter in (JsonFormatter(secrets), TextFormatter(secrets)):
         text = formatter.format(leaky)
-        for secret in ("sk-live-123456", "tmprl-key-abcdef", "tenant-secret-9"):
+        for secret in leaked:
             assert secret not in text
-        assert REDACTED in text
+        assert f"org {REDACTED}, codec {REDACTED}" in text
+
+
+def test_a_secret_that_spells_part_of_the_marker_leaves_the_marker_whole():
+    secrets = {"sk-red", "red"}
+    text = TextFormatter(secrets).format(record("keys sk-red and red"))
+    assert text.endswith(f"keys {REDACTED} and {REDACTED}")
 
 
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="LOG_FORMAT"):
-        configure_logging({"LOG_FORMAT": "xml"})
+        configure_logging({"LOG_FORMAT": "xml"}, secrets=())

@@ -31,36 +31,37 @@ def test_relative_absolute_and_file_uri_locations_inside_the_root(tmp_path: Path
     assert store.location_of(expected) == "jobs/a.jsonl"
     with pytest.raises(LocationError, match="BATCH_DATA_DIR"):
         store.location_of(tmp_path / "elsewhere.jsonl")
-    with pytest.raises(LocationError, match="only relative paths and file://"):
+    with pytest.raises(LocationError, match="only relative paths and file:// locations are local"):
         store.path("s3://bucket/key.jsonl")
 
 
-def test_a_failed_write_publishes_nothing_and_keeps_the_old_file(tmp_path: Path):
+async def test_a_failed_write_publishes_nothing_and_keeps_the_old_file(tmp_path: Path):
     store = LocalStorage(tmp_path)
     (tmp_path / "out.jsonl").write_text("old\n")
-    with pytest.raises(RuntimeError), store.atomic_write("out.jsonl") as tmp:
-        tmp.write_text("half a fi")
-        raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError):
+        async with store.atomic_write("out.jsonl") as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("crash mid-write")
     assert (tmp_path / "out.jsonl").read_text() == "old\n"
-    assert list(tmp_path.glob(".*.part")) == []
+    assert not any(name.endswith(".part") for name in os.listdir(tmp_path))
 
 
-def test_a_write_is_published_whole_and_readable(tmp_path: Path):
+async def test_a_write_is_published_whole_and_readable(tmp_path: Path):
     store = LocalStorage(tmp_path)
-    with store.atomic_write("res/out.jsonl") as tmp:
+    async with store.atomic_write("res/out.jsonl") as tmp:
         tmp.write_text('{"custom_id": "a"}\n')
     published = tmp_path / "res" / "out.jsonl"
     assert published.read_text() == '{"custom_id": "a"}\n'
     assert stat.S_IMODE(published.stat().st_mode) == 0o644
 
 
-def test_leftovers_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_path: Path):
+async def test_leftovers_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_path: Path):
     store = LocalStorage(tmp_path)
     leftover = tmp_path / ".out.jsonl.abc123.part"
     leftover.write_text("from a worker that was SIGKILLed")
     other = tmp_path / ".other.jsonl.abc123.part"
     other.write_text("another job's write in progress")
-    with store.atomic_write("out.jsonl") as tmp:
+    async with store.atomic_write("out.jsonl") as tmp:
         tmp.write_text("new\n")
     assert not leftover.exists()
     assert other.exists(), "only this location's leftovers are removed"

@@ -1,0 +1,87 @@
+"""A running job's progress: read from Temporal, drawn as one line of text."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TextIO
+
+from temporalio.client import WorkflowHandle
+
+from contracts.job import JobProgress
+from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, QUERY_PROGRESS
+from contracts.steps import BatchSnapshot
+
+BAR_WIDTH = 30
+
+
+async def live_progress(
+    handle: WorkflowHandle[Any, Any], query_timeout: timedelta | None = None
+) -> tuple[JobProgress, str | None]:
+    """The workflow's own view, refreshed with the last poll's counts and any failing step.
+
+    Counts between status changes live in the polling activity's heartbeat, not
+    in history, so they are read from describe() rather than the query. Without
+    a worker the query waits about 30 s on the server; query_timeout cuts that short.
+    """
+    progress: JobProgress = await handle.query(
+        QUERY_PROGRESS, result_type=JobProgress, rpc_timeout=query_timeout
+    )
+    trouble: str | None = None
+    description = await handle.describe()
+    converter = handle._client.data_converter
+    for pending in description.raw_description.pending_activities:
+        name = pending.activity_type.name
+        if name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
+            [snapshot] = await converter.decode(pending.heartbeat_details.payloads, [BatchSnapshot])
+            if isinstance(snapshot, BatchSnapshot) and snapshot.status == progress.batch_status:
+                progress = progress.model_copy(update={"counts": snapshot.counts})
+        elif pending.attempt > 1 and pending.last_failure.message:
+            trouble = f"{name} attempt {pending.attempt}: {pending.last_failure.message}"
+    return progress, trouble
+
+
+def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR_WIDTH) -> str:
+    counts = progress.counts
+    total = (counts.total if counts and counts.total else None) or progress.requests
+    status = progress.batch_status or progress.phase.value
+    if counts is not None and total:
+        done = counts.completed + counts.failed
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        text = f"[{bar}] {done}/{total} finished, {counts.failed} failed · {status}"
+    elif progress.batch_status:
+        text = f"[{'-' * width}] {progress.phase.value} · {status}"
+    else:
+        text = f"[{'-' * width}] {progress.phase.value}"
+    if trouble:
+        text += f" · retrying {trouble}"
+    return text
+
+
+def render_waiting(last: JobProgress | None, waiting_for: str, width: int = BAR_WIDTH) -> str:
+    """The last progress seen, kept on screen while the starter waits for a worker or Temporal."""
+    shown = render_progress(last, None, width) if last is not None else f"[{'-' * width}]"
+    return f"{shown} · {waiting_for}"
+
+
+class ProgressLine:
+    """One line updated in place on a terminal; a new line per change anywhere else (logs, CI)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.last = ""
+
+    def show(self, line: str) -> None:
+        if line == self.last:
+            return
+        if self.tty:
+            print(f"\r\033[K{line}", end="", file=self.out, flush=True)
+        else:
+            print(line, file=self.out, flush=True)
+        self.last = line
+
+    def close(self) -> None:
+        """End the updating line, so what is printed next starts on its own."""
+        if self.tty and self.last:
+            print(file=self.out, flush=True)

@@ -1,0 +1,51 @@
+"""--every as people type it, and as `schedule list` prints it back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from cli.durations import format_every, parse_every
+from cli.exits import UsageError
+
+
+@pytest.mark.parametrize(
+    ("text", "every"),
+    [
+        ("24h", timedelta(hours=24)),
+        ("30m", timedelta(minutes=30)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("7d", timedelta(days=7)),
+        (" 1.5H ", timedelta(minutes=90)),
+    ],
+)
+def test_durations_people_type(text: str, every: timedelta):
+    assert parse_every(text) == every
+
+
+@pytest.mark.parametrize("text", ["", "24", "h", "1h 30m", "1w", "-1h", "1h30"])
+def test_anything_else_is_one_error_with_examples(text: str):
+    with pytest.raises(UsageError, match=r"--every .*expected a duration such as 24h"):
+        parse_every(text)
+
+
+def test_less_than_a_second_is_refused():
+    with pytest.raises(UsageError, match="at least 1s"):
+        parse_every("0.5s")
+
+
+@pytest.mark.parametrize(
+    ("every", "printed"),
+    [
+        (timedelta(hours=24), "1d"),
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(days=1, hours=2, minutes=3, seconds=4), "1d2h3m4s"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_printed_back_in_the_shortest_spelling_it_reads(every: timedelta, printed: str):
+    assert format_every(every) == printed
+    if every:
+        assert parse_every(printed) == every
