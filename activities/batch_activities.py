@@ -31,11 +31,14 @@ from activities.validation import ensure_unchanged, validate_jsonl
 from contracts.job import BatchCounts
 from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
+    FAILURE_BATCH_NOT_FOR_INPUT,
+    FAILURE_CREATE_OUTCOME_UNKNOWN,
     FAILURE_FILE_NOT_PROCESSED,
     FAILURE_INPUT_FILE_UNUSABLE,
     JOB_KEY_METADATA,
 )
 from contracts.steps import (
+    AttachBatchRequest,
     AwaitChangeRequest,
     AwaitFileRequest,
     BatchSnapshot,
@@ -50,7 +53,7 @@ from contracts.steps import (
     ValidateInputRequest,
 )
 from gateway.client import GatewayClient
-from gateway.errors import GatewayError, RouteNotSupportedError
+from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
 from gateway.models import Batch, BatchStatus, FileStatus
 from storage import Storage
 
@@ -181,18 +184,37 @@ class BatchActivities:
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
-            batch = await self.client.create_batch(
-                input_file_id=request.input_file_id,
-                endpoint=request.endpoint,
-                completion_window=request.completion_window,
-                metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
-            )
+            try:
+                batch = await self.client.create_batch(
+                    input_file_id=request.input_file_id,
+                    endpoint=request.endpoint,
+                    completion_window=request.completion_window,
+                    metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
+                )
+            except GatewayError as exc:
+                if exc.outcome_unknown and not await self._lists_batches():
+                    raise _create_outcome_unknown(request.job_key, exc) from None
+                raise
             activity.logger.info("created batch %s", batch.id)
             keeper = await self._keep_one_batch(
                 request.job_key, request.not_before, batch, input_file_id=request.input_file_id
             )
             assert keeper is not None
             return snapshot(keeper, adopted=keeper.id != batch.id)
+
+    async def _lists_batches(self) -> bool:
+        """Whether a retry could find a batch by its job key (Kong may not route GET /batches).
+
+        Any other failure of the probe says nothing either way: taken as yes, so
+        a flaky gateway is retried rather than failing the job.
+        """
+        try:
+            await self.client.list_batches(limit=1)
+        except RouteNotSupportedError:
+            return False
+        except GatewayError as exc:
+            activity.logger.warning("could not tell whether the gateway lists batches: %s", exc)
+        return True
 
     async def _keep_one_batch(
         self,
@@ -452,6 +474,41 @@ class BatchActivities:
             )
         return current
 
+    @activity.defn
+    async def attach_batch(self, request: AttachBatchRequest) -> BatchSnapshot:
+        """Read a batch made outside this job, and refuse one that runs another input.
+
+        The gateway's input file cannot be downloaded (OpenAI refuses purpose
+        "batch"), so its size and the batch's endpoint are what is compared; the
+        join by custom_id at collection catches what they cannot.
+        """
+        async with temporal_failures(), heartbeating():
+            try:
+                batch = await self.client.get_batch(request.batch_id)
+            except NotFoundError:
+                raise _not_for_input(request, "the gateway has no such batch") from None
+            if batch.endpoint and batch.endpoint != request.endpoint:
+                raise _not_for_input(
+                    request, f"it runs endpoint {batch.endpoint}, the job {request.endpoint}"
+                )
+            if batch.input_file_id:
+                size = await self._file_size(batch.input_file_id)
+                if size is not None and size != request.input_bytes:
+                    raise _not_for_input(
+                        request,
+                        f"its input file {batch.input_file_id} holds {size} bytes, "
+                        f"{request.input_path} {request.input_bytes}",
+                    )
+            activity.logger.info("attached to batch %s (%s)", batch.id, batch.status.value)
+            return snapshot(batch, adopted=True)
+
+    async def _file_size(self, file_id: str) -> int | None:
+        try:
+            return (await self.client.get_file(file_id)).bytes
+        except NotFoundError:
+            # Deleted since (allowed once the batch exists): nothing left to compare.
+            return None
+
     def all(self) -> list[Callable[..., Any]]:
         """The bound methods a worker registers."""
         return [
@@ -462,4 +519,26 @@ class BatchActivities:
             self.collect_results,
             self.cancel_batch,
             self.await_file_processed,
+            self.attach_batch,
         ]
+
+
+def _create_outcome_unknown(job_key: str, cause: GatewayError) -> ApplicationError:
+    answer = f"HTTP {cause.status_code}" if cause.status_code else "no answer"
+    return ApplicationError(
+        f"job {job_key}: the gateway may hold a batch tagged {JOB_KEY_METADATA}={job_key}: "
+        f"its create got {answer} and the gateway cannot list batches, so the job did not "
+        "create again (a second batch would bill twice); find that batch at the gateway and "
+        "attach a job to it (starter.py attach BATCH_ID, or the input's batch_id), or start "
+        "the job again if there is none",
+        type=FAILURE_CREATE_OUTCOME_UNKNOWN,
+        non_retryable=True,
+    )
+
+
+def _not_for_input(request: AttachBatchRequest, why: str) -> ApplicationError:
+    return ApplicationError(
+        f"cannot attach {request.input_path} to batch {request.batch_id}: {why}",
+        type=FAILURE_BATCH_NOT_FOR_INPUT,
+        non_retryable=True,
+    )

@@ -41,10 +41,28 @@ WORKFLOW_ID_PLACEHOLDER = "{workflow_id}"
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Decoding ignores fields this code does not know: a newer worker's, mid-deploy.
+
+    Results and progress are read by starters and parent workflows that may run
+    older code than the worker that wrote them; a field they refused would fail
+    them. Fields are only ever added, never removed or retyped.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
 
-class PhaseDeadlines(_Contract):
+class _Input(_Contract):
+    """What a caller sends: an unknown field is a typo, refused where it was typed.
+
+    The published schema refuses it (additionalProperties: false), and so does
+    BatchJobInput.parse at the job's start. Decoding elsewhere (an activity's
+    request, a replay) stays lenient, like every other contract.
+    """
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
+
+
+class PhaseDeadlines(_Input):
     """How long the job lets a batch sit in each phase before it cancels it.
 
     A batch past one of these is cancelled, what finished is collected, and the
@@ -67,12 +85,12 @@ class PhaseDeadlines(_Contract):
         }.get(status, self.in_progress)
 
 
-class InputLimits(_Contract):
+class InputLimits(_Input):
     max_requests: int = Field(default=50_000, ge=1)
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
-class BatchJobInput(_Contract):
+class BatchJobInput(_Input):
     input_path: str = Field(description="Location of the JSONL input, relative to BATCH_DATA_DIR.")
     endpoint: str = "/v1/chat/completions"
     completion_window: str = COMPLETION_WINDOW
@@ -103,6 +121,20 @@ class BatchJobInput(_Contract):
         max_length=MAX_JOB_KEY,
         description="Idempotency key tagged on the batch; default the workflow id.",
     )
+    batch_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Attach to this existing batch (made by hand, or left by a create whose outcome "
+            "was unknown) instead of uploading and creating one: the job validates input_path, "
+            "checks the batch runs that input, then waits and collects as usual."
+        ),
+    )
+
+    @classmethod
+    def parse(cls, payload: object) -> BatchJobInput:
+        """The input as a caller sent it, refusing fields the job does not know (typos)."""
+        return cls.model_validate(payload, extra="forbid")
 
     @field_validator("endpoint")
     @classmethod
@@ -255,10 +287,20 @@ class BatchJobResult(_Contract):
     finished_at: datetime
 
 
-class FanOutInput(_Contract):
+class FanOutInput(_Input):
     """An example parent: several inputs, one child BatchJobWorkflow each."""
 
+    # Only ever decoded at the parent's start: refused there, like a child's typo.
+    model_config = ConfigDict(extra="forbid")
+
     jobs: list[BatchJobInput] = Field(min_length=1)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _strict_jobs(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        return [BatchJobInput.parse(job) if isinstance(job, dict) else job for job in value]
 
     @model_validator(mode="after")
     def _own_results(self) -> FanOutInput:

@@ -26,6 +26,7 @@ ACTIVITY_AWAIT_STATUS_CHANGE = "await_status_change"
 ACTIVITY_COLLECT_RESULTS = "collect_results"
 ACTIVITY_CANCEL_BATCH = "cancel_batch"
 ACTIVITY_AWAIT_FILE_PROCESSED = "await_file_processed"
+ACTIVITY_ATTACH_BATCH = "attach_batch"
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -51,6 +52,16 @@ FAILURE_FILE_NOT_PROCESSED = "FileNotProcessed"
 """Benign: the gateway still processes the uploaded file; retried after the poll interval."""
 FAILURE_INPUT_FILE_UNUSABLE = "InputFileUnusable"
 """Non-retryable: the gateway failed to process the input file (or it was deleted)."""
+FAILURE_CREATE_OUTCOME_UNKNOWN = "CreateOutcomeUnknown"
+"""Non-retryable: a create may have made a batch the gateway cannot list; not repeated."""
+FAILURE_BATCH_NOT_FOR_INPUT = "BatchNotForInput"
+"""Non-retryable: the batch to attach to does not run this job's input."""
+FAILURE_INVALID_JOB = "InvalidJob"
+"""Non-retryable: the workflow input does not validate (a field is named)."""
+
+# workflow.patched ids: recorded in running jobs' histories, so never reused or renamed.
+PATCH_FILE_PROCESSED = "file-processed-v1"
+PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

@@ -1,4 +1,9 @@
-"""Inputs and outputs of the activities, as the workflow sees them."""
+"""Inputs and outputs of the activities, as the workflow sees them.
+
+Each ignores fields it does not know: mid-deploy, a newer worker's activity may
+answer an older worker's workflow (and the other way round), and a field it
+refused would fail the step. Fields are only ever added, never removed or retyped.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from contracts.job import BatchCounts, InputLimits, RequestTally, TokenTotals
 
 
 class _Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
 
 class ValidateInputRequest(_Step):
@@ -114,3 +119,12 @@ class FileSnapshot(_Step):
     )
     status_details: str | None = None
     bytes: int | None = None
+
+
+class AttachBatchRequest(_Step):
+    """Adopt a batch that already exists, checking it runs the job's validated input."""
+
+    batch_id: str
+    input_path: str
+    input_bytes: int
+    endpoint: str

@@ -22,14 +22,22 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
-from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, FAILURE_BATCH_NOT_CHANGED
+from contracts.names import (
+    ACTIVITY_AWAIT_STATUS_CHANGE,
+    FAILURE_BATCH_NOT_CHANGED,
+    FAILURE_FILE_NOT_PROCESSED,
+    FAILURE_INPUT_FILE_UNUSABLE,
+)
 from contracts.steps import (
+    AttachBatchRequest,
     AwaitChangeRequest,
+    AwaitFileRequest,
     BatchSnapshot,
     CancelBatchRequest,
     CollectedResults,
     CollectResultsRequest,
     CreateBatchRequest,
+    FileSnapshot,
     InputSummary,
     UploadedInput,
     UploadInputRequest,
@@ -56,7 +64,14 @@ class ScriptedBatch:
             usage=TokenTotals(prompt_tokens=150, completion_tokens=300, total_tokens=450),
         )
     )
+    batch_id: str = "batch_1"
     create_hangs: bool = False
+    create_failure: ApplicationError | None = None
+    # A create whose POST is already out: a cancel reaching it does not stop it.
+    create_finishes_on_cancel: bool = False
+    file_pending_polls: int = 0
+    file_error: str | None = None
+    attach_failure: ApplicationError | None = None
     collect_hangs_once: bool = False
     poll_failure: ApplicationError | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -67,7 +82,7 @@ class ScriptedBatch:
     def snapshot(self, status: str) -> BatchSnapshot:
         done = REQUESTS if status in ("finalizing", "completed") else 0
         return BatchSnapshot(
-            id="batch_1",
+            id=self.batch_id,
             status=status,
             input_file_id="file-1",
             output_file_id="file-out" if status in ("completed", "expired", "cancelled") else None,
@@ -99,15 +114,45 @@ class ScriptedBatch:
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
             script.calls.append(("create_batch", request))
-            if script.create_hangs:
+            if script.create_failure is not None:
+                raise script.create_failure
+            if script.create_hangs or script.create_finishes_on_cancel:
                 try:
                     while True:
                         activity.heartbeat()
                         await asyncio.sleep(0.1)
                 except asyncio.CancelledError:
                     script.calls.append(("create_batch_cancelled", request))
-                    raise
+                    if not script.create_finishes_on_cancel:
+                        raise
             return script.snapshot(script.path[0][0])
+
+        @activity.defn(name="await_file_processed")
+        async def await_file_processed(request: AwaitFileRequest) -> FileSnapshot:
+            script.calls.append(("await_file_processed", request))
+            if script.file_error is not None:
+                raise ApplicationError(
+                    f"the gateway failed to process input file {request.file_id}: "
+                    f"{script.file_error}",
+                    type=FAILURE_INPUT_FILE_UNUSABLE,
+                    non_retryable=True,
+                )
+            if activity.info().attempt <= script.file_pending_polls:
+                raise ApplicationError(
+                    f"input file {request.file_id} still being processed by the gateway",
+                    type=FAILURE_FILE_NOT_PROCESSED,
+                    next_retry_delay=timedelta(seconds=request.poll_seconds),
+                    category=ApplicationErrorCategory.BENIGN,
+                )
+            return FileSnapshot(id=request.file_id, status="processed", bytes=1000)
+
+        @activity.defn(name="attach_batch")
+        async def attach_batch(request: AttachBatchRequest) -> BatchSnapshot:
+            script.calls.append(("attach_batch", request))
+            if script.attach_failure is not None:
+                raise script.attach_failure
+            script.batch_id = request.batch_id
+            return script.snapshot(script.path[0][0]).model_copy(update={"adopted": True})
 
         @activity.defn(name=ACTIVITY_AWAIT_STATUS_CHANGE)
         async def await_status_change(request: AwaitChangeRequest) -> BatchSnapshot:
@@ -152,6 +197,8 @@ class ScriptedBatch:
             return script.snapshot("cancelling")
 
         return [
+            await_file_processed,
+            attach_batch,
             validate_input,
             upload_input,
             create_batch,

@@ -1,6 +1,7 @@
 """BatchJobWorkflow: one JSONL file through one gateway batch, durably.
 
-prepare (validate, upload) -> create -> wait until terminal -> judge -> collect.
+prepare (validate, upload, until processed) -> create -> wait until terminal ->
+judge -> collect; or, attached to an existing batch, validate -> attach -> wait ...
 The wait costs a handful of history events whatever its length: each phase is
 one activity that Temporal retries every poll interval until the status moves,
 and the phase's deadline is that activity's schedule-to-close timeout.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -45,13 +46,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.names import (
         FAILURE_BATCH_NOT_CHANGED,
+        FAILURE_INVALID_JOB,
+        PATCH_CANCEL_AFTER_CREATE,
+        PATCH_FILE_PROCESSED,
         QUERY_PROGRESS,
         SEARCH_ATTRIBUTE_BATCH_ID,
         SEARCH_ATTRIBUTE_BATCH_STATUS,
         WORKFLOW_NAME,
     )
     from contracts.steps import (
+        AttachBatchRequest,
         AwaitChangeRequest,
+        AwaitFileRequest,
         BatchSnapshot,
         CancelBatchRequest,
         CollectedResults,
@@ -69,6 +75,15 @@ BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
+# Callers send a BatchJobInput. The workflow takes it undecoded (a JSON object) and
+# validates it itself, so an input that does not validate fails the job naming the
+# field, while a step result an older worker cannot decode fails only the workflow
+# task, which is retried once a newer worker runs (a rolling deploy).
+if TYPE_CHECKING:
+    JobArgument = BatchJobInput
+else:
+    JobArgument = dict[str, Any]
+
 
 class _DeadlineExceeded(Exception):
     def __init__(self, phase: BatchStatus, limit: timedelta, last: BatchSnapshot) -> None:
@@ -76,9 +91,7 @@ class _DeadlineExceeded(Exception):
         self.last = last
 
 
-# An input that does not validate fails the workflow with pydantic's message,
-# instead of failing its first task over and over (a workflow that hangs).
-@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
+@workflow.defn(name=WORKFLOW_NAME)
 class BatchJobWorkflow:
     # Fixed when the run starts; every phase reads them.
     _job: BatchJobInput
@@ -88,6 +101,7 @@ class BatchJobWorkflow:
     _errors_path: str
 
     def __init__(self) -> None:
+        self._input_file_id: str | None = None
         self._progress = JobProgress()
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
@@ -97,9 +111,9 @@ class BatchJobWorkflow:
         return self._progress
 
     @workflow.run
-    async def run(self, job: BatchJobInput) -> BatchJobResult:
+    async def run(self, job: JobArgument) -> BatchJobResult:
         try:
-            result = await self._run(job)
+            result = await self._run(_parsed(job))
         except (Exception, asyncio.CancelledError) as exc:
             # The SDK's workflow meter records nothing while replaying: counted once.
             metrics.count_job("cancelled" if is_cancelled_exception(exc) else "failed")
@@ -115,8 +129,12 @@ class BatchJobWorkflow:
         self._job_key = job.job_key or _job_key(info.workflow_id, info.first_execution_run_id)
         self._output_path, self._errors_path = job.output_paths_for(info.workflow_id)
 
-        summary, uploaded = await self._prepare()
-        batch = await self._create(uploaded)
+        summary = await self._validate()
+        if job.batch_id is None:
+            uploaded = await self._upload(summary)
+            batch = await self._create(uploaded)
+        else:
+            batch = await self._attach(job.batch_id, summary)
         outcome = await self._wait(batch)
         rejected = rejection(outcome.batch)
         if rejected is not None:
@@ -126,12 +144,11 @@ class BatchJobWorkflow:
         collected = await self._collect(outcome, summary)
         outcome.read_results(collected)
         self._set_phase(JobPhase.DONE, reason=outcome.reason)
-        return self._result(outcome, uploaded, collected)
+        return self._result(outcome, collected)
 
     # -- the phases, in the order they run ------------------------------------------------
 
-    async def _prepare(self) -> tuple[InputSummary, UploadedInput]:
-        """Validate the input where it lies, then upload it (adopting an earlier upload)."""
+    async def _validate(self) -> InputSummary:
         job = self._job
         self._set_phase(JobPhase.VALIDATING_INPUT)
         summary = await self._step(
@@ -146,19 +163,50 @@ class BatchJobWorkflow:
             step_options.VALIDATE,
         )
         self._progress.requests = summary.requests
+        return summary
 
+    async def _upload(self, summary: InputSummary) -> UploadedInput:
+        """Upload the input (adopting an earlier attempt's upload), then wait until processed."""
         self._set_phase(JobPhase.UPLOADING)
         uploaded = await self._step(
             BatchActivities.upload_input,
             UploadInputRequest(
-                input_path=job.input_path,
+                input_path=self._job.input_path,
                 job_key=self._job_key,
                 sha256=summary.sha256,
                 bytes=summary.bytes,
             ),
             step_options.UPLOAD,
         )
-        return summary, uploaded
+        self._input_file_id = uploaded.file_id
+        # Azure may report a new upload pending, and refuses a batch on it until processed.
+        if workflow.patched(PATCH_FILE_PROCESSED):
+            await self._step(
+                BatchActivities.await_file_processed,
+                AwaitFileRequest(
+                    file_id=uploaded.file_id,
+                    poll_seconds=self._job.poll_interval.total_seconds(),
+                ),
+                step_options.file_processed(self._job.poll_interval),
+            )
+        return uploaded
+
+    async def _attach(self, batch_id: str, summary: InputSummary) -> BatchSnapshot:
+        """Start at the wait, for a batch made outside this job (by hand, or a lost create)."""
+        self._set_phase(JobPhase.CREATING_BATCH, reason=f"attaching to batch {batch_id}")
+        batch = await self._step(
+            BatchActivities.attach_batch,
+            AttachBatchRequest(
+                batch_id=batch_id,
+                input_path=self._job.input_path,
+                input_bytes=summary.bytes,
+                endpoint=self._job.endpoint,
+            ),
+            step_options.ATTACH,
+        )
+        self._input_file_id = batch.input_file_id
+        self._observe(batch)
+        return batch
 
     async def _create(self, uploaded: UploadedInput) -> BatchSnapshot:
         job = self._job
@@ -187,6 +235,19 @@ class BatchJobWorkflow:
                 workflow.logger.warning("could not look for a batch the failed create made")
             raise
         self._observe(batch)
+        # The SDK hands back a create that finished although the cancel reached it
+        # first, and the cancel is then spent: honour it here, or the batch runs on.
+        if workflow.cancellation_reason() is not None and workflow.patched(
+            PATCH_CANCEL_AFTER_CREATE
+        ):
+            self._set_phase(JobPhase.CANCELLING, reason="the workflow was cancelled")
+            try:
+                await self._cancel(batch.id)
+            except ActivityError:
+                workflow.logger.error(
+                    "could not cancel batch %s: cancel it at the gateway", batch.id
+                )
+            raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
         return batch
 
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
@@ -236,16 +297,14 @@ class BatchJobWorkflow:
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
 
-    def _result(
-        self, outcome: Outcome, uploaded: UploadedInput, collected: CollectedResults
-    ) -> BatchJobResult:
+    def _result(self, outcome: Outcome, collected: CollectedResults) -> BatchJobResult:
         batch = outcome.batch
         return BatchJobResult(
             status=outcome.status,
             reason=outcome.reason,
             batch_id=batch.id,
             batch_status=batch.status,
-            input_file_id=uploaded.file_id,
+            input_file_id=self._input_file_id or batch.input_file_id or "",
             output_file_id=batch.output_file_id,
             error_file_id=batch.error_file_id,
             output_path=self._output_path,
@@ -379,6 +438,22 @@ class BatchJobWorkflow:
         self._progress.reason = reason
         self._progress.updated_at = workflow.now()
         workflow.set_current_details(describe(self._progress))
+
+
+def _parsed(job: JobArgument) -> BatchJobInput:
+    """The input, or a non-retryable failure naming each field that does not validate."""
+    try:
+        return BatchJobInput.parse(job)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ApplicationError(
+            f"the job's input does not validate: {problems}",
+            type=FAILURE_INVALID_JOB,
+            non_retryable=True,
+        ) from None
 
 
 def _joined(reason: str, note: str | None) -> str:

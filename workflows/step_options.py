@@ -31,7 +31,7 @@ class StepOptions:
     """Timeouts and retries of one step; its heartbeat timeout is the job's own."""
 
     start_to_close: timedelta
-    schedule_to_close: timedelta
+    schedule_to_close: timedelta | None
     retry: RetryPolicy
     cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
 
@@ -54,6 +54,12 @@ CREATE = StepOptions(
     # its POST made before the cancel reached it.
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
+# Reads one batch: a batch id that does not exist is final, the rest is retried.
+ATTACH = StepOptions(
+    start_to_close=timedelta(minutes=5),
+    schedule_to_close=timedelta(hours=6),
+    retry=GATEWAY_RETRY,
+)
 COLLECT = StepOptions(
     start_to_close=timedelta(hours=1),
     schedule_to_close=timedelta(hours=12),
@@ -75,5 +81,18 @@ def await_change(poll: timedelta, deadline: timedelta) -> StepOptions:
     return StepOptions(
         start_to_close=timedelta(minutes=5),
         schedule_to_close=deadline,
+        retry=RetryPolicy(initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll),
+    )
+
+
+def file_processed(poll: timedelta) -> StepOptions:
+    """Wait until the gateway has processed an upload: a look every poll, for as long as it takes.
+
+    No schedule-to-close: a job whose workers were away for days resumes here
+    instead of failing; a file the gateway failed to process fails the step at once.
+    """
+    return StepOptions(
+        start_to_close=timedelta(minutes=5),
+        schedule_to_close=None,
         retry=RetryPolicy(initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll),
     )

@@ -1,6 +1,7 @@
 """Record the histories the replay test checks new workflow code against.
 
-    python -m tests.replay.capture
+    python -m tests.replay.capture              # every scenario
+    python -m tests.replay.capture attached     # only these (new paths, new files)
 
 Run it when a change to BatchJobWorkflow is meant to be incompatible (and
 version the workflow), never to make a failing replay test pass.
@@ -10,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, RequestTally
+from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN
 from contracts.steps import CollectedResults
 from devstack.scripted import ScriptedBatch
 from devstack.temporal import start_time_skipping
@@ -27,6 +31,7 @@ from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+ONLY = set(sys.argv[1:])
 
 
 def job(**overrides: object) -> BatchJobInput:
@@ -52,6 +57,8 @@ async def _run(client: Client, queue: str, request: BatchJobInput) -> WorkflowHa
 async def capture(
     name: str, script: ScriptedBatch, body: Scenario, env: WorkflowEnvironment
 ) -> None:
+    if ONLY and name not in ONLY:
+        return
     queue = f"capture-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
@@ -131,6 +138,62 @@ async def main() -> None:
             return handle
 
         await capture("cancelled", ScriptedBatch(path=[("in_progress", 10**6)]), cancelled, env)
+        await capture(
+            "file_pending",
+            ScriptedBatch(file_pending_polls=30),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+        await capture(
+            "attached",
+            ScriptedBatch(),
+            lambda c, q: _run(c, q, job(batch_id="batch_by_hand")),
+            env,
+        )
+        await capture(
+            "create_outcome_unknown",
+            ScriptedBatch(
+                create_failure=ApplicationError(
+                    "job j: the gateway may hold a batch tagged temporal_job_key=j",
+                    type=FAILURE_CREATE_OUTCOME_UNKNOWN,
+                    non_retryable=True,
+                )
+            ),
+            lambda c, q: _run(c, q, job()),
+            env,
+        )
+
+        async def cancelled_during_create(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+            handle = await client.start_workflow(
+                BatchJobWorkflow.run,
+                job(heartbeat_timeout=timedelta(seconds=1)),
+                id=f"replay-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
+            )
+            for _ in range(200):
+                progress = await handle.query(BatchJobWorkflow.progress)
+                if progress.phase == "creating_batch":
+                    break
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            try:
+                await handle.result()
+            except Exception:  # cancelled on purpose
+                pass
+            return handle
+
+        await capture(
+            "cancelled_during_create_lookup",
+            ScriptedBatch(create_hangs=True),
+            cancelled_during_create,
+            env,
+        )
+        await capture(
+            "cancelled_during_create",
+            ScriptedBatch(create_finishes_on_cancel=True),
+            cancelled_during_create,
+            env,
+        )
     finally:
         await env.shutdown()
 

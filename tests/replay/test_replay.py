@@ -20,6 +20,9 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_there_are_histories_to_replay():
     names = {path.stem for path in HISTORIES}
     assert {"succeeded_24h", "cancelled", "deadline_exceeded", "fan_out"} <= names
+    # Paths behind workflow.patched, recorded with the patch's marker.
+    assert {"file_pending", "cancelled_during_create"} <= names
+    assert {"attached", "create_outcome_unknown", "cancelled_during_create_lookup"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

@@ -1,0 +1,55 @@
+"""A stand-in for the next release of the worker: the same workflow type, one more
+step behind workflow.patched, and one more optional field in a step result.
+
+Its own module, free of test imports, so the workflow sandbox can load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.job import BatchJobResult
+    from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, WORKFLOW_NAME
+    from contracts.steps import AwaitChangeRequest, BatchSnapshot, InputSummary, UploadedInput
+
+from workflows.batch_job import BatchJobWorkflow, JobArgument
+
+PATCH_SETTLE_AFTER_UPLOAD = "test-settle-after-upload-v1"
+
+
+class NextBatchSnapshot(BatchSnapshot):
+    """The step result as the next release writes it: one field more."""
+
+    region: str | None = None
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class NextBatchJobWorkflow(BatchJobWorkflow):
+    @workflow.run
+    async def run(self, job: JobArgument) -> BatchJobResult:
+        return await super().run(job)
+
+    async def _upload(self, summary: InputSummary) -> UploadedInput:
+        uploaded = await super()._upload(summary)
+        # The release's one change of commands: a pause after each upload. A job
+        # already past its upload replays without it.
+        if workflow.patched(PATCH_SETTLE_AFTER_UPLOAD):
+            await workflow.sleep(timedelta(seconds=1))
+        return uploaded
+
+
+def with_region(activities: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """These activities, their status poll answering the next release's snapshot."""
+    [poll] = [fn for fn in activities if fn.__name__ == ACTIVITY_AWAIT_STATUS_CHANGE]
+
+    @activity.defn(name=ACTIVITY_AWAIT_STATUS_CHANGE)
+    async def await_status_change(request: AwaitChangeRequest) -> NextBatchSnapshot:
+        changed: BatchSnapshot = await poll(request)
+        return NextBatchSnapshot(**changed.model_dump(), region="swedencentral")
+
+    return [fn for fn in activities if fn is not poll] + [await_status_change]
