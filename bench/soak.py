@@ -23,6 +23,9 @@ same process, on a fresh emulator and workers, and the figures compare the two.
 
 Everything listens on 127.0.0.1; every process started here is stopped here.
 ``run_soak`` is importable: tests/e2e/test_soak.py runs it in a reduced size.
+
+One file over 400 lines on purpose: the fault schedule, the exactly-once checks
+and the report read as one script a reviewer follows top to bottom.
 """
 
 from __future__ import annotations
