@@ -25,18 +25,12 @@ UNPARSEABLE_LINE = "unparseable_output_line"
 NO_CUSTOM_ID = "missing_custom_id"
 UNKNOWN_CUSTOM_ID = "unknown_custom_id"
 DUPLICATE_RESULT = "duplicate_result"
-_MEANING = {
-    UNPARSEABLE_LINE: "are not JSON (truncated or corrupt)",
-    NO_CUSTOM_ID: "carry no custom_id",
-    UNKNOWN_CUSTOM_ID: "name a custom_id that is not in the input",
-    DUPLICATE_RESULT: "repeat a custom_id already collected",
-}
 # How many places each code's problem line names: the rest are in the errors file.
 EXAMPLES_PER_PROBLEM = 3
 
 
 class ResultIntegrityError(Exception):
-    """The downloaded files cannot be the results of this input."""
+    """The input can no longer be the one validated, and no index of it was kept."""
 
 
 @dataclass
@@ -170,7 +164,7 @@ class _Unjoined:
             more = count - len(self.examples[code])
             listed = "; ".join(self.examples[code]) + (f"; and {more} more" if more else "")
             found.append(
-                f"{count} line(s) of the gateway's files {_MEANING[code]}; written to the "
+                f"{count} line(s) of the gateway's files joined no request; written to the "
                 f"errors file as {code}: {listed}"
             )
         return found
@@ -224,7 +218,9 @@ def collect_results(
                 # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
                 # multi-byte character: both mean the same thing here.
                 why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                unjoined.keep(UNPARSEABLE_LINE, source, number, raw, f"not JSON: {why}")
+                unjoined.keep(
+                    UNPARSEABLE_LINE, source, number, raw, f"not JSON: {why}; truncated or corrupt"
+                )
                 continue
             custom_id = line.get("custom_id") if isinstance(line, dict) else None
             if not isinstance(custom_id, str):
