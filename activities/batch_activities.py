@@ -121,7 +121,7 @@ class BatchActivities:
                     )
                 # Collection joins on this, not on an input its owner may rewrite meanwhile.
                 async with self.storage.atomic_write(
-                    input_index_location(request.output_path)
+                    input_index_location(request.output_path, valid.sha256)
                 ) as index:
                     await asyncio.to_thread(
                         write_input_index,
@@ -307,8 +307,7 @@ class BatchActivities:
         # One heartbeat from the first byte to the last: reads, downloads and the join.
         async with temporal_failures(), heartbeating():
             batch = request.batch
-            index = input_index_location(request.output_path)
-            input_ids = await ids_to_join(self.storage, request, index)
+            input_ids, index = await ids_to_join(self.storage, request)
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
                 downloaded: dict[str, Path | None] = {"output": None, "error": None}
                 for kind, file_id in (
@@ -323,7 +322,8 @@ class BatchActivities:
                 collected = await self._write_results(
                     request, input_ids, downloaded["output"], downloaded["error"]
                 )
-            await self._forget_index(index)
+            if index is not None:
+                await self._forget_index(index)
             for problem in collected.problems:
                 activity.logger.warning("batch %s: %s", batch.id, problem)
             return CollectedResults(

@@ -26,10 +26,14 @@ from storage import Storage
 FORMAT = "batch-input-index/1"
 
 
-def input_index_location(output_path: str) -> str:
-    """A hidden name beside the results file, in the same store: one per job."""
+def input_index_location(output_path: str, sha256: str) -> str:
+    """A hidden name beside the results file, in the same store, and of this input.
+
+    The checksum in the name keeps apart the indexes of two jobs of different
+    inputs that were given one results location.
+    """
     head, sep, name = output_path.rpartition("/")
-    return f"{head}{sep}.{name}.input-index"
+    return f"{head}{sep}.{name}.{sha256[:16]}.input-index"
 
 
 def write_input_index(
@@ -68,28 +72,25 @@ def read_input_index(path: Path, *, sha256: str) -> dict[str, int] | None:
 
 
 async def ids_to_join(
-    storage: Storage, request: CollectResultsRequest, index: str
-) -> dict[str, int]:
-    """The input's custom_ids: from the index validation kept, else from the input itself."""
-    ids = await _indexed_ids(storage, request, index)
-    return ids if ids is not None else await _input_ids(storage, request)
+    storage: Storage, request: CollectResultsRequest
+) -> tuple[dict[str, int], str | None]:
+    """The input's custom_ids, and the index they were read from (None: from the input)."""
+    if request.input_sha256 is not None:
+        index = input_index_location(request.output_path, request.input_sha256)
+        ids = await _indexed_ids(storage, index, request.input_sha256)
+        if ids is not None:
+            return ids, index
+    return await _input_ids(storage, request), None
 
 
-async def _indexed_ids(
-    storage: Storage, request: CollectResultsRequest, index: str
-) -> dict[str, int] | None:
-    """None for a job validated by a worker that kept no index, or an index of another input
-    (an earlier job's with the same results location)."""
-    if request.input_sha256 is None or not await storage.exists(index):
+async def _indexed_ids(storage: Storage, index: str, sha256: str) -> dict[str, int] | None:
+    """None for a job validated by a worker that kept no index, or an index not of this input."""
+    if not await storage.exists(index):
         return None
     async with storage.reading(index) as path:
-        ids = await asyncio.to_thread(read_input_index, path, sha256=request.input_sha256)
+        ids = await asyncio.to_thread(read_input_index, path, sha256=sha256)
     if ids is None:
-        activity.logger.warning(
-            "%s is not the index of the input validated; reading %s instead",
-            index,
-            request.input_path,
-        )
+        activity.logger.warning("%s is not an index of the input validated; ignored", index)
     return ids
 
 

@@ -32,7 +32,10 @@ from workflows.outcome import Outcome
 
 OUTPUT = validate_request().output_path
 ERRORS = validate_request().errors_path
-INDEX = input_index_location(OUTPUT)
+
+
+def index_of(summary: InputSummary) -> str:
+    return input_index_location(OUTPUT, summary.sha256)
 
 
 @pytest.fixture
@@ -86,7 +89,9 @@ async def test_an_input_rewritten_after_validation_does_not_cost_its_results(
     rate, requests = 0.3, 12
     emu.set_knobs(line_failure_rate=rate)
     summary, done = await run_batch(job, chat_file(requests))
-    assert job.storage.path(INDEX).is_file(), "validation keeps the custom_ids beside the results"
+    assert job.storage.path(index_of(summary)).is_file(), (
+        "validation keeps the custom_ids beside the results"
+    )
     if rewrite is None:
         job.storage.path(INPUT).unlink()
     else:
@@ -104,8 +109,21 @@ async def test_an_input_rewritten_after_validation_does_not_cost_its_results(
         len(failing),
     )
     assert collected.problems == []
-    assert not job.storage.path(INDEX).exists(), "collected: the index has served"
+    assert not job.storage.path(index_of(summary)).exists(), "collected: the index has served"
     assert not list(job.storage.root.rglob("*.part"))
+
+
+async def test_a_second_job_validated_for_the_same_results_keeps_its_own_index(job: Job) -> None:
+    """Another job, of other requests, given this job's results location while this one ran."""
+    summary, done = await run_batch(job, chat_file(5))
+    other = await job.validate(chat_file(3, prefix="other"))
+
+    collected = await job.runner.run(job.acts.collect_results, collect_request(done, summary))
+
+    assert joined_ids(job.storage) == ids("req", 5)
+    assert collected.problems == []
+    assert not job.storage.path(index_of(summary)).exists()
+    assert job.storage.path(index_of(other)).is_file(), "the other job's is left for it"
 
 
 async def test_lines_that_join_no_request_are_kept_and_the_rest_written(
@@ -159,7 +177,7 @@ async def test_lines_that_join_no_request_are_kept_and_the_rest_written(
         assert problem.startswith("1 line(s)")
         assert f"output file {file_id} line {line}" in problem
     assert job_status(done, collected) is JobStatus.COMPLETED_WITH_FAILURES
-    assert not job.storage.path(INDEX).exists()
+    assert not job.storage.path(index_of(summary)).exists()
 
 
 def job_status(batch: BatchSnapshot, collected: CollectedResults) -> JobStatus:
@@ -200,7 +218,7 @@ async def test_collection_heartbeats_while_it_downloads(
 async def test_a_job_validated_without_an_index_joins_on_its_unchanged_input(job: Job) -> None:
     """A job an older worker validated (no index) collects as it always did."""
     summary, done = await run_batch(job, chat_file(5))
-    job.storage.path(INDEX).unlink()
+    job.storage.path(index_of(summary)).unlink()
 
     collected = await job.runner.run(job.acts.collect_results, collect_request(done, summary))
 
@@ -212,7 +230,7 @@ async def test_an_index_of_another_input_is_not_joined_on(job: Job) -> None:
     """An index left at this results location by an earlier job of other requests."""
     summary, done = await run_batch(job, chat_file(5))
     write_input_index(
-        job.storage.path(INDEX),
+        job.storage.path(index_of(summary)),
         input_path=INPUT,
         sha256="0" * 64,
         custom_ids=[f"other-{i}" for i in range(5)],
@@ -229,7 +247,7 @@ async def test_without_an_index_a_changed_input_is_still_refused(
 ) -> None:
     """The one case left where collection needs the input: no index, and the input changed."""
     summary, done = await run_batch(job, chat_file(4))
-    storage.path(INDEX).unlink()
+    storage.path(index_of(summary)).unlink()
     write_input(storage, chat_file(4, prefix="other"))
 
     with pytest.raises(ApplicationError) as caught:

@@ -145,8 +145,10 @@ async def test_an_input_rewritten_in_s3_while_its_batch_ran_is_still_collected(
             errors_path=errors,
         ),
     )
-    index = input_index_location(output)
-    assert index == f"{places.results}/nightly/.run-1.output.jsonl.input-index"
+    index = input_index_location(output, summary.sha256)
+    assert index == (
+        f"{places.results}/nightly/.run-1.output.jsonl.{summary.sha256[:16]}.input-index"
+    )
     assert await stores.exists(index)
     key = f"job-nightly-{datetime.now(UTC).timestamp()}"
     uploaded = await runner.run(
