@@ -200,7 +200,7 @@ def collect_results(
     custom_id, a truncated line) costs that line, never the rest: it goes to
     the errors file with a code saying why, and into the problems.
     """
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[_Source, int]] = {}
     failures: Counter[str] = Counter()
     succeeded = 0
     usage = TokenTotals()
@@ -237,16 +237,17 @@ def collect_results(
                 )
                 continue
             if custom_id in seen:
+                first, at = seen[custom_id]
                 unjoined.keep(
                     DUPLICATE_RESULT,
                     source,
                     number,
                     raw,
-                    f"custom_id={custom_id!r} again; the first, {seen[custom_id]}, was kept",
+                    f"custom_id={custom_id!r} again; the first, {first.where(at)}, was kept",
                     custom_id,
                 )
                 continue
-            seen[custom_id] = source.where(number)
+            seen[custom_id] = (source, number)
             code = _failure_code(line)
             if code is None and source.label == "output":
                 succeeded += 1
