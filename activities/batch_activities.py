@@ -105,31 +105,29 @@ class BatchActivities:
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
-        async with temporal_failures():
+        async with temporal_failures(), heartbeating():
             # Fail on a bad results location now, not after a 24h batch.
             await self.storage.check(request.output_path)
             await self.storage.check(request.errors_path)
-            async with heartbeating():
-                async with self.storage.reading(request.input_path) as path:
-                    # A thread, so a 200 MB file does not stall the other jobs on this worker.
-                    valid = await asyncio.to_thread(
-                        validate_jsonl,
-                        path,
-                        label=request.input_path,
-                        endpoint=request.endpoint,
-                        limits=request.limits,
-                    )
-                # Collection joins on this, not on an input its owner may rewrite meanwhile.
-                async with self.storage.atomic_write(
-                    input_index_location(request.output_path, valid.sha256)
-                ) as index:
-                    await asyncio.to_thread(
-                        write_input_index,
-                        index,
-                        input_path=request.input_path,
-                        sha256=valid.sha256,
-                        custom_ids=valid.custom_ids,
-                    )
+            async with self.storage.reading(request.input_path) as path:
+                # A thread, so a 200 MB file does not stall the other jobs on this worker.
+                valid = await asyncio.to_thread(
+                    validate_jsonl,
+                    path,
+                    label=request.input_path,
+                    endpoint=request.endpoint,
+                    limits=request.limits,
+                )
+            # Collection joins on this, not on an input its owner may rewrite meanwhile.
+            index = input_index_location(request.output_path, valid.sha256)
+            async with self.storage.atomic_write(index) as local:
+                await asyncio.to_thread(
+                    write_input_index,
+                    local,
+                    input_path=request.input_path,
+                    sha256=valid.sha256,
+                    custom_ids=valid.custom_ids,
+                )
             activity.logger.info(
                 "input valid: %d requests, %d bytes, model %s",
                 valid.requests,
