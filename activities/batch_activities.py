@@ -21,11 +21,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
+from activities.input_index import ids_to_join, input_index_location, write_input_index
 from activities.results import (
     CollectedFiles,
-    ResultIntegrityError,
     collect_results,
-    read_input_ids_and_sha256,
 )
 from activities.validation import ensure_unchanged, validate_jsonl
 from contracts.job import BatchCounts
@@ -55,7 +54,7 @@ from contracts.steps import (
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
 from gateway.models import Batch, BatchStatus, FileStatus
-from storage import Storage
+from storage import LocationError, Storage, StorageUnavailable
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
 # and how many objects it reads at most before it gives up looking.
@@ -109,11 +108,11 @@ class BatchActivities:
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
-        async with temporal_failures():
+        async with temporal_failures(), heartbeating():
             # Fail on a bad results location now, not after a 24h batch.
             await self.storage.check(request.output_path)
             await self.storage.check(request.errors_path)
-            async with heartbeating(), self.storage.reading(request.input_path) as path:
+            async with self.storage.reading(request.input_path) as path:
                 # A thread, so a 200 MB file does not stall the other jobs on this worker.
                 valid = await asyncio.to_thread(
                     validate_jsonl,
@@ -121,6 +120,16 @@ class BatchActivities:
                     label=request.input_path,
                     endpoint=request.endpoint,
                     limits=request.limits,
+                )
+            # Collection joins on this, not on an input its owner may rewrite meanwhile.
+            index = input_index_location(request.output_path, valid.sha256)
+            async with self.storage.atomic_write(index) as local:
+                await asyncio.to_thread(
+                    write_input_index,
+                    local,
+                    input_path=request.input_path,
+                    sha256=valid.sha256,
+                    custom_ids=valid.custom_ids,
                 )
             activity.logger.info(
                 "input valid: %d requests, %d bytes, model %s",
@@ -315,48 +324,42 @@ class BatchActivities:
 
     @activity.defn
     async def collect_results(self, request: CollectResultsRequest) -> CollectedResults:
-        async with temporal_failures():
+        # One heartbeat from the first byte to the last: reads, downloads and the join.
+        async with temporal_failures(), heartbeating():
             batch = request.batch
-            async with heartbeating(), self.storage.reading(request.input_path) as input_file:
-                input_ids, found_sha256 = await asyncio.to_thread(
-                    read_input_ids_and_sha256, input_file
-                )
-            if request.input_sha256:
-                ensure_unchanged(
-                    request.input_path,
-                    validated_sha256=request.input_sha256,
-                    found_sha256=found_sha256,
-                    since=f"batch {batch.id} was created",
-                    advice="its results cannot be matched to it; restore the file, or download "
-                    f"output file {batch.output_file_id} and error file "
-                    f"{batch.error_file_id} yourself",
-                )
-            if input_ids is None:
-                raise ResultIntegrityError(
-                    f"{request.input_path}: a line no longer parses; not the input validated"
-                )
+            input_ids, index = await ids_to_join(self.storage, request)
             with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
-                async with heartbeating():
-                    downloaded: dict[str, Path | None] = {"output": None, "error": None}
-                    for kind, file_id in (
-                        ("output", batch.output_file_id),
-                        ("error", batch.error_file_id),
-                    ):
-                        if file_id:
-                            target = Path(scratch) / f"{kind}.jsonl"
-                            size = await self.client.download_file(file_id, target)
-                            activity.logger.info(
-                                "downloaded %s file %s: %d bytes", kind, file_id, size
-                            )
-                            downloaded[kind] = target
-                    collected = await self._write_results(
-                        request, input_ids, downloaded["output"], downloaded["error"]
-                    )
+                downloaded: dict[str, Path | None] = {"output": None, "error": None}
+                for kind, file_id in (
+                    ("output", batch.output_file_id),
+                    ("error", batch.error_file_id),
+                ):
+                    if file_id:
+                        target = Path(scratch) / f"{kind}.jsonl"
+                        size = await self.client.download_file(file_id, target)
+                        activity.logger.info("downloaded %s file %s: %d bytes", kind, file_id, size)
+                        downloaded[kind] = target
+                collected = await self._write_results(
+                    request, input_ids, downloaded["output"], downloaded["error"]
+                )
+            if index is not None:
+                await self._forget_index(index)
             for problem in collected.problems:
                 activity.logger.warning("batch %s: %s", batch.id, problem)
             return CollectedResults(
                 requests=collected.tally, usage=collected.usage, problems=collected.problems
             )
+
+    async def _forget_index(self, index: str) -> None:
+        """The results are published: the index has served. Never a reason to fail the job.
+
+        A retry after this (the worker died before Temporal heard) finds no
+        index and joins on the input, as an older workflow's job does.
+        """
+        try:
+            await self.storage.delete(index)
+        except (LocationError, StorageUnavailable, PermissionError) as exc:
+            activity.logger.warning("input index %s left behind: %s", index, exc)
 
     async def _write_results(
         self,
@@ -365,7 +368,7 @@ class BatchActivities:
         output_file: Path | None,
         error_file: Path | None,
     ) -> CollectedFiles:
-        """Both files are published only if the join finds nothing wrong."""
+        """Both published once the join has run to its end; a crash mid-join leaves earlier ones."""
         async with (
             self.storage.atomic_write(request.output_path) as results_tmp,
             self.storage.atomic_write(request.errors_path) as errors_tmp,
@@ -396,6 +399,8 @@ class BatchActivities:
                 not_run_message=f"not run: the batch ended {batch.status}",
                 batch_counts=batch.counts,
                 batch_completed=batch.status == "completed",
+                output_file_id=batch.output_file_id,
+                error_file_id=batch.error_file_id,
             )
 
     @activity.defn

@@ -3,7 +3,9 @@
 Output lines come in no order and a request can fail inside a completed batch,
 so every line is joined to the input on custom_id: each input request lands
 exactly once in the results or the errors file (the ones the batch never ran
-get a line of their own), and anything that does not add up is said out loud.
+get a line of their own). A line that joins no request (an unknown or repeated
+custom_id, a truncated line) is kept in the errors file under a code of its own
+and said out loud in the problems: it never costs the lines that do join.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from typing import IO, Any
 
 from contracts.job import BatchCounts, RequestTally, TokenTotals
 
+# Codes of the lines of the gateway's files that join no request of the input.
+UNPARSEABLE_LINE = "unparseable_output_line"
+NO_CUSTOM_ID = "missing_custom_id"
+UNKNOWN_CUSTOM_ID = "unknown_custom_id"
+DUPLICATE_RESULT = "duplicate_result"
+# How many places each code's problem line names: the rest are in the errors file.
+EXAMPLES_PER_PROBLEM = 3
+
 
 class ResultIntegrityError(Exception):
-    """The downloaded files cannot be the results of this input."""
+    """The input can no longer be the one validated, and no index of it was kept."""
 
 
 @dataclass
@@ -108,6 +118,68 @@ def _add_usage(usage: TokenTotals, line: dict[str, Any]) -> TokenTotals:
     )
 
 
+class _Unjoined:
+    """Lines of the gateway's files that join no request: kept, counted, a few named."""
+
+    def __init__(self, errors_out: IO[bytes]) -> None:
+        self.errors_out = errors_out
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def keep(
+        self,
+        code: str,
+        source: _Source,
+        number: int,
+        raw: bytes,
+        detail: str,
+        found_custom_id: str | None = None,
+    ) -> None:
+        where = source.where(number)
+        self.counts[code] += 1
+        shown = self.examples.setdefault(code, [])
+        if len(shown) < EXAMPLES_PER_PROBLEM:
+            shown.append(f"{where} ({detail})")
+        # custom_id stays null: every input custom_id is in the results or the
+        # errors file exactly once, and these lines are none of them.
+        record = {
+            "custom_id": None,
+            "response": None,
+            "error": {
+                "code": code,
+                "message": f"{where}: {detail}",
+                "file": source.label,
+                "file_id": source.file_id,
+                "line": number,
+                "found_custom_id": found_custom_id,
+            },
+            "raw": raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n"),
+        }
+        self.errors_out.write(json.dumps(record).encode() + b"\n")
+
+    def problems(self) -> list[str]:
+        """One bounded line per code: a count and the first few places."""
+        found = []
+        for code, count in sorted(self.counts.items()):
+            more = count - len(self.examples[code])
+            listed = "; ".join(self.examples[code]) + (f"; and {more} more" if more else "")
+            found.append(
+                f"{count} line(s) of the gateway's files joined no request; written to the "
+                f"errors file as {code}: {listed}"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class _Source:
+    label: str
+    file_id: str | None
+    path: Path | None
+
+    def where(self, number: int) -> str:
+        return f"{self.label} file {self.file_id or '?'} line {number}"
+
+
 def collect_results(
     *,
     input_ids: dict[str, int],
@@ -119,45 +191,72 @@ def collect_results(
     not_run_message: str,
     batch_counts: BatchCounts | None,
     batch_completed: bool,
+    output_file_id: str | None = None,
+    error_file_id: str | None = None,
 ) -> CollectedFiles:
-    seen: set[str] = set()
+    """Write every line that joins a request once; keep the ones that do not beside them.
+
+    The requests were paid for, so one bad line (an unknown or repeated
+    custom_id, a truncated line) costs that line, never the rest: it goes to
+    the errors file with a code saying why, and into the problems.
+    """
+    seen: dict[str, tuple[_Source, int]] = {}
     failures: Counter[str] = Counter()
     succeeded = 0
     usage = TokenTotals()
     problems: list[str] = []
+    unjoined = _Unjoined(errors_out)
 
-    for label, source in (("output", output_file), ("error", error_file)):
-        for number, raw in _lines(source):
+    for source in (
+        _Source("output", output_file_id, output_file),
+        _Source("error", error_file_id, error_file),
+    ):
+        for number, raw in _lines(source.path):
             try:
                 line = json.loads(raw)
             except ValueError as exc:
                 # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
                 # multi-byte character: both mean the same thing here.
                 why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                raise ResultIntegrityError(
-                    f"{label} file line {number} is not JSON ({why}): truncated or corrupt"
-                ) from exc
+                unjoined.keep(
+                    UNPARSEABLE_LINE, source, number, raw, f"not JSON: {why}; truncated or corrupt"
+                )
+                continue
             custom_id = line.get("custom_id") if isinstance(line, dict) else None
             if not isinstance(custom_id, str):
-                raise ResultIntegrityError(f"{label} file line {number} has no custom_id")
+                unjoined.keep(NO_CUSTOM_ID, source, number, raw, "no custom_id")
+                continue
             if custom_id not in input_ids:
-                raise ResultIntegrityError(
-                    f"{label} file line {number}: custom_id={custom_id!r} is not in the input"
+                unjoined.keep(
+                    UNKNOWN_CUSTOM_ID,
+                    source,
+                    number,
+                    raw,
+                    f"custom_id={custom_id!r} is not in the input",
+                    custom_id,
                 )
+                continue
             if custom_id in seen:
-                raise ResultIntegrityError(
-                    f"{label} file line {number}: custom_id={custom_id!r} appears twice "
-                    "in the batch's results"
+                first, at = seen[custom_id]
+                unjoined.keep(
+                    DUPLICATE_RESULT,
+                    source,
+                    number,
+                    raw,
+                    f"custom_id={custom_id!r} again; the first, {first.where(at)}, was kept",
+                    custom_id,
                 )
-            seen.add(custom_id)
+                continue
+            seen[custom_id] = (source, number)
             code = _failure_code(line)
-            if code is None and label == "output":
+            if code is None and source.label == "output":
                 succeeded += 1
                 usage = _add_usage(usage, line)
                 results_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
             else:
                 failures[code or "error"] += 1
                 errors_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+    problems.extend(unjoined.problems())
 
     missing = [cid for cid in input_ids if cid not in seen]
     if missing and batch_completed:

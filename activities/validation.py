@@ -64,6 +64,7 @@ class ValidInput:
     bytes: int
     model: str
     sha256: str
+    custom_ids: tuple[str, ...] = field(default=(), repr=False)
 
 
 class _Collector:
@@ -139,8 +140,13 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
         listed = ", ".join(f"{m!r} (first on line {n})" for m, n in models.items())
         found.add(None, f"field 'body.model': one model per file, found {len(models)}: {listed}")
     found.raise_if_any()
+    # No blank line passed, so the n-th id is on the n-th line.
     return ValidInput(
-        requests=requests, bytes=size, model=next(iter(models)), sha256=digest.hexdigest()
+        requests=requests,
+        bytes=size,
+        model=next(iter(models)),
+        sha256=digest.hexdigest(),
+        custom_ids=tuple(seen_ids),
     )
 
 

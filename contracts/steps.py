@@ -85,7 +85,9 @@ class CollectResultsRequest(_Step):
         description="Error code written for input requests the batch never ran."
     )
     input_sha256: str | None = Field(
-        default=None, description="The input as validated; a changed file cannot be joined."
+        default=None,
+        description="The input as validated: names the index of its custom_ids that "
+        "collection joins on (beside output_path), so the input itself may change meanwhile.",
     )
 
 

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -513,40 +512,6 @@ async def test_collect_results_after_cancel_marks_what_never_ran(
     assert {r["error"]["code"] for r in errors} == {"batch_cancelled"}
     assert job.storage.path("out.jsonl").read_bytes() == b""
     assert (collected.requests.not_run, collected.requests.failed) == (6, 0)
-
-
-async def test_collect_results_that_do_not_add_up_leave_earlier_files_alone(
-    job: Job, gateway: GatewayClient
-) -> None:
-    done = await job.wait(await job.submit(chat_file(3)))
-    stranger = await gateway.upload_file(
-        _write(job.storage.root / "other.jsonl", chat_file(2, prefix="other")), filename="o.jsonl"
-    )
-    for name in ("out.jsonl", "errors.jsonl"):
-        job.storage.path(name).write_text("previous run\n")
-    wrong = done.model_copy(update={"output_file_id": stranger.id})
-    request = CollectResultsRequest(
-        batch=wrong,
-        input_path=INPUT,
-        output_path="out.jsonl",
-        errors_path="errors.jsonl",
-        not_run_code="succeeded",
-    )
-
-    with pytest.raises(ApplicationError) as caught:
-        await job.runner.run(job.acts.collect_results, request)
-
-    assert caught.value.type == "ResultIntegrity"
-    assert caught.value.non_retryable
-    assert "custom_id='other-0' is not in the input" in caught.value.message
-    for name in ("out.jsonl", "errors.jsonl"):
-        assert job.storage.path(name).read_text() == "previous run\n"
-    assert not list(job.storage.root.rglob("*.part"))
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
 
 
 async def test_collect_results_azure_zero_byte_error_file(

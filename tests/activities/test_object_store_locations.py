@@ -13,6 +13,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.batch_activities import BatchActivities
+from activities.input_index import input_index_location
 from contracts.job import InputLimits
 from contracts.names import FAILURE_INPUT_CHANGED, FAILURE_INVALID_LOCATION
 from contracts.steps import (
@@ -122,6 +123,71 @@ async def test_a_job_reads_its_input_from_s3_and_writes_results_to_blob_storage(
     assert Counter(r["custom_id"] for r in results) == Counter(f"req-{i}" for i in range(12))
     assert await _get(stores, errors) == b""
     assert collected.requests.succeeded == 12
+
+
+async def test_an_input_rewritten_in_s3_while_its_batch_ran_is_still_collected(
+    places: Places, gateway: GatewayClient, runner: ActivityRunner
+) -> None:
+    """A nightly schedule's input, replaced after the upload: the index in Blob Storage joins."""
+    stores = places.stores
+    acts = BatchActivities(gateway, stores)
+    source = f"{places.inputs}/nightly.jsonl"
+    output = f"{places.results}/nightly/run-1.output.jsonl"
+    errors = f"{places.results}/nightly/run-1.errors.jsonl"
+    await _put(stores, source, chat_file(7, prefix="night1"))
+    summary = await runner.run(
+        acts.validate_input,
+        ValidateInputRequest(
+            input_path=source,
+            endpoint=CHAT,
+            limits=InputLimits(),
+            output_path=output,
+            errors_path=errors,
+        ),
+    )
+    index = input_index_location(output, summary.sha256)
+    assert index == (
+        f"{places.results}/nightly/.run-1.output.jsonl.{summary.sha256[:16]}.input-index"
+    )
+    assert await stores.exists(index)
+    key = f"job-nightly-{datetime.now(UTC).timestamp()}"
+    uploaded = await runner.run(
+        acts.upload_input,
+        UploadInputRequest(
+            input_path=source, job_key=key, sha256=summary.sha256, bytes=summary.bytes
+        ),
+    )
+    await _put(stores, source, chat_file(9, prefix="night2"))
+    created = await runner.run(
+        acts.create_batch,
+        CreateBatchRequest(
+            input_file_id=uploaded.file_id,
+            endpoint=CHAT,
+            completion_window="24h",
+            metadata={},
+            job_key=key,
+            not_before=datetime.now(UTC),
+        ),
+    )
+    done = await Job(runner, acts, stores.local, key).wait(created)
+
+    collected = await runner.run(
+        acts.collect_results,
+        CollectResultsRequest(
+            batch=done,
+            input_path=source,
+            output_path=output,
+            errors_path=errors,
+            not_run_code="succeeded",
+            input_sha256=summary.sha256,
+        ),
+    )
+
+    results = [json.loads(line) for line in (await _get(stores, output)).splitlines()]
+    assert Counter(r["custom_id"] for r in results) == Counter(f"night1-{i}" for i in range(7))
+    assert await _get(stores, errors) == b""
+    assert (collected.requests.succeeded, collected.problems) == (7, [])
+    assert not await stores.exists(index)
 
 
 async def test_an_input_changed_in_the_store_after_validation_is_refused(

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from activities.results import CollectedFiles, ResultIntegrityError, collect_results, read_input_ids
+from activities.results import (
+    EXAMPLES_PER_PROBLEM,
+    CollectedFiles,
+    collect_results,
+    read_input_ids,
+)
 from contracts.job import BatchCounts
 from tests.activities.helpers import chat_line, jsonl
 
@@ -93,6 +98,8 @@ class Run:
             not_run_message="not run: the batch ended cancelled",
             batch_counts=counts,
             batch_completed=completed,
+            output_file_id="file-out",
+            error_file_id="file-err",
         )
 
     @staticmethod
@@ -110,7 +117,8 @@ class Run:
         return self._rows(self.errors)
 
     def assert_each_input_exactly_once(self) -> None:
-        seen = Counter(row["custom_id"] for row in self.result_rows + self.error_rows)
+        rows = self.result_rows + self.error_rows
+        seen = Counter(row["custom_id"] for row in rows if row["custom_id"] is not None)
         assert seen == Counter(list(self.input_ids)), seen
 
 
@@ -163,58 +171,107 @@ def test_usage_is_summed_over_successful_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("output", "errors", "expected"),
+    ("output", "errors", "code", "where", "detail"),
     [
         pytest.param(
             jsonl([ok("r-0"), ok("stranger")]),
             None,
-            r"output file line 2: custom_id='stranger' is not in the input",
+            "unknown_custom_id",
+            "output file file-out line 2",
+            "custom_id='stranger' is not in the input",
             id="unknown-custom-id",
         ),
         pytest.param(
             jsonl([ok("r-0"), ok("r-1"), ok("r-0")]),
             None,
-            r"output file line 3: custom_id='r-0' appears twice",
+            "duplicate_result",
+            "output file file-out line 3",
+            "custom_id='r-0' again; the first, output file file-out line 1, was kept",
             id="duplicate-in-output",
         ),
         pytest.param(
             jsonl([ok("r-0"), ok("r-1")]),
             jsonl([line_error("r-1", "server_error")]),
-            r"error file line 1: custom_id='r-1' appears twice",
+            "duplicate_result",
+            "error file file-err line 1",
+            "custom_id='r-1' again; the first, output file file-out line 2, was kept",
             id="duplicate-across-files",
         ),
         pytest.param(
             jsonl([ok("r-0")]) + json.dumps(ok("r-1")).encode()[:57],
             None,
-            r"output file line 2 is not JSON .*truncated",
+            "unparseable_output_line",
+            "output file file-out line 2",
+            "not JSON: ",
             id="truncated-line",
         ),
         pytest.param(
             jsonl([ok("r-0")]) + '{"custom_id": "r-1", "answer": "caf\u00e9'.encode()[:-1],
             None,
-            r"output file line 2 is not JSON .*truncated",
+            "unparseable_output_line",
+            "output file file-out line 2",
+            "not JSON: not UTF-8",
             id="truncated-inside-a-utf8-character",
         ),
         pytest.param(
             jsonl([ok("r-0"), {"id": "x", "response": None}]),
             None,
-            r"output file line 2 has no custom_id",
+            "missing_custom_id",
+            "output file file-out line 2",
+            "no custom_id",
             id="no-custom-id",
         ),
         pytest.param(
             jsonl([ok("r-0"), ["r-1"]]),
             None,
-            r"output file line 2 has no custom_id",
+            "missing_custom_id",
+            "output file file-out line 2",
+            "no custom_id",
             id="line-not-an-object",
         ),
     ],
 )
-def test_files_that_cannot_be_this_inputs_results(
-    tmp_path: Path, output: bytes, errors: bytes | None, expected: str
+def test_a_line_that_joins_no_request_is_kept_and_costs_no_other(
+    tmp_path: Path, output: bytes, errors: bytes | None, code: str, where: str, detail: str
 ) -> None:
     run = Run(tmp_path, IDS)
-    with pytest.raises(ResultIntegrityError, match=expected):
-        run(output, errors)
+
+    collected = run(output, errors, completed=False)
+
+    run.assert_each_input_exactly_once()
+    assert "r-0" in {row["custom_id"] for row in run.result_rows}
+    [kept] = [row for row in run.error_rows if row["custom_id"] is None]
+    assert kept["error"]["code"] == code
+    assert kept["error"]["message"].startswith(f"{where}: {detail}")
+    _, _, file_id, _, line = where.split()
+    assert (kept["error"]["file_id"], kept["error"]["line"]) == (file_id, int(line))
+    bad_line = (errors or output).rstrip(b"\n").split(b"\n")[kept["error"]["line"] - 1]
+    assert kept["raw"] == bad_line.decode("utf-8", errors="backslashreplace")
+    [problem] = collected.problems
+    assert problem.startswith("1 line(s) of the gateway's files ")
+    assert f"written to the errors file as {code}: {where} ({detail}" in problem
+    # Not a failed request: the tally counts the input's requests only.
+    assert collected.tally.total == len(IDS)
+    assert collected.tally.succeeded + collected.tally.failed + collected.tally.not_run == len(IDS)
+
+
+def test_many_unjoined_lines_make_a_bounded_problem(tmp_path: Path) -> None:
+    run = Run(tmp_path, IDS)
+    strangers = [ok(f"stranger-{i}") for i in range(500)]
+    torn = [json.dumps(ok(f"r-{i}"))[:40] for i in range(4)]
+
+    collected = run(jsonl([*strangers, *torn, *(ok(cid) for cid in IDS)]), None)
+
+    run.assert_each_input_exactly_once()
+    assert len(run.result_rows) == len(IDS)
+    kept = Counter(row["error"]["code"] for row in run.error_rows if row["custom_id"] is None)
+    assert kept == {"unknown_custom_id": 500, "unparseable_output_line": 4}
+    assert len(collected.problems) == 2
+    unknown = next(p for p in collected.problems if "unknown_custom_id" in p)
+    assert unknown.startswith("500 line(s)")
+    assert unknown.count("custom_id='stranger-") == EXAMPLES_PER_PROBLEM
+    assert unknown.endswith(f"; and {500 - EXAMPLES_PER_PROBLEM} more")
+    assert sum(len(p) for p in collected.problems) < 2_000
 
 
 def test_cancelled_batch_gets_not_run_lines_for_what_never_ran(tmp_path: Path) -> None:
