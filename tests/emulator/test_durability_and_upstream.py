@@ -29,8 +29,9 @@ def _wait_progress(client: openai.OpenAI, batch_id: str, at_least: int) -> int:
 
 
 def test_sigkill_mid_batch_resumes_without_losing_or_repeating_lines(tmp_path: Path) -> None:
-    # 60 lines, 4 at a time, 0.1 real s each: 1.5 s of work.
-    knobs = {"time_scale": 100, "line_latency_seconds": 10, "batch_concurrency": 4}
+    # 60 lines, 4 at a time, 0.4 real s each: 6 s of work, so a restart on a
+    # loaded machine still finds the batch mid-run.
+    knobs = {"time_scale": 100, "line_latency_seconds": 40, "batch_concurrency": 4}
     emu = EmulatorProcess(tmp_path / "data", knobs=knobs).start()
     try:
         with _client(emu) as client:
