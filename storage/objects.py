@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 
 SCHEMES = ("s3", "az", "gs")
 
+# The standard opt-in to plain HTTP, for a local server such as MinIO, moto or
+# Azurite. The stores read every other setting (keys, region, endpoint) from the
+# environment themselves: the names obstore's store classes document.
+ALLOW_HTTP_ENV_NAMES = {
+    "s3": ("AWS_ALLOW_HTTP",),
+    "az": ("AZURE_ALLOW_HTTP", "AZURE_STORAGE_USE_EMULATOR"),
+    "gs": (),
+}
+
 # An upload holds at most a few parts in memory: 2 in flight of 5 MiB (S3's
 # smallest part) measured 25-35 MB of peak growth for 192 MB, against 40-56 MB
 # for 4 of 8 MiB (bench/storage_backends.py). 10,000 parts: objects up to 50 GB.
@@ -62,12 +71,8 @@ class StorageUnavailable(Exception):
 
 
 def _allow_http(scheme: str) -> bool:
-    """The standard opt-in to plain HTTP, for a local test server such as moto or Azurite."""
-    names = {
-        "s3": ("AWS_ALLOW_HTTP",),
-        "az": ("AZURE_ALLOW_HTTP", "AZURE_STORAGE_USE_EMULATOR"),
-        "gs": (),
-    }[scheme]
+    """Whether the environment opts this scheme's store in to plain HTTP."""
+    names = ALLOW_HTTP_ENV_NAMES[scheme]
     return any(os.environ.get(n, "").strip().lower() in ("1", "true", "yes") for n in names)
 
 
