@@ -77,6 +77,8 @@ async def start_with_files(
     workflow_id = args.id or new_workflow_id(args.file)
     files = plan_job_files(args.file, args.output, args.errors, job_folder(workflow_id))
     job = build_input(args, files)
+    if files.upload is not None:
+        print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
     try:
         handle = await start_job(client, job, workflow_id)
@@ -133,8 +135,6 @@ async def cmd_run(args: argparse.Namespace, client: Client) -> int:
     handle, job, files = await start_with_files(args, client)
     link = web_ui_link(client, handle.id)
     print(f"started {handle.id}\nweb ui:  {link}", file=sys.stderr)
-    if files.upload is not None:
-        print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     if files.bring_back:
         print_locations(job, handle.id, sys.stderr)
     follower = asyncio.create_task(follow(handle, sys.stderr, args.refresh_seconds))
