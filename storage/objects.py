@@ -50,7 +50,8 @@ ALLOW_HTTP_ENV_NAMES = {
 
 # An upload holds at most a few parts in memory: 2 in flight of 5 MiB (S3's
 # smallest part) measured 25-35 MB of peak growth for 192 MB, against 40-56 MB
-# for 4 of 8 MiB (bench/storage_backends.py). 10,000 parts: objects up to 50 GB.
+# for 4 of 8 MiB, and 17 MB once fed in chunks (_file_chunks;
+# bench/storage_backends.py). 10,000 parts: objects up to 50 GB.
 PART_BYTES = 5 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 
