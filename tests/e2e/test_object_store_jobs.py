@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts.job import JobStatus
+from contracts.job import BatchJobResult, JobStatus
 from scripts.storage_servers import Azurite, MotoServer
 from storage import ObjectStorage
 from tests.cli.starter_process import StarterProcess
@@ -125,8 +125,23 @@ async def test_local_inputs_run_through_batch_store_with_no_shared_disk(
             tmp_path / "logs-b", env, "run", str(laptop / "day.jsonl"), "--output",
             str(laptop / "b.jsonl"), "--id", "local-b", "--keep-remote", *common,
         )  # fmt: skip
+        started = StarterProcess(
+            tmp_path / "logs-c", env, "start", str(laptop / "day.jsonl"), "--id", "local-c",
+            "--poll-seconds", "1",
+        )  # fmt: skip
         assert await brought.exit_code() == 0, brought.stderr()
         assert await kept.exit_code() == 0, kept.stderr()
+        assert await started.exit_code() == 0, started.stderr()
+        assert started.stdout().strip() == "local-c"
+        # start says where the results will be, and they arrive there.
+        [announced] = [x for x in started.stderr().splitlines() if x.startswith("results:")]
+        start_result = await stack.client.get_workflow_handle(
+            "local-c", result_type=BatchJobResult
+        ).result()
+        assert announced.split()[1] == start_result.output_path
+        assert_every_request_once(
+            await get(start_result.output_path), await get(start_result.errors_path), count=25
+        )
 
     assert_every_request_once(
         (laptop / "out" / "a.jsonl").read_bytes(),
@@ -144,10 +159,11 @@ async def test_local_inputs_run_through_batch_store_with_no_shared_disk(
     assert remote_output.startswith(f"{stores['s3']}/batches/local-b.")
     assert_every_request_once(await get(remote_output), count=25)
     left = keys_under(moto, bucket)
-    assert all(key.startswith("batches/local-b.") for key in left), left
-    assert len(left) == 3, "input, output and errors of the kept job; the other job's are gone"
+    kept_keys = [key for key in left if key.startswith("batches/local-b.")]
+    assert len(kept_keys) == 3, "input, output and errors of the kept job"
+    assert not [key for key in left if key.startswith("batches/local-a.")], "copies not removed"
 
-    for workflow_id in ("local-a", "local-b"):
+    for workflow_id in ("local-a", "local-b", "local-c"):
         history = await history_text(stack, workflow_id)
         assert SECRET_KEY not in history and ACCESS_KEY not in history
         assert str(laptop) not in history, "a local path reached the workflow"
