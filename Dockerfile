@@ -27,8 +27,8 @@ RUN pip install --no-cache-dir --requirement requirements.txt
 # virtualenvs, local state, tests and secrets).
 COPY . .
 
-# Shared data (inputs, results, emulator state). A named volume mounted here
-# starts with this directory's owner, so the app user can write to it.
+# The emulator's state (a named volume in docker-compose.yml). A named volume
+# mounted here starts with this directory's owner, so the app user can write to it.
 RUN mkdir -p /data && chown app:app /data
 
 USER app:app

@@ -8,8 +8,11 @@
     python starter.py schedule create NAME FILE (--cron EXPR | --every 24h) [--overlap skip]
     python starter.py schedule list|pause|unpause|delete|trigger [NAME]
 
-Paths are relative to BATCH_DATA_DIR (default: the current directory), the
-folder the starter and every worker share. The commands live in cli/.
+Locations are s3://, az://, gs:// or file:// URIs, passed to the workers
+untouched, or paths: relative to BATCH_DATA_DIR (default: the current
+directory), the folder the starter and every worker share, or, when
+BATCH_STORE=s3://bucket/prefix (or az://, gs://) is set, local files that run
+copies there and whose results it brings back. The commands live in cli/.
 """
 
 from cli.app import main

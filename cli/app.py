@@ -16,6 +16,7 @@ from cli import jobs, schedules
 from cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from cli.job_input import add_job_options
 from contracts.job import WORKFLOW_ID_PLACEHOLDER
+from storage import StorageUnavailable
 from temporal_client import TemporalUnreachableError, connect
 
 DESCRIPTION = "The command line: start batch jobs, follow them, and read their results."
@@ -47,6 +48,11 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start a job and follow it to the end")
     add_job_options(run)
     run.add_argument("--refresh-seconds", type=float, default=1.0)
+    run.add_argument(
+        "--keep-remote",
+        action="store_true",
+        help="with BATCH_STORE: leave the results in the store and print their URIs",
+    )
     add_job_options(commands.add_parser("start", help="start a job and return its workflow id"))
     for name, text in (("status", "live progress"), ("cancel", "cancel the job and its batch")):
         commands.add_parser(name, help=text).add_argument("workflow_id")
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, TemporalUnreachableError) as exc:
         print(f"starter: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageUnavailable as exc:
+        print(f"starter: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except RPCError as exc:
         print(f"starter: Temporal refused the request: {exc.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 from datetime import timedelta
-from pathlib import Path
 
-from cli.environment import location, storage
+from pydantic import ValidationError
+
 from cli.exits import UsageError
+from cli.locations import JobFiles, plan_job_files
 from contracts.job import BatchJobInput, PhaseDeadlines
 
 PHASES_WITH_DEADLINES = ("validating", "in_progress", "finalizing")
 
 
 def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
-    sub.add_argument("file", help="JSONL input, one request per line")
+    sub.add_argument(
+        "file", help="JSONL input, one request per line: a path, or an s3://, az://, gs:// URI"
+    )
     sub.add_argument("--endpoint", default="/v1/chat/completions")
     sub.add_argument("--output", help="results file (default FILE.output.jsonl)")
     sub.add_argument("--errors", help="errors file (default FILE.errors.jsonl)")
@@ -31,14 +35,11 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
         )
 
 
-def build_input(
-    args: argparse.Namespace, *, output: str | None = None, errors: str | None = None
-) -> BatchJobInput:
-    """The workflow input from the job options; output/errors override --output/--errors."""
-    store = storage()
-    source = Path(args.file)
-    if not source.is_file():
-        raise UsageError(f"{args.file}: no such file")
+def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> BatchJobInput:
+    """The workflow input from the job options, at the locations files names (default: planned
+    from FILE, --output and --errors, in a fresh BATCH_STORE folder when that is set)."""
+    if files is None:
+        files = plan_job_files(args.file, args.output, args.errors, uuid.uuid4().hex)
     metadata: dict[str, str] = {}
     for pair in args.metadata or []:
         key, sep, value = pair.partition("=")
@@ -52,13 +53,14 @@ def build_input(
             deadlines = deadlines.model_copy(update={phase: timedelta(hours=hours)})
     try:
         return BatchJobInput(
-            input_path=location(store, args.file),
+            input_path=files.input_path,
             endpoint=args.endpoint,
-            output_path=output or (location(store, args.output) if args.output else None),
-            errors_path=errors or (location(store, args.errors) if args.errors else None),
+            output_path=files.output_path,
+            errors_path=files.errors_path,
             metadata=metadata,
             poll_interval=timedelta(seconds=args.poll_seconds),
             deadlines=deadlines,
         )
-    except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise UsageError(message.removeprefix("Value error, ")) from None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import uuid
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlparse
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -22,9 +24,12 @@ from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
 from cli.follow import follow, result_through_outages
 from cli.job_input import build_input
+from cli.locations import JobFiles, plan_job_files
 from cli.progress import live_progress, render_progress
+from cli.transfers import bring_back, remove_job_copies, upload_input
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
+from storage import LocationError, StorageUnavailable
 
 
 async def warn_if_no_worker(client: Client, out: TextIO) -> None:
@@ -46,17 +51,46 @@ async def warn_if_no_worker(client: Client, out: TextIO) -> None:
         )
 
 
+def new_workflow_id(file: str) -> str:
+    return f"batch-{Path(urlparse(file).path).stem}-{uuid.uuid4().hex[:8]}"
+
+
+def job_folder(workflow_id: str) -> str:
+    """The job's folder in BATCH_STORE: its id, and a token so a reused id never overwrites."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", workflow_id).lstrip(".") or "_"
+    return f"{safe}.{uuid.uuid4().hex[:8]}"
+
+
 async def start_job(
-    client: Client, job: BatchJobInput, workflow_id: str | None
+    client: Client, job: BatchJobInput, workflow_id: str
 ) -> WorkflowHandle[Any, BatchJobResult]:
     await warn_if_no_worker(client, sys.stderr)
     return await client.start_workflow(
-        WORKFLOW_NAME,
-        job,
-        id=workflow_id or f"batch-{Path(job.input_path).stem}-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue(),
-        result_type=BatchJobResult,
+        WORKFLOW_NAME, job, id=workflow_id, task_queue=task_queue(), result_type=BatchJobResult
     )
+
+
+async def start_with_files(
+    args: argparse.Namespace, client: Client
+) -> tuple[WorkflowHandle[Any, BatchJobResult], BatchJobInput, JobFiles]:
+    """Plan the job's locations, copy a local input to BATCH_STORE if set, start the workflow."""
+    workflow_id = args.id or new_workflow_id(args.file)
+    files = plan_job_files(args.file, args.output, args.errors, job_folder(workflow_id))
+    job = build_input(args, files)
+    if files.upload is not None:
+        print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
+    await upload_input(files)
+    try:
+        handle = await start_job(client, job, workflow_id)
+    except BaseException:
+        await remove_job_copies(files)
+        raise
+    return handle, job, files
+
+
+def print_locations(job: BatchJobInput, workflow_id: str, out: TextIO) -> None:
+    output, errors = job.output_paths_for(workflow_id)
+    print(f"results: {output}\nerrors:  {errors}", file=out)
 
 
 def summarise(result: BatchJobResult, link: str) -> str:
@@ -98,28 +132,54 @@ def failure_text(exc: WorkflowFailureError) -> str:
 
 
 async def cmd_run(args: argparse.Namespace, client: Client) -> int:
-    job = build_input(args)
-    handle = await start_job(client, job, args.id)
+    handle, job, files = await start_with_files(args, client)
     link = web_ui_link(client, handle.id)
     print(f"started {handle.id}\nweb ui:  {link}", file=sys.stderr)
+    if files.bring_back:
+        print_locations(job, handle.id, sys.stderr)
     follower = asyncio.create_task(follow(handle, sys.stderr, args.refresh_seconds))
     try:
         result = await result_through_outages(handle, args.refresh_seconds)
     except WorkflowFailureError as exc:
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
+        if not args.keep_remote:
+            await remove_job_copies(files)
         return EXIT_FAILED
     finally:
         follower.cancel()
         with suppress(asyncio.CancelledError, TemporalError):
             await follower
+    if files.bring_back and not args.keep_remote:
+        try:
+            result = await _results_brought_back(result, files)
+        except (LocationError, StorageUnavailable) as exc:
+            print(summarise(result, link))
+            print(
+                f"bringing the results back failed, they stay in the store: {exc}", file=sys.stderr
+            )
+            return EXIT_FAILED
     print(summarise(result, link))
     return exit_code(result)
 
 
+async def _results_brought_back(result: BatchJobResult, files: JobFiles) -> BatchJobResult:
+    """The result with the local paths the results were written to; the store's copies removed."""
+    brought = await bring_back(files)
+    await remove_job_copies(files)
+    local = {t.remote: str(t.local) for t in brought}
+    return result.model_copy(
+        update={
+            "output_path": local.get(result.output_path, result.output_path),
+            "errors_path": local.get(result.errors_path, result.errors_path),
+        }
+    )
+
+
 async def cmd_start(args: argparse.Namespace, client: Client) -> int:
-    handle = await start_job(client, build_input(args), args.id)
+    handle, job, _ = await start_with_files(args, client)
     print(handle.id)
-    print(f"web ui: {web_ui_link(client, handle.id)}", file=sys.stderr)
+    print(f"web ui:  {web_ui_link(client, handle.id)}", file=sys.stderr)
+    print_locations(job, handle.id, sys.stderr)
     return EXIT_OK
 
 

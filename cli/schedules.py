@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 
 from temporalio.client import (
     Client,
@@ -23,9 +24,19 @@ from cli.durations import format_every, parse_every
 from cli.environment import location, storage, task_queue
 from cli.exits import EXIT_OK, UsageError
 from cli.job_input import build_input
+from cli.locations import (
+    JobFiles,
+    Transfer,
+    batch_store,
+    checked_uri,
+    existing_local,
+    is_uri,
+    plan_job_files,
+)
+from cli.transfers import remove_job_copies, upload_input
+from contracts.constants import ENV_BATCH_STORE
 from contracts.job import WORKFLOW_ID_PLACEHOLDER, BatchJobInput
 from contracts.names import WORKFLOW_NAME
-from storage import LocalStorage
 
 OVERLAP_POLICIES = {
     "skip": ScheduleOverlapPolicy.SKIP,
@@ -36,11 +47,19 @@ OVERLAP_POLICIES = {
 OVERLAP_NAMES = {policy: name for name, policy in OVERLAP_POLICIES.items()}
 
 
-def _scheduled_location(store: LocalStorage, raw: str | None, default: str, flag: str) -> str:
+def _scheduled_location(raw: str | None, default: str, flag: str, store: str | None) -> str:
     """A results location for scheduled runs: it must name each run apart."""
     if raw is None:
         return default
-    scheduled = location(store, raw)
+    if is_uri(raw):
+        scheduled = checked_uri(raw, flag)
+    elif store is not None:
+        raise UsageError(
+            f"{flag} {raw}: scheduled runs with {ENV_BATCH_STORE} keep their results in the "
+            f"store; give {flag} as a URI, or leave it out"
+        )
+    else:
+        scheduled = location(storage(), raw)
     if WORKFLOW_ID_PLACEHOLDER not in scheduled:
         raise UsageError(
             f"{flag} {raw!r}: every scheduled run would overwrite the last one's file; "
@@ -50,20 +69,34 @@ def _scheduled_location(store: LocalStorage, raw: str | None, default: str, flag
     return scheduled
 
 
-def build_schedule(args: argparse.Namespace) -> Schedule:
-    """The schedule: one BatchJobWorkflow per action, results under the run's workflow id."""
-    store = storage()
-    stem = location(store, args.file)
-    stem = stem[: -len(".jsonl")] if stem.endswith(".jsonl") else stem
-    job = build_input(
-        args,
-        output=_scheduled_location(
-            store, args.output, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.output.jsonl", "--output"
+def schedule_files(args: argparse.Namespace) -> JobFiles:
+    """The input every run reads (copied once to BATCH_STORE if local and set), results per run."""
+    store = batch_store()
+    upload: Transfer | None = None
+    if store is not None and not is_uri(args.file):
+        local = existing_local(args.file)
+        folder = f"{store}/schedules/{args.name}.{uuid.uuid4().hex[:8]}"
+        upload = Transfer(local, f"{folder}/input.jsonl")
+        input_path = upload.remote
+    else:
+        input_path = plan_job_files(args.file, None, None, "").input_path
+    stem = input_path[: -len(".jsonl")] if input_path.endswith(".jsonl") else input_path
+    return JobFiles(
+        input_path,
+        _scheduled_location(
+            args.output, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.output.jsonl", "--output", store
         ),
-        errors=_scheduled_location(
-            store, args.errors, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.errors.jsonl", "--errors"
+        _scheduled_location(
+            args.errors, f"{stem}.{WORKFLOW_ID_PLACEHOLDER}.errors.jsonl", "--errors", store
         ),
+        upload,
     )
+
+
+def build_schedule(args: argparse.Namespace) -> tuple[Schedule, JobFiles]:
+    """The schedule: one BatchJobWorkflow per action, results under the run's workflow id."""
+    files = schedule_files(args)
+    job = build_input(args, files)
     if args.cron is not None:
         spec = ScheduleSpec(cron_expressions=[args.cron], time_zone_name=args.time_zone)
     else:
@@ -79,7 +112,7 @@ def build_schedule(args: argparse.Namespace) -> Schedule:
         spec=spec,
         policy=SchedulePolicy(overlap=OVERLAP_POLICIES[args.overlap]),
         state=ScheduleState(note=args.note or f"created by starter.py for {args.file}"),
-    )
+    ), files
 
 
 def describe_spec(spec: ScheduleSpec) -> str:
@@ -93,10 +126,14 @@ def describe_spec(spec: ScheduleSpec) -> str:
 
 
 async def cmd_schedule_create(args: argparse.Namespace, client: Client) -> int:
-    schedule = build_schedule(args)
+    schedule, files = build_schedule(args)
+    await upload_input(files)
     try:
         await client.create_schedule(args.name, schedule)
-    except ScheduleAlreadyRunningError as exc:
+    except BaseException as exc:
+        await remove_job_copies(files)
+        if not isinstance(exc, ScheduleAlreadyRunningError):
+            raise
         raise UsageError(
             f"schedule {args.name!r} already exists (python starter.py schedule delete "
             f"{args.name} first)"
@@ -108,6 +145,8 @@ async def cmd_schedule_create(args: argparse.Namespace, client: Client) -> int:
     print(f"runs:    workflow ids {args.name}-<time>, on task queue {task_queue()}")
     print(f"results: {job.resolved_output_path}")
     print(f"errors:  {job.resolved_errors_path}")
+    if files.upload is not None:
+        print(f"input:   {files.upload.remote} (copy of {files.upload.local})")
     return EXIT_OK
 
 

@@ -15,3 +15,7 @@ ENV_WEB_UI = "TEMPORAL_WEB_UI"
 # Root of the claim-check store: input and result locations in workflow inputs
 # are relative to it, on the starter's machine and on every worker's.
 ENV_DATA_DIR = "BATCH_DATA_DIR"
+
+# Object-store folder (s3://bucket/prefix, az://container/prefix, gs://...) the
+# starter copies local inputs to, and brings results back from: no shared disk.
+ENV_BATCH_STORE = "BATCH_STORE"

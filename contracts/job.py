@@ -91,20 +91,27 @@ class InputLimits(_Input):
 
 
 class BatchJobInput(_Input):
-    input_path: str = Field(description="Location of the JSONL input, relative to BATCH_DATA_DIR.")
+    input_path: str = Field(
+        description=(
+            "Location of the JSONL input: s3://bucket/key, az://container/blob, gs://bucket/key, "
+            "a file:// URI, or a path relative to the workers' BATCH_DATA_DIR."
+        )
+    )
     endpoint: str = "/v1/chat/completions"
     completion_window: str = COMPLETION_WINDOW
     output_path: str | None = Field(
         default=None,
         description=(
-            "Where successful responses go; default <input>.output.jsonl. "
+            "Where successful responses go (a location like input_path); default "
+            "<input>.output.jsonl, beside the input. "
             "{workflow_id} is replaced by the run's workflow id."
         ),
     )
     errors_path: str | None = Field(
         default=None,
         description=(
-            "Where failed and unfinished requests go; default <input>.errors.jsonl. "
+            "Where failed and unfinished requests go (a location like input_path); default "
+            "<input>.errors.jsonl, beside the input. "
             "{workflow_id} is replaced by the run's workflow id."
         ),
     )

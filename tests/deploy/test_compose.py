@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
+import obstore
 import pytest
 import yaml
 from temporalio.envconfig import ClientConfig, ClientConfigProfile
@@ -25,6 +26,7 @@ import contracts.constants as constants
 import contracts.names as names
 import gateway.settings as gateway_settings
 from emulator import knobs as emulator_knobs
+from storage.objects import ALLOW_HTTP_ENV_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -47,6 +49,9 @@ WORKER = "worker"
 STARTER = "starter"
 KONG_CONFIG = "kong-config"
 KONG = "kong"
+MINIO = "minio"
+MINIO_SETUP = "minio-setup"
+MINIO_SCRIPT = ROOT / "deploy" / "minio" / "create-bucket.sh"
 
 # Environment variables temporalio.envconfig reads (sdk-core
 # crates/common/src/envconfig.rs); TEMPORAL_GRPC_META_* is a prefix.
@@ -77,6 +82,20 @@ DECK_ENV_REF = re.compile(r'^\$\{\{\s*env\s+"(DECK_[A-Z0-9_]+)"\s*\}\}$')
 SECRET_FIELDS = frozenset(
     {"header_value", "param_value", "key", "password", "token", "api_key", "secret"}
 )
+# Environment names that hold a secret: their value must come from the shell.
+SECRET_ENV_NAME = re.compile(r"KEY|SECRET|PASSWORD|PWD|TOKEN|LICENSE")
+# Development credentials of Temporal's database, which is not published to the host.
+LOCAL_DATABASE_SECRETS = frozenset({"POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD"})
+
+
+def object_store_env_names() -> frozenset[str]:
+    """The environment obstore's stores document reading, plus our plain-HTTP opt-in."""
+    stubs = Path(obstore.__file__).parent / "_store"
+    documented = set()
+    for stub in stubs.glob("*.pyi"):
+        documented |= set(re.findall(r"`((?:AWS|AZURE|GOOGLE)_[A-Z0-9_]+)`", stub.read_text()))
+    assert {"AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL", "AZURE_STORAGE_ACCOUNT_NAME"} <= documented
+    return frozenset(documented | {n for names in ALLOW_HTTP_ENV_NAMES.values() for n in names})
 
 
 # --- helpers -------------------------------------------------------------------
@@ -95,7 +114,12 @@ def code_env_names() -> frozenset[str]:
 
 
 def is_known_env_name(name: str) -> bool:
-    return name in code_env_names() or name in ENVCONFIG_NAMES or name.startswith(ENVCONFIG_PREFIX)
+    return (
+        name in code_env_names()
+        or name in ENVCONFIG_NAMES
+        or name.startswith(ENVCONFIG_PREFIX)
+        or name in object_store_env_names()
+    )
 
 
 _INTERPOLATION = re.compile(
@@ -344,7 +368,11 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert digest or tag, f"{name}: image {image} has no tag"
         assert tag != "latest", f"{name}: image {image} uses latest"
         if not digest:
-            assert tag and re.search(r"\d+\.\d+", tag), f"{name}: {image} is not a version tag"
+            # x.y versions, or MinIO's dated releases (RELEASE.2025-09-07T16-13-09Z).
+            version = re.search(r"\d+\.\d+", tag or "") or re.fullmatch(
+                r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z", tag or ""
+            )
+            assert version, f"{name}: {image} is not a version tag"
 
 
 def test_temporal_server_and_admin_tools_share_a_version(
@@ -586,8 +614,8 @@ def test_starter_runs_the_cli_with_the_workers_temporal_settings(
     assert starter.get("profiles") == ["tools"]
     argv = command_argv(starter.get("entrypoint"))
     assert argv == ["python", "/app/starter.py"]
-    # Relative paths on its command line are relative to the shared data directory.
-    assert starter["working_dir"] == service_env(starter)[constants.ENV_DATA_DIR]
+    # It runs in the folder of the compose file: local inputs there, results back there.
+    assert (".", starter["working_dir"]) in volume_mounts(starter)
     assert starter["image"] == services[WORKER]["image"]
     env = service_env(starter)
     worker_env = service_env(services[WORKER])
@@ -602,30 +630,105 @@ def test_starter_runs_the_cli_with_the_workers_temporal_settings(
     assert not any(name.startswith("GATEWAY_") for name in env)
 
 
-def test_inputs_and_results_share_one_volume_at_data(
+def test_workers_are_replicas_that_share_no_volume(services: dict[str, dict[str, Any]]) -> None:
+    worker = services[WORKER]
+    assert worker["deploy"]["replicas"] >= 2
+    assert volume_mounts(worker) == [], "workers keep job files in the object store, not on disk"
+    assert constants.ENV_DATA_DIR not in service_env(worker)
+    # One metrics port on the host per replica.
+    [ports] = worker["ports"]
+    first, last = (int(p) for p in ports.split(":")[0].split("-"))
+    assert last - first + 1 >= worker["deploy"]["replicas"]
+
+
+def test_workers_and_starter_reach_minio_through_the_standard_aws_names(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    minio = services[MINIO]
+    for name in (WORKER, STARTER):
+        env = service_env(services[name])
+        endpoint = urlsplit(interpolate(env["AWS_ENDPOINT_URL"] or ""))
+        assert (endpoint.scheme, endpoint.hostname) == ("http", MINIO)
+        assert endpoint.port in container_ports(minio)
+        assert interpolate(env["AWS_ALLOW_HTTP"] or "") == "true", (
+            "MinIO in the stack is plain HTTP"
+        )
+        assert interpolate(env["AWS_REGION"] or "")
+        # Keys pass through from the shell: no value in this file.
+        assert env["AWS_ACCESS_KEY_ID"] is None and env["AWS_SECRET_ACCESS_KEY"] is None
+        assert interpolate(env[constants.ENV_BATCH_STORE] or "").startswith("s3://")
+        assert depends_on(services[name])[MINIO_SETUP] == "service_completed_successfully"
+    # MinIO's root user is that same pair, required from the shell.
+    minio_env = service_env(minio)
+    assert (minio_env["MINIO_ROOT_USER"] or "").startswith("${AWS_ACCESS_KEY_ID:?")
+    assert (minio_env["MINIO_ROOT_PASSWORD"] or "").startswith("${AWS_SECRET_ACCESS_KEY:?")
+    with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID"):
+        interpolate(minio_env["MINIO_ROOT_USER"] or "")
+    assert 9000 in container_ports(minio)
+    assert " ".join(command_argv(minio["healthcheck"]["test"])) == "CMD mc ready local"
+
+
+def test_minio_setup_creates_the_bucket_batch_store_names(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    setup = services[MINIO_SETUP]
+    assert split_image(setup["image"])[0] == "minio/mc"
+    assert split_image(services[MINIO]["image"])[0] == "minio/minio"
+    assert depends_on(setup) == {MINIO: "service_healthy"}
+    assert host_path_for(setup, "/scripts/create-bucket.sh") == MINIO_SCRIPT
+    script = script_of(setup)
+    commands = list(shell_commands(script))
+    assert 'BUCKET="${STORE#s3://}"' in commands and 'BUCKET="${BUCKET%%/*}"' in commands
+    assert 'mc mb --ignore-existing "store/$BUCKET"' in commands
+    assert any('"$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"' in c for c in commands)
+    setup_env, worker_env = service_env(setup), service_env(services[WORKER])
+    for name in (constants.ENV_BATCH_STORE, "AWS_ENDPOINT_URL"):
+        assert setup_env[name] == worker_env[name], f"{name}: the bucket made is not the one used"
+
+
+def test_no_literal_secrets_in_the_compose_file(services: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for service_name, service in services.items():
+        for name, value in service_env(service).items():
+            if not SECRET_ENV_NAME.search(name) or name in LOCAL_DATABASE_SECRETS:
+                continue
+            checked += 1
+            assert value is None or re.fullmatch(r"\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}", value), (
+                f"{service_name}: {name} holds a literal value"
+            )
+            if value is not None and ":?" not in value:
+                assert interpolate(value) == "", f"{service_name}: {name} has a default value"
+    assert checked >= 10, "no secret found: is the check still looking?"
+
+
+def test_emulator_keeps_its_own_state(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
-    sources = set()
-    for name in (EMULATOR, WORKER, STARTER):
-        mounts = dict((target, source) for source, target in volume_mounts(services[name]))
-        assert "/data" in mounts, f"{name} does not mount /data"
-        sources.add(mounts["/data"])
-    assert len(sources) == 1
-    (volume,) = sources
-    assert volume in compose["volumes"]
-    # Locations in workflow inputs are relative to BATCH_DATA_DIR on both sides.
-    for name in (WORKER, STARTER):
-        assert service_env(services[name])[constants.ENV_DATA_DIR] == "/data", name
+    mounts = {target: source for source, target in volume_mounts(services[EMULATOR])}
+    assert mounts["/data"] in compose["volumes"]
     emulator_argv = command_argv(services[EMULATOR]["command"])
     data_dir = PurePosixPath(emulator_argv[emulator_argv.index("--data-dir") + 1])
     assert PurePosixPath("/data") in data_dir.parents
+    for name, service in services.items():
+        if name != EMULATOR:
+            assert mounts["/data"] not in {src for src, _ in volume_mounts(service)}, name
 
 
 def test_only_the_stack_services_run_without_a_profile(
     services: dict[str, dict[str, Any]],
 ) -> None:
     default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {POSTGRES, SCHEMA_SETUP, SERVER, NAMESPACE_SETUP, UI, EMULATOR, WORKER}
+    assert default == {
+        POSTGRES,
+        SCHEMA_SETUP,
+        SERVER,
+        NAMESPACE_SETUP,
+        UI,
+        EMULATOR,
+        MINIO,
+        MINIO_SETUP,
+        WORKER,
+    }
 
 
 # --- kong profile --------------------------------------------------------------
