@@ -23,11 +23,13 @@ from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.results import CollectedFiles, collect_results, read_input_ids
 from activities.validation import validate_jsonl
+from activities.watch import Watch
 from contracts.job import BatchCounts
 from contracts.names import FAILURE_BATCH_NOT_CHANGED, FAILURE_INPUT_CHANGED, JOB_KEY_METADATA
 from contracts.steps import (
     AwaitChangeRequest,
     BatchSnapshot,
+    BatchWatch,
     CancelBatchRequest,
     CollectedResults,
     CollectResultsRequest,
@@ -36,6 +38,7 @@ from contracts.steps import (
     UploadedInput,
     UploadInputRequest,
     ValidateInputRequest,
+    WatchBatchRequest,
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, RouteNotSupportedError
@@ -62,6 +65,9 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
         created_at=batch.created_at,
         errors=[e.describe() for e in batch.errors.data],
         adopted=adopted,
+        in_progress_at=batch.in_progress_at,
+        finalizing_at=batch.finalizing_at,
+        cancelling_at=batch.cancelling_at,
     )
 
 
@@ -257,8 +263,19 @@ class BatchActivities:
         return mine
 
     @activity.defn
+    async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
+        """Poll inside one attempt until there is news; see activities.watch."""
+        watch = Watch(request, self._read_batch)
+        async with temporal_failures(), heartbeating(watch.details):
+            return await watch.run()
+
+    async def _read_batch(self, batch_id: str) -> BatchSnapshot:
+        return snapshot(await self.client.get_batch(batch_id))
+
+    @activity.defn
     async def await_status_change(self, request: AwaitChangeRequest) -> BatchSnapshot:
-        """One poll. Unchanged, it fails on purpose and Temporal retries it after poll_seconds.
+        """One poll, for jobs started before watch_batch: unchanged, it fails on purpose
+        and Temporal retries it after poll_seconds.
 
         Retries are not written to history, so a 24h wait costs the same few
         events as a 10 minute one; the last poll's batch is in the heartbeat
@@ -399,6 +416,7 @@ class BatchActivities:
             self.upload_input,
             self.create_batch,
             self.await_status_change,
+            self.watch_batch,
             self.collect_results,
             self.cancel_batch,
         ]

@@ -23,6 +23,8 @@ ACTIVITY_VALIDATE_INPUT = "validate_input"
 ACTIVITY_UPLOAD_INPUT = "upload_input"
 ACTIVITY_CREATE_BATCH = "create_batch"
 ACTIVITY_AWAIT_STATUS_CHANGE = "await_status_change"
+"""Kept for jobs started before watch_batch (their histories poll by retries)."""
+ACTIVITY_WATCH_BATCH = "watch_batch"
 ACTIVITY_COLLECT_RESULTS = "collect_results"
 ACTIVITY_CANCEL_BATCH = "cancel_batch"
 

@@ -1,15 +1,19 @@
 """BatchJobWorkflow: one JSONL file through one gateway batch, durably.
 
 prepare (validate, upload) -> create -> wait until terminal -> judge -> collect.
-The wait costs a handful of history events whatever its length: each phase is
-one activity that Temporal retries every poll interval until the status moves,
-and the phase's deadline is that activity's schedule-to-close timeout.
+The wait is a watch activity that polls inside one attempt and returns only
+when there is news (see activities.watch), so its history is bounded whatever
+its length, and a healthy wait shows no failure. A phase's deadline runs from
+the gateway's own timestamps; past it, the batch is read again before the job
+acts. Jobs started before the watch existed keep the retry-as-poll wait
+(await_status_change) through workflow.patched(PATCH_WATCH).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -29,6 +33,7 @@ from workflows import metrics, step_options
 from workflows.outcome import Outcome, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
+from workflows.summaries import summary
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -52,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.steps import (
         AwaitChangeRequest,
         BatchSnapshot,
+        BatchWatch,
         CancelBatchRequest,
         CollectedResults,
         CollectResultsRequest,
@@ -60,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         UploadedInput,
         UploadInputRequest,
         ValidateInputRequest,
+        WatchBatchRequest,
     )
     from gateway.models import BatchStatus
 
@@ -68,6 +75,14 @@ BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+
+PATCH_WATCH = "watch-batch-in-one-activity"
+# What a watch returns for besides a status change, capped so the history of a
+# job stays bounded (docs/reliability.md states the bound).
+PROGRESS_STEP = 0.05
+MAX_PROGRESS_REPORTS = 20
+MAX_ERROR_REPORTS = 3
+ERROR_REPORT_AFTER = timedelta(minutes=5)
 
 
 class _DeadlineExceeded(Exception):
@@ -91,6 +106,10 @@ class BatchJobWorkflow:
         self._progress = JobProgress()
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
+        self._watching = False
+        self._first_seen: dict[BatchStatus, datetime] = {}
+        self._progress_reports = 0
+        self._error_reports = 0
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
@@ -192,6 +211,7 @@ class BatchJobWorkflow:
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
         """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""
         self._set_phase(JobPhase.WAITING)
+        self._watching = workflow.patched(PATCH_WATCH)
         wait_started = workflow.now()
         try:
             outcome = Outcome(await self._wait_until_terminal(batch))
@@ -205,8 +225,7 @@ class BatchJobWorkflow:
                 assert isinstance(exc, ActivityError)
                 # The gateway stopped answering for good (a revoked key, the batch
                 # gone): never leave a billing batch unwatched without saying so.
-                await self._abandon(self._last_seen or batch, exc)
-                raise
+                raise await self._abandon(self._last_seen or batch, exc) from None
             settled, note = await self._cancel_and_settle(
                 self._last_seen or batch, run_on_if_uncancellable=True
             )
@@ -231,7 +250,14 @@ class BatchJobWorkflow:
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
-                raise
+                assert isinstance(exc, ActivityError)
+                error = exc.cause or exc
+                raise ApplicationError(
+                    f"collecting {_files(outcome.batch)} failed: {error}; the batch has "
+                    "ended and no longer bills: its files stay at the gateway",
+                    type=error.type if isinstance(error, ApplicationError) else None,
+                    non_retryable=True,
+                ) from None
             # The batch has ended and is paid for: its results are worth the wait.
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
@@ -269,6 +295,8 @@ class BatchJobWorkflow:
         return batch
 
     async def _await_change(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+        if self._watching:
+            return await self._watch(batch, limit)
         poll = self._job.poll_interval
         try:
             changed = await self._step(
@@ -286,6 +314,70 @@ class BatchJobWorkflow:
             raise
         self._observe(changed)
         return changed
+
+    async def _watch(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+        """Until the status changes; past the phase's deadline, read again, then give up.
+
+        The deadline runs from when the gateway says the batch entered its
+        status (or, where it does not say, when the job first saw it), so a
+        job whose workers were away longer than the deadline still finds a
+        batch that moved on or finished, and cancels only one really stuck.
+        """
+        status = batch.status
+        while True:
+            deadline = self._phase_deadline(batch, limit)
+            now = workflow.now()
+            if now >= deadline:
+                batch = await self._watch_once(batch, deadline, return_by=now)
+                still = batch.status == status and not batch.status.is_terminal
+                if still and workflow.now() >= self._phase_deadline(batch, limit):
+                    raise _DeadlineExceeded(status, limit, batch)
+            else:
+                refresh = now + step_options.WATCH_REFRESH
+                batch = await self._watch_once(batch, deadline, return_by=min(deadline, refresh))
+            if batch.status != status or batch.status.is_terminal:
+                return batch
+
+    async def _watch_once(
+        self, batch: BatchSnapshot, deadline: datetime, *, return_by: datetime
+    ) -> BatchSnapshot:
+        self._progress.deadline = deadline
+        self._progress.phase_since = self._phase_start(batch)
+        counts = batch.counts
+        report_every = None
+        if counts is not None and counts.total and self._progress_reports < MAX_PROGRESS_REPORTS:
+            report_every = max(1, math.ceil(counts.total * PROGRESS_STEP))
+        report_errors = self._error_reports < MAX_ERROR_REPORTS
+        watched: BatchWatch = await self._step(
+            BatchActivities.watch_batch,
+            WatchBatchRequest(
+                batch=batch,
+                poll_seconds=self._job.poll_interval.total_seconds(),
+                return_by=return_by,
+                report_every=report_every,
+                report_error_after_seconds=(
+                    ERROR_REPORT_AFTER.total_seconds() if report_errors else None
+                ),
+            ),
+            step_options.WATCH,
+        )
+        seen = watched.batch
+        if watched.gateway_error is not None:
+            self._error_reports += 1
+        elif seen.status == batch.status and seen.finished != batch.finished:
+            self._progress_reports += 1
+        self._progress.gateway_error = watched.gateway_error
+        self._observe(seen)
+        return seen
+
+    def _phase_start(self, batch: BatchSnapshot) -> datetime:
+        stamp = batch.phase_started_at()
+        if stamp is not None:
+            return datetime.fromtimestamp(stamp, tz=UTC)
+        return self._first_seen.setdefault(batch.status, workflow.now())
+
+    def _phase_deadline(self, batch: BatchSnapshot, limit: timedelta) -> datetime:
+        return self._phase_start(batch) + limit
 
     async def _cancel(self, batch_id: str | None) -> BatchSnapshot | None:
         return await self._step(
@@ -331,16 +423,21 @@ class BatchJobWorkflow:
             return batch, f"batch {batch.id} was still {batch.status} after {limit}"
         return batch, None
 
-    async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> None:
-        """Best effort before failing: cancel the batch, so it stops billing, and say which."""
-        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {cause.cause or cause}")
+    async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> ApplicationError:
+        """Best effort before failing: cancel the batch, so it stops billing; the failure
+        names the batch, its files, and whether it may still be billing."""
+        error = cause.cause or cause
+        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {error}")
         try:
             await self._cancel(batch.id)
-            note = f"batch {batch.id} was cancelled"
+            note = "it was cancelled and no longer bills"
         except ActivityError:
-            note = f"batch {batch.id} could not be cancelled: cancel it at the gateway"
-        workflow.logger.error("giving up on batch %s: %s; %s", batch.id, cause.cause, note)
-        self._set_phase(JobPhase.DONE, reason=f"{cause.cause or cause}; {note}")
+            note = "it could not be cancelled and may still be billing: cancel it at the gateway"
+        message = f"{error}; giving up on {_files(batch)}: {note}"
+        workflow.logger.error("%s", message)
+        self._set_phase(JobPhase.DONE, reason=message)
+        failure_type = error.type if isinstance(error, ApplicationError) else None
+        return ApplicationError(message, type=failure_type, non_retryable=True)
 
     # -- one activity step, and what the job shows ----------------------------------------
 
@@ -358,10 +455,15 @@ class BatchJobWorkflow:
             schedule_to_close_timeout=options.schedule_to_close,
             retry_policy=options.retry,
             cancellation_type=options.cancellation,
+            summary=summary(request),
         )
 
     def _observe(self, batch: BatchSnapshot) -> None:
         self._last_seen = batch
+        self._first_seen.setdefault(batch.status, workflow.now())
+        if batch.status != self._progress.batch_status:
+            self._progress.phase_since = self._phase_start(batch) if self._watching else None
+            self._progress.deadline = None
         self._progress.batch_id = batch.id
         self._progress.batch_status = batch.status
         self._progress.counts = batch.counts
@@ -379,6 +481,15 @@ class BatchJobWorkflow:
         self._progress.reason = reason
         self._progress.updated_at = workflow.now()
         workflow.set_current_details(describe(self._progress))
+
+
+def _files(batch: BatchSnapshot) -> str:
+    """The batch and its files by id, so a person can find them at the gateway."""
+    return (
+        f"batch {batch.id} ({batch.status}; input file {batch.input_file_id or 'unknown'}, "
+        f"output file {batch.output_file_id or 'none'}, "
+        f"error file {batch.error_file_id or 'none'})"
+    )
 
 
 def _joined(reason: str, note: str | None) -> str:

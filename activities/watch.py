@@ -1,0 +1,100 @@
+"""Watching a running batch from inside one activity attempt.
+
+A healthy wait is one attempt that reads the batch every poll interval and
+heartbeats what it saw, so the Web UI shows attempt 1, no failure, and live
+counts in the heartbeat details. It returns only when the workflow has
+something to act on, which is what bounds the job's history: a status
+change, a step of progress, the phase's deadline or a refresh time, or a
+gateway that has kept failing for a while. A gateway that fails retryably is
+read again inside the loop; one that refuses for good (a revoked key) fails
+the attempt with the gateway's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from temporalio import activity
+
+from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
+from gateway.errors import GatewayError
+
+# The longest pause between reads of a failing gateway, unless it asks for longer.
+MAX_ERROR_BACKOFF_SECONDS = 120.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Watch:
+    """One attempt's loop; the batch read and the clock are given, so tests can script them."""
+
+    def __init__(
+        self,
+        request: WatchBatchRequest,
+        read: Callable[[str], Awaitable[BatchSnapshot]],
+        *,
+        now: Callable[[], datetime] = _now,
+    ) -> None:
+        self.request = request
+        self._read = read
+        self._now = now
+        self.last = BatchWatch(batch=request.batch)
+        self._failing_since: datetime | None = None
+        self._failures = 0
+
+    def details(self) -> BatchWatch:
+        """What the heartbeat carries: the last batch seen and any gateway error since."""
+        return self.last
+
+    async def run(self) -> BatchWatch:
+        request = self.request
+        polls = 0
+        while True:
+            polls += 1
+            try:
+                batch = await self._read(request.batch.id)
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+                if self._failed_long_enough(exc, polls):
+                    return self.last
+                await asyncio.sleep(self._error_delay(exc))
+                continue
+            self._failing_since, self._failures = None, 0
+            self.last = BatchWatch(batch=batch, polls=polls)
+            if self._worth_reporting(batch):
+                return self.last
+            await asyncio.sleep(request.poll_seconds)
+
+    def _worth_reporting(self, batch: BatchSnapshot) -> bool:
+        known = self.request.batch
+        if batch.status != known.status or batch.status.is_terminal:
+            return True
+        step = self.request.report_every
+        if step is not None and batch.finished - known.finished >= step:
+            return True
+        return self._now() >= self.request.return_by
+
+    def _failed_long_enough(self, exc: GatewayError, polls: int) -> bool:
+        """Record a retryable failure; True when the workflow should hear of it now.
+
+        A deadline that passes meanwhile waits for a read that works: the job
+        never acts on a batch it could not read.
+        """
+        now = self._now()
+        self._failures += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        activity.logger.warning("reading batch %s failed: %s", self.request.batch.id, exc.message)
+        self.last = BatchWatch(batch=self.last.batch, gateway_error=exc.message, polls=polls)
+        after = self.request.report_error_after_seconds
+        failing_for = (now - self._failing_since).total_seconds()
+        return after is not None and failing_for >= after
+
+    def _error_delay(self, exc: GatewayError) -> float:
+        backoff = min(self.request.poll_seconds, MAX_ERROR_BACKOFF_SECONDS, 2.0**self._failures)
+        return max(backoff, exc.retry_after or 0.0)
