@@ -1,0 +1,144 @@
+"""watch_batch: one attempt that polls inside, against the real emulator over HTTP.
+
+What a person sees of a healthy wait is this attempt: it must not fail while
+the batch is merely busy, must heartbeat what it saw, and must return when the
+workflow has something to act on.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError
+
+from activities.batch_activities import BatchActivities
+from activities.watch import Watch
+from contracts.job import BatchCounts
+from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
+from gateway.client import GatewayClient
+from gateway.errors import RetryableGatewayError
+from storage import LocalStorage
+from tests.activities.conftest import settings_for
+from tests.activities.helpers import ActivityRunner, chat_file
+from tests.activities.test_batch_activities import Job
+from tests.support.emulator import EmulatorProcess
+
+
+@pytest.fixture
+def job(
+    request: pytest.FixtureRequest,
+    runner: ActivityRunner,
+    acts: BatchActivities,
+    storage: LocalStorage,
+) -> Job:
+    return Job(runner, acts, storage, key=f"watch-{request.node.name}-{time.time_ns()}")
+
+
+def watch_request(
+    batch: BatchSnapshot, *, within: float = 20.0, **fields: object
+) -> WatchBatchRequest:
+    return WatchBatchRequest.model_validate(
+        {
+            "batch": batch,
+            "poll_seconds": 0.02,
+            "return_by": datetime.now(UTC) + timedelta(seconds=within),
+            **fields,
+        }
+    )
+
+
+async def test_a_busy_batch_is_watched_inside_one_attempt_until_its_status_moves(
+    job: Job, emu: EmulatorProcess
+) -> None:
+    emu.set_knobs(force_outcome="stuck_validating")
+    batch = await job.submit(chat_file(4))
+    assert batch.status == "validating"
+    job.runner.heartbeats.clear()
+
+    # Stuck: the watch comes back at its return time with the batch it read, not a failure.
+    stuck = await job.runner.run(
+        job.acts.watch_batch, watch_request(batch, within=0.3, report_every=1)
+    )
+    assert (stuck.batch.id, stuck.batch.status) == (batch.id, "validating")
+    assert stuck.polls > 1, "read again every poll interval inside the attempt"
+    assert stuck.gateway_error is None
+    beats = [details for details in job.runner.heartbeats if details]
+    assert beats and all(isinstance(d[0], BatchWatch) for d in beats)
+    assert beats[-1][0].batch.id == batch.id
+
+    emu.force(batch.id, "none")
+    moved = await job.runner.run(job.acts.watch_batch, watch_request(stuck.batch))
+    assert moved.batch.status != "validating"
+    assert moved.batch.counts is not None and moved.batch.counts.total == 4
+
+
+async def test_a_failing_gateway_is_read_again_inside_and_reported_after_a_while(
+    job: Job, emu: EmulatorProcess
+) -> None:
+    emu.set_knobs(force_outcome="stuck_validating")
+    batch = await job.submit(chat_file(2))
+    emu.set_knobs(error_rate=1.0, error_statuses=[503])
+
+    watched = await job.runner.run(
+        job.acts.watch_batch, watch_request(batch, report_error_after_seconds=0.2)
+    )
+
+    assert watched.batch == batch, "the last batch it could read"
+    assert watched.gateway_error is not None and "503" in watched.gateway_error
+    assert watched.polls > 1
+
+
+async def test_a_revoked_key_fails_the_watch_at_once_without_showing_the_key(
+    emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage
+) -> None:
+    right, wrong = "right-key-5f1c9e0a77", "revoked-key-SECRET-d41d8cd98f"
+    emu.set_knobs(auth_header="apikey", auth_key=right)
+    async with GatewayClient(settings_for(emu, api_key=SecretStr(wrong))) as client:
+        acts = BatchActivities(client, storage)
+        known = BatchSnapshot(id="batch_x", status="in_progress")
+        with pytest.raises(ApplicationError) as caught:
+            await runner.run(acts.watch_batch, watch_request(known))
+    error = caught.value
+    assert error.type == "AuthenticationError"
+    assert error.non_retryable
+    assert "401" in error.message
+    assert wrong not in error.message and right not in error.message
+
+
+def batch_with(finished: int, status: str = "in_progress") -> BatchSnapshot:
+    return BatchSnapshot(
+        id="batch_1", status=status, counts=BatchCounts(total=100, completed=finished)
+    )
+
+
+async def test_progress_is_reported_in_steps_not_on_every_read() -> None:
+    reads = iter([batch_with(12), batch_with(14), batch_with(15), batch_with(40)])
+
+    async def read(_: str) -> BatchSnapshot:
+        return next(reads)
+
+    watch = Watch(watch_request(batch_with(10), report_every=5), read)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert watched.batch.finished == 15, "the first read 5 past what the workflow knew"
+    assert watched.polls == 3
+
+
+async def test_a_transient_error_before_the_first_read_keeps_the_known_batch() -> None:
+    outcomes: list[BatchSnapshot | Exception] = [
+        RetryableGatewayError("get batch: gateway answered 502", status_code=502),
+        batch_with(10, status="finalizing"),
+    ]
+
+    async def read(_: str) -> BatchSnapshot:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    watch = Watch(watch_request(batch_with(10)), read)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert watched.batch.status == "finalizing"
+    assert watched.gateway_error is None, "cleared by the read that worked"
