@@ -430,7 +430,7 @@ class BatchJobWorkflow:
         self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {error}")
         try:
             await self._cancel(batch.id)
-            note = "it was cancelled and no longer bills"
+            note = "its cancel was requested at the gateway, so it stops billing"
         except ActivityError:
             note = "it could not be cancelled and may still be billing: cancel it at the gateway"
         message = f"{error}; giving up on {_files(batch)}: {note}"
