@@ -59,13 +59,14 @@ from contracts.job import (
 )
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_WATCH_BATCH,
     QUERY_PROGRESS,
     SEARCH_ATTRIBUTE_BATCH_ID,
     SEARCH_ATTRIBUTE_BATCH_STATUS,
     TASK_QUEUE,
     WORKFLOW_NAME,
 )
-from contracts.steps import BatchSnapshot
+from contracts.steps import BatchSnapshot, BatchWatch
 from storage import LocalStorage, LocationError
 from temporal_client import TemporalUnreachableError, connect
 
@@ -176,7 +177,13 @@ async def live_progress(handle: WorkflowHandle[Any, Any]) -> tuple[JobProgress, 
     converter = handle._client.data_converter
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name
-        if name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
+        if name == ACTIVITY_WATCH_BATCH and pending.heartbeat_details.payloads:
+            [watched] = await converter.decode(pending.heartbeat_details.payloads, [BatchWatch])
+            if isinstance(watched, BatchWatch) and watched.batch.status == progress.batch_status:
+                progress = progress.model_copy(update={"counts": watched.batch.counts})
+            if isinstance(watched, BatchWatch) and watched.gateway_error:
+                trouble = f"gateway error, retrying: {watched.gateway_error}"
+        elif name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
             [snapshot] = await converter.decode(pending.heartbeat_details.payloads, [BatchSnapshot])
             if isinstance(snapshot, BatchSnapshot) and snapshot.status == progress.batch_status:
                 progress = progress.model_copy(update={"counts": snapshot.counts})
