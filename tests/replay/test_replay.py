@@ -20,6 +20,15 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_there_are_histories_to_replay():
     names = {path.stem for path in HISTORIES}
     assert {"succeeded_24h", "cancelled", "deadline_exceeded", "fan_out"} <= names
+    # Jobs on the watch (patch watch-batch-in-one-activity), besides those from before it.
+    assert {
+        "watch_succeeded_24h",
+        "watch_cancelled",
+        "watch_stuck_cancelled_after_outage",
+        "watch_moved_on_after_outage",
+        "watch_collect_after_outage",
+        "watch_gateway_gave_up",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
