@@ -7,7 +7,8 @@ something to act on, which is what bounds the job's history: a status
 change, a step of progress, the phase's deadline or a refresh time, or a
 gateway that has kept failing for a while. A gateway that fails retryably is
 read again inside the loop; one that refuses for good (a revoked key) fails
-the attempt with the gateway's message.
+the attempt with the gateway's message. A worker shutting down (a deploy)
+hands the watch over by returning what it last saw, rather than failing.
 """
 
 from __future__ import annotations
@@ -60,15 +61,24 @@ class Watch:
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
-                if self._failed_long_enough(exc, polls):
+                if self._failed_long_enough(exc, polls) or await self._worker_leaves(
+                    self._error_delay(exc)
+                ):
                     return self.last
-                await asyncio.sleep(self._error_delay(exc))
                 continue
             self._failing_since, self._failures = None, 0
             self.last = BatchWatch(batch=batch, polls=polls)
-            if self._worth_reporting(batch):
+            if self._worth_reporting(batch) or await self._worker_leaves(request.poll_seconds):
                 return self.last
-            await asyncio.sleep(request.poll_seconds)
+
+    @staticmethod
+    async def _worker_leaves(seconds: float) -> bool:
+        """Sleep until the next read; True if the worker began shutting down meanwhile."""
+        try:
+            await asyncio.wait_for(activity.wait_for_worker_shutdown(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _worth_reporting(self, batch: BatchSnapshot) -> bool:
         known = self.request.batch

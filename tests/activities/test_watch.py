@@ -7,6 +7,7 @@ workflow has something to act on.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -142,3 +143,23 @@ async def test_a_transient_error_before_the_first_read_keeps_the_known_batch() -
     watched = await ActivityRunner().env.run(watch.run)
     assert watched.batch.status == "finalizing"
     assert watched.gateway_error is None, "cleared by the read that worked"
+
+
+async def test_a_worker_shutting_down_hands_the_watch_over_instead_of_failing() -> None:
+    read_twice = asyncio.Event()
+    reads = 0
+
+    async def read(_: str) -> BatchSnapshot:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            read_twice.set()
+        return batch_with(11)
+
+    runner = ActivityRunner()
+    watch = Watch(watch_request(batch_with(10), within=600, report_every=5), read)
+    task = asyncio.create_task(runner.env.run(watch.run))
+    await asyncio.wait_for(read_twice.wait(), 10)
+    runner.env.worker_shutdown()
+    watched = await asyncio.wait_for(task, 10)
+    assert watched.batch.finished == 11, "what it last saw, for the next worker to go on from"
