@@ -23,7 +23,7 @@ from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.results import CollectedFiles, collect_results, read_input_ids
 from activities.validation import validate_jsonl
-from activities.watch import Watch
+from activities.watch import Watch, detach
 from contracts.job import BatchCounts
 from contracts.names import FAILURE_BATCH_NOT_CHANGED, FAILURE_INPUT_CHANGED, JOB_KEY_METADATA
 from contracts.steps import (
@@ -264,10 +264,19 @@ class BatchActivities:
 
     @activity.defn
     async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
-        """Poll inside one attempt until there is news; see activities.watch."""
+        """Poll inside one attempt until there is news, detached from the worker's slots
+        (see activities.watch); inline where there is no client (ActivityEnvironment)."""
         watch = Watch(request, self._read_batch)
-        async with temporal_failures(), heartbeating(watch.details):
-            return await watch.run()
+        info = activity.info()
+        try:
+            client = activity.client()
+        except RuntimeError:
+            async with temporal_failures(), heartbeating(watch.details):
+                return await watch.run()
+        timeout = info.heartbeat_timeout
+        every = 30.0 if timeout is None else max(0.5, timeout.total_seconds() / 2)
+        detach(client.get_async_activity_handle(task_token=info.task_token), watch, every)
+        activity.raise_complete_async()
 
     async def _read_batch(self, batch_id: str) -> BatchSnapshot:
         return snapshot(await self.client.get_batch(batch_id))

@@ -9,6 +9,14 @@ gateway that has kept failing for a while. A gateway that fails retryably is
 read again inside the loop; one that refuses for good (a revoked key) fails
 the attempt with the gateway's message. A worker shutting down (a deploy)
 hands the watch over by returning what it last saw, rather than failing.
+
+On a worker the watch runs detached (asynchronous completion): the activity
+hands its task token to a background task and returns its slot at once, so
+10,000 waiting jobs cost 10,000 small coroutines, not 10,000 of the worker's
+activity slots that uploads and downloads need. The background task
+heartbeats through the client and completes, fails or reports the cancel of
+the attempt itself; if its worker dies, the heartbeat timeout hands the
+attempt to another worker.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
+from temporalio.service import RPCError
 
+from activities.failures import gateway_failure
 from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
 from gateway.errors import GatewayError
 
@@ -108,3 +119,50 @@ class Watch:
     def _error_delay(self, exc: GatewayError) -> float:
         backoff = min(self.request.poll_seconds, MAX_ERROR_BACKOFF_SECONDS, 2.0**self._failures)
         return max(backoff, exc.retry_after or 0.0)
+
+
+# Detached watches of this worker process; referenced so they are not collected.
+_DETACHED: set[asyncio.Task[None]] = set()
+
+
+def detach(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) -> None:
+    """Run the watch after its activity returns; the caller then raises complete-async."""
+    task = asyncio.create_task(run_detached(handle, watch, heartbeat_every))
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+
+
+async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) -> None:
+    """Heartbeat what the watch saw until it ends, then settle the attempt through the client."""
+    work = asyncio.create_task(watch.run())
+    try:
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=heartbeat_every)
+                if not work.done():
+                    await _heartbeat(handle, watch)
+            result = work.result()
+        except AsyncActivityCancelledError:
+            work.cancel()
+            await handle.report_cancellation()
+        except GatewayError as exc:
+            # Not chained: the failure is recorded in history as it is given.
+            await handle.fail(gateway_failure(exc))
+        except Exception as exc:
+            await handle.fail(exc)
+        else:
+            await handle.complete(result)
+    except RPCError as exc:
+        # The attempt ended meanwhile (timed out, retried elsewhere): nothing to settle.
+        activity.logger.warning("could not settle the watch of %s: %s", watch.request.batch.id, exc)
+
+
+async def _heartbeat(handle: AsyncActivityHandle, watch: Watch) -> None:
+    try:
+        await handle.heartbeat(watch.details())
+    except RPCError as exc:
+        # Temporal unreachable for a moment: the next beat tries again; for longer,
+        # the heartbeat timeout hands the attempt to another worker.
+        activity.logger.warning(
+            "heartbeat of the watch of %s failed: %s", watch.request.batch.id, exc
+        )

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from pydantic import SecretStr
+from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
 from temporalio.exceptions import ApplicationError
 
 from activities.batch_activities import BatchActivities
-from activities.watch import Watch
+from activities.watch import Watch, run_detached
 from contracts.job import BatchCounts
 from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
 from gateway.client import GatewayClient
-from gateway.errors import RetryableGatewayError
+from gateway.errors import AuthenticationError, RetryableGatewayError
 from storage import LocalStorage
 from tests.activities.conftest import settings_for
 from tests.activities.helpers import ActivityRunner, chat_file
@@ -163,3 +166,74 @@ async def test_a_worker_shutting_down_hands_the_watch_over_instead_of_failing() 
     runner.env.worker_shutdown()
     watched = await asyncio.wait_for(task, 10)
     assert watched.batch.finished == 11, "what it last saw, for the next worker to go on from"
+
+
+class FakeHandle:
+    """What a detached watch tells Temporal, recorded; `cancel_on_beat` stands for a cancel."""
+
+    def __init__(self, cancel_on_beat: int | None = None) -> None:
+        self.beats: list[BatchWatch] = []
+        self.outcome: tuple[str, object] | None = None
+        self.cancel_on_beat = cancel_on_beat
+
+    async def heartbeat(self, details: BatchWatch) -> None:
+        self.beats.append(details)
+        if len(self.beats) == self.cancel_on_beat:
+            raise AsyncActivityCancelledError()
+
+    async def complete(self, result: object) -> None:
+        self.outcome = ("completed", result)
+
+    async def fail(self, error: Exception) -> None:
+        self.outcome = ("failed", error)
+
+    async def report_cancellation(self) -> None:
+        self.outcome = ("cancelled", None)
+
+
+def scripted_reads(
+    *outcomes: BatchSnapshot | Exception,
+) -> Callable[[str], Awaitable[BatchSnapshot]]:
+    queue = list(outcomes)
+
+    async def read(_: str) -> BatchSnapshot:
+        outcome = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return read
+
+
+async def detached(handle: FakeHandle, watch: Watch) -> None:
+    runner = ActivityRunner()  # an activity context, as the task it is started from
+    await asyncio.wait_for(
+        runner.env.run(run_detached, cast(AsyncActivityHandle, handle), watch, 0.01), 10
+    )
+
+
+async def test_a_detached_watch_heartbeats_what_it_saw_then_completes() -> None:
+    reads = scripted_reads(*[batch_with(11)] * 10, batch_with(20))
+    handle = FakeHandle()
+    await detached(handle, Watch(watch_request(batch_with(10), report_every=5), reads))
+    assert handle.beats and handle.beats[-1].batch.finished == 11
+    assert handle.outcome is not None and handle.outcome[0] == "completed"
+    result = handle.outcome[1]
+    assert isinstance(result, BatchWatch) and result.batch.finished == 20
+
+
+async def test_a_detached_watch_reports_a_cancel_and_stops_reading() -> None:
+    handle = FakeHandle(cancel_on_beat=2)
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(batch_with(10))))
+    assert handle.outcome == ("cancelled", None)
+
+
+async def test_a_detached_watch_fails_on_a_revoked_key_with_the_gateways_message() -> None:
+    revoked = AuthenticationError("get batch: gateway answered 401", status_code=401)
+    handle = FakeHandle()
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(revoked)))
+    assert handle.outcome is not None and handle.outcome[0] == "failed"
+    error = handle.outcome[1]
+    assert isinstance(error, ApplicationError)
+    assert error.type == "AuthenticationError" and error.non_retryable
+    assert "401" in error.message
