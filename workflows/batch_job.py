@@ -343,6 +343,7 @@ class BatchJobWorkflow:
     ) -> BatchSnapshot:
         self._progress.deadline = deadline
         self._progress.phase_since = self._phase_start(batch)
+        workflow.set_current_details(describe(self._progress))
         counts = batch.counts
         report_every = None
         if counts is not None and counts.total and self._progress_reports < MAX_PROGRESS_REPORTS:
