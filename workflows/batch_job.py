@@ -211,7 +211,7 @@ class BatchJobWorkflow:
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
         """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""
         self._set_phase(JobPhase.WAITING)
-        self._watching = workflow.patched(PATCH_WATCH)
+        self._watching = self._watches()
         wait_started = workflow.now()
         try:
             outcome = Outcome(await self._wait_until_terminal(batch))
@@ -234,6 +234,10 @@ class BatchJobWorkflow:
             )
         metrics.record_wait(workflow.now() - wait_started, outcome.batch.status)
         return outcome
+
+    def _watches(self) -> bool:
+        """A job whose wait began before watch_batch existed keeps polling by retries."""
+        return workflow.patched(PATCH_WATCH)
 
     async def _collect(self, outcome: Outcome, summary: InputSummary) -> CollectedResults:
         """Join the gateway's results to the input; a cancel now still gets them."""

@@ -8,20 +8,24 @@ pending activity's attempt, last failure and heartbeat), the metadata query
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from contracts.job import JobStatus
-from contracts.names import ACTIVITY_WATCH_BATCH
+from contracts.job import BatchJobInput, BatchJobResult, JobStatus
+from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, ACTIVITY_WATCH_BATCH, WORKFLOW_NAME
 from contracts.steps import BatchWatch
 from tests.workflows.fakes import REQUESTS, ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
+from workflows.batch_job import BatchJobWorkflow
 
 HOURS = 6  # polls of 10 minutes in an hour
 
@@ -195,3 +199,54 @@ async def test_a_revoked_key_fails_the_job_naming_the_batch_and_its_files(time_s
     assert "batch_1" in cause.message and "input file file-1" in cause.message
     assert "output file none" in cause.message and "error file none" in cause.message
     assert "stops billing" in cause.message
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class WorkflowBeforeTheWatch(BatchJobWorkflow):
+    """The workflow as it was before PATCH_WATCH: it waits by retries of one poll."""
+
+    @workflow.run
+    async def run(self, job: BatchJobInput) -> BatchJobResult:
+        return await super().run(job)
+
+    def _watches(self) -> bool:
+        return False
+
+
+async def test_a_job_started_before_the_watch_finishes_on_the_new_workers(time_skipping_env):
+    script = ScriptedBatch(path=[("in_progress", 3), ("finalizing", 1)])
+    queue = f"upgrade-{uuid.uuid4()}"
+    client = time_skipping_env.client
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[WorkflowBeforeTheWatch],
+        activities=script.activities(),
+        max_cached_workflows=0,  # no sticky queue: the next worker gets the next task
+    ):
+        handle = await client.start_workflow(
+            WORKFLOW_NAME,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"job-{uuid.uuid4()}",
+            task_queue=queue,
+            result_type=BatchJobResult,
+        )
+        for _ in range(200):
+            progress = await handle.query(BatchJobWorkflow.progress)
+            if progress.batch_status == "in_progress":
+                break
+            await asyncio.sleep(0.05)
+        assert progress.batch_status == "in_progress"
+    # A deploy: the old workers are gone mid-wait, the new ones take over.
+    async with Worker(
+        client, task_queue=queue, workflows=[BatchJobWorkflow], activities=script.activities()
+    ):
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is JobStatus.SUCCEEDED
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert ACTIVITY_AWAIT_STATUS_CHANGE in scheduled, "the job kept the wait it began"
+    assert ACTIVITY_WATCH_BATCH not in scheduled
