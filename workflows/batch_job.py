@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -34,6 +33,7 @@ from workflows.outcome import Outcome, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
 from workflows.summaries import summary
+from workflows.watching import PATCH_WATCH, DeadlineExceeded, Watching, batch_files
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -57,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.steps import (
         AwaitChangeRequest,
         BatchSnapshot,
-        BatchWatch,
         CancelBatchRequest,
         CollectedResults,
         CollectResultsRequest,
@@ -66,7 +65,6 @@ with workflow.unsafe.imports_passed_through():
         UploadedInput,
         UploadInputRequest,
         ValidateInputRequest,
-        WatchBatchRequest,
     )
     from gateway.models import BatchStatus
 
@@ -76,25 +74,11 @@ BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
-PATCH_WATCH = "watch-batch-in-one-activity"
-# What a watch returns for besides a status change, capped so the history of a
-# job stays bounded (docs/reliability.md states the bound).
-PROGRESS_STEP = 0.05
-MAX_PROGRESS_REPORTS = 20
-MAX_ERROR_REPORTS = 3
-ERROR_REPORT_AFTER = timedelta(minutes=5)
-
-
-class _DeadlineExceeded(Exception):
-    def __init__(self, phase: BatchStatus, limit: timedelta, last: BatchSnapshot) -> None:
-        super().__init__(f"batch {last.id} spent longer than {limit} in {phase}")
-        self.last = last
-
 
 # An input that does not validate fails the workflow with pydantic's message,
 # instead of failing its first task over and over (a workflow that hangs).
 @workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
-class BatchJobWorkflow:
+class BatchJobWorkflow(Watching):
     # Fixed when the run starts; every phase reads them.
     _job: BatchJobInput
     _job_key: str
@@ -107,9 +91,7 @@ class BatchJobWorkflow:
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
         self._watching = False
-        self._first_seen: dict[BatchStatus, datetime] = {}
-        self._progress_reports = 0
-        self._error_reports = 0
+        super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
@@ -215,7 +197,7 @@ class BatchJobWorkflow:
         wait_started = workflow.now()
         try:
             outcome = Outcome(await self._wait_until_terminal(batch))
-        except _DeadlineExceeded as exc:
+        except DeadlineExceeded as exc:
             reason = str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
             settled, note = await self._cancel_and_settle(exc.last, run_on_if_uncancellable=False)
@@ -257,7 +239,7 @@ class BatchJobWorkflow:
                 assert isinstance(exc, ActivityError)
                 error = exc.cause or exc
                 raise ApplicationError(
-                    f"collecting {_files(outcome.batch)} failed: {error}; the batch has "
+                    f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
                     "ended and no longer bills: its files stay at the gateway",
                     type=error.type if isinstance(error, ApplicationError) else None,
                     non_retryable=True,
@@ -314,75 +296,10 @@ class BatchJobWorkflow:
             )
         except ActivityError as exc:
             if _ran_out_of_time(exc):
-                raise _DeadlineExceeded(batch.status, limit, batch) from exc
+                raise DeadlineExceeded(batch.status, limit, batch) from exc
             raise
         self._observe(changed)
         return changed
-
-    async def _watch(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
-        """Until the status changes; past the phase's deadline, read again, then give up.
-
-        The deadline runs from when the gateway says the batch entered its
-        status (or, where it does not say, when the job first saw it), so a
-        job whose workers were away longer than the deadline still finds a
-        batch that moved on or finished, and cancels only one really stuck.
-        """
-        status = batch.status
-        while True:
-            deadline = self._phase_deadline(batch, limit)
-            now = workflow.now()
-            if now >= deadline:
-                batch = await self._watch_once(batch, deadline, return_by=now)
-                still = batch.status == status and not batch.status.is_terminal
-                if still and workflow.now() >= self._phase_deadline(batch, limit):
-                    raise _DeadlineExceeded(status, limit, batch)
-            else:
-                refresh = now + step_options.WATCH_REFRESH
-                batch = await self._watch_once(batch, deadline, return_by=min(deadline, refresh))
-            if batch.status != status or batch.status.is_terminal:
-                return batch
-
-    async def _watch_once(
-        self, batch: BatchSnapshot, deadline: datetime, *, return_by: datetime
-    ) -> BatchSnapshot:
-        self._progress.deadline = deadline
-        self._progress.phase_since = self._phase_start(batch)
-        workflow.set_current_details(describe(self._progress))
-        counts = batch.counts
-        report_every = None
-        if counts is not None and counts.total and self._progress_reports < MAX_PROGRESS_REPORTS:
-            report_every = max(1, math.ceil(counts.total * PROGRESS_STEP))
-        report_errors = self._error_reports < MAX_ERROR_REPORTS
-        watched: BatchWatch = await self._step(
-            BatchActivities.watch_batch,
-            WatchBatchRequest(
-                batch=batch,
-                poll_seconds=self._job.poll_interval.total_seconds(),
-                return_by=return_by,
-                report_every=report_every,
-                report_error_after_seconds=(
-                    ERROR_REPORT_AFTER.total_seconds() if report_errors else None
-                ),
-            ),
-            step_options.WATCH,
-        )
-        seen = watched.batch
-        if watched.gateway_error is not None:
-            self._error_reports += 1
-        elif seen.status == batch.status and seen.finished != batch.finished:
-            self._progress_reports += 1
-        self._progress.gateway_error = watched.gateway_error
-        self._observe(seen)
-        return seen
-
-    def _phase_start(self, batch: BatchSnapshot) -> datetime:
-        stamp = batch.phase_started_at()
-        if stamp is not None:
-            return datetime.fromtimestamp(stamp, tz=UTC)
-        return self._first_seen.setdefault(batch.status, workflow.now())
-
-    def _phase_deadline(self, batch: BatchSnapshot, limit: timedelta) -> datetime:
-        return self._phase_start(batch) + limit
 
     async def _cancel(self, batch_id: str | None) -> BatchSnapshot | None:
         return await self._step(
@@ -414,14 +331,14 @@ class BatchJobWorkflow:
             self._set_phase(JobPhase.WAITING)
             try:
                 batch = await self._wait_until_terminal(batch)
-            except _DeadlineExceeded as exc:
+            except DeadlineExceeded as exc:
                 return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
             return batch, "the gateway could not cancel the batch, so it ran to its end"
         limit = self._job.deadlines.cancelling
         try:
             while not batch.status.is_terminal:
                 batch = await self._await_change(batch, limit)
-        except _DeadlineExceeded:
+        except DeadlineExceeded:
             workflow.logger.warning(
                 "batch %s did not settle within %s; collecting what is there", batch.id, limit
             )
@@ -438,7 +355,7 @@ class BatchJobWorkflow:
             note = "its cancel was requested at the gateway, so it stops billing"
         except ActivityError:
             note = "it could not be cancelled and may still be billing: cancel it at the gateway"
-        message = f"{error}; giving up on {_files(batch)}: {note}"
+        message = f"{error}; giving up on {batch_files(batch)}: {note}"
         workflow.logger.error("%s", message)
         self._set_phase(JobPhase.DONE, reason=message)
         failure_type = error.type if isinstance(error, ApplicationError) else None
@@ -486,15 +403,6 @@ class BatchJobWorkflow:
         self._progress.reason = reason
         self._progress.updated_at = workflow.now()
         workflow.set_current_details(describe(self._progress))
-
-
-def _files(batch: BatchSnapshot) -> str:
-    """The batch and its files by id, so a person can find them at the gateway."""
-    return (
-        f"batch {batch.id} ({batch.status}; input file {batch.input_file_id or 'unknown'}, "
-        f"output file {batch.output_file_id or 'none'}, "
-        f"error file {batch.error_file_id or 'none'})"
-    )
 
 
 def _joined(reason: str, note: str | None) -> str:
