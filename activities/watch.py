@@ -125,6 +125,12 @@ class Watch:
 _DETACHED: set[asyncio.Task[None]] = set()
 
 
+async def hand_over_watches(within_seconds: float) -> None:
+    """After the worker shut down: wait for its detached watches to settle their attempts."""
+    if _DETACHED:
+        await asyncio.wait(set(_DETACHED), timeout=within_seconds)
+
+
 def detach(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) -> None:
     """Run the watch after its activity returns; the caller then raises complete-async."""
     task = asyncio.create_task(run_detached(handle, watch, heartbeat_every))

@@ -8,6 +8,7 @@ wait at once and the other steps still run.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -74,3 +75,39 @@ async def test_waiting_jobs_hold_no_slot_and_show_no_failure(stack: Stack):
     for result in results:
         assert result.status is JobStatus.SUCCEEDED
         assert_each_request_exactly_once(stack, result, REQUESTS)
+
+
+async def started_watch(handle: Any, other_than: str = "") -> Any:
+    """The job's watch once a worker runs it (a new one, if `other_than` names the old)."""
+    for _ in range(400):
+        description = await handle.describe()
+        pending = description.raw_description.pending_activities
+        if (
+            pending
+            and pending[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            and pending[0].activity_id != other_than
+        ):
+            return pending[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no running watch: {pending}")
+
+
+async def test_a_worker_stopped_mid_wait_hands_its_watch_over_without_a_failure(stack: Stack):
+    stack.emulator.set_knobs(force_outcome="stuck_validating")
+    stack.write_input("in.jsonl", REQUESTS)
+    first_worker = stack.worker("worker-1").start()
+    try:
+        # A heartbeat timeout far longer than the test: only a hand-over is quick.
+        handle = await start(stack, fast_job(heartbeat_timeout=timedelta(minutes=5)))
+        progress = await wait_for(handle, lambda p: p.batch_status == "validating", within=30)
+        old = await started_watch(handle)
+    finally:
+        assert first_worker.stop() == 0, "SIGTERM: a graceful stop"
+    with stack.worker("worker-2"):
+        new = await started_watch(handle, other_than=old.activity_id)
+        assert new.attempt == 1 and not new.HasField("last_failure")
+        assert progress.batch_id is not None
+        stack.emulator.set_knobs(force_outcome="none")
+        stack.emulator.force(progress.batch_id, "none")
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is JobStatus.SUCCEEDED
