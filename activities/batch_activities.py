@@ -274,7 +274,7 @@ class BatchActivities:
             async with temporal_failures(), heartbeating(watch.details):
                 return await watch.run()
         timeout = info.heartbeat_timeout
-        every = 30.0 if timeout is None else max(0.5, timeout.total_seconds() / 2)
+        every = 20.0 if timeout is None else max(0.5, timeout.total_seconds() / 3)
         detach(client.get_async_activity_handle(task_token=info.task_token), watch, every)
         activity.raise_complete_async()
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.failures import gateway_failure
 from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
@@ -144,13 +144,14 @@ async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_ever
     try:
         try:
             while not work.done():
+                await _heartbeat(handle, watch)
                 await asyncio.wait({work}, timeout=heartbeat_every)
-                if not work.done():
-                    await _heartbeat(handle, watch)
             result = work.result()
         except AsyncActivityCancelledError:
             work.cancel()
             await handle.report_cancellation()
+        except _AttemptGone:
+            work.cancel()
         except GatewayError as exc:
             # Not chained: the failure is recorded in history as it is given.
             await handle.fail(gateway_failure(exc))
@@ -163,10 +164,19 @@ async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_ever
         activity.logger.warning("could not settle the watch of %s: %s", watch.request.batch.id, exc)
 
 
+class _AttemptGone(Exception):
+    """Temporal no longer knows this attempt (it timed out, or the workflow ended)."""
+
+
 async def _heartbeat(handle: AsyncActivityHandle, watch: Watch) -> None:
     try:
         await handle.heartbeat(watch.details())
     except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            activity.logger.warning(
+                "the watch of %s ended at Temporal (%s); stopping it", watch.request.batch.id, exc
+            )
+            raise _AttemptGone from exc
         # Temporal unreachable for a moment: the next beat tries again; for longer,
         # the heartbeat timeout hands the attempt to another worker.
         activity.logger.warning(

@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.batch_activities import BatchActivities
 from activities.watch import Watch, run_detached
@@ -171,13 +172,16 @@ async def test_a_worker_shutting_down_hands_the_watch_over_instead_of_failing() 
 class FakeHandle:
     """What a detached watch tells Temporal, recorded; `cancel_on_beat` stands for a cancel."""
 
-    def __init__(self, cancel_on_beat: int | None = None) -> None:
+    def __init__(self, cancel_on_beat: int | None = None, gone: bool = False) -> None:
         self.beats: list[BatchWatch] = []
         self.outcome: tuple[str, object] | None = None
         self.cancel_on_beat = cancel_on_beat
+        self.gone = gone
 
     async def heartbeat(self, details: BatchWatch) -> None:
         self.beats.append(details)
+        if self.gone:
+            raise RPCError("activity already timed out", RPCStatusCode.NOT_FOUND, b"")
         if len(self.beats) == self.cancel_on_beat:
             raise AsyncActivityCancelledError()
 
@@ -237,3 +241,10 @@ async def test_a_detached_watch_fails_on_a_revoked_key_with_the_gateways_message
     assert isinstance(error, ApplicationError)
     assert error.type == "AuthenticationError" and error.non_retryable
     assert "401" in error.message
+
+
+async def test_a_detached_watch_whose_attempt_timed_out_stops_reading() -> None:
+    handle = FakeHandle(gone=True)
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(batch_with(10))))
+    assert handle.outcome is None, "nothing left to settle"
+    assert len(handle.beats) == 1
