@@ -86,6 +86,8 @@ class ScriptedBatch:
     # attempt and heartbeating, until `release` is set.
     hold_at: tuple[str, int] | None = None
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    # Watches in in_progress that report a gateway failing (while the job lets them).
+    gateway_errors: int = 0
     calls: list[tuple[str, Any]] = field(default_factory=list)
     polls: int = 0
     cancel_requested: bool = False
@@ -241,6 +243,13 @@ class ScriptedBatch:
             raise ApplicationError("worker lost", type="WorkerLost", next_retry_delay=self.outage)
         if self.poll_failure is not None and known.status == "in_progress":
             raise self.poll_failure
+        if (
+            self.gateway_errors
+            and known.status == "in_progress"
+            and request.report_error_after_seconds is not None
+        ):
+            self.gateway_errors -= 1
+            return BatchWatch(batch=known, gateway_error="get batch: gateway answered 503")
         if self.hold_at is not None and known.status == self.hold_at[0]:
             return await self._hold(request)
         now = info.current_attempt_scheduled_time

@@ -88,6 +88,32 @@ async def test_a_healthy_wait_shows_no_failure_and_counts_that_advance(time_skip
     assert shown[-1] == f"collect {REQUESTS} results"
 
 
+async def test_a_failing_gateway_shows_in_the_details_a_bounded_number_of_times(
+    time_skipping_env,
+):
+    script = ScriptedBatch(
+        path=[("validating", 0), ("in_progress", 10**6)],
+        hold_at=("in_progress", 0),
+        gateway_errors=10,
+    )
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job())
+        for _ in range(200):
+            if len(script.called("watch_batch")) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        details = await current_details(handle)
+        assert "**last gateway error** get batch: gateway answered 503 (retrying)" in details
+        [pending] = (await handle.describe()).raw_description.pending_activities
+        assert pending.attempt == 1 and not pending.HasField("last_failure")
+        script.release.set()
+        await handle.result()
+    watches = [r for name, r in script.calls if name == "watch_batch"]
+    allowed = [w.report_error_after_seconds is not None for w in watches[1:5]]
+    assert allowed == [True, True, True, False], "three reports, then the watch keeps quiet"
+    assert script.gateway_errors == 7
+
+
 async def test_no_worker_for_3_days_mid_wait_then_the_finished_batch_is_collected(
     time_skipping_env,
 ):
