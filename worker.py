@@ -23,6 +23,7 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from activities.batch_activities import BatchActivities
+from activities.watch import hand_over_watches
 from contracts.constants import ENV_DATA_DIR, ENV_MAX_CONCURRENT_ACTIVITIES, ENV_TASK_QUEUE
 from contracts.names import TASK_QUEUE
 from gateway.client import GatewayClient
@@ -97,6 +98,9 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
         async with worker:
             await stop.wait()
             log.info("shutting down: finishing running activities")
+        # Watches run detached from the worker's slots: each hands its batch over
+        # (returns what it last read) before the clients close.
+        await hand_over_watches(within_seconds=10.0)
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ from activities.results import (
     collect_results,
 )
 from activities.validation import ensure_unchanged, validate_jsonl
+from activities.watch import Watch, detach
 from contracts.job import BatchCounts
 from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
@@ -41,6 +42,7 @@ from contracts.steps import (
     AwaitChangeRequest,
     AwaitFileRequest,
     BatchSnapshot,
+    BatchWatch,
     CancelBatchRequest,
     CollectedResults,
     CollectResultsRequest,
@@ -50,6 +52,7 @@ from contracts.steps import (
     UploadedInput,
     UploadInputRequest,
     ValidateInputRequest,
+    WatchBatchRequest,
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
@@ -76,6 +79,9 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
         created_at=batch.created_at,
         errors=[e.describe() for e in batch.errors.data],
         adopted=adopted,
+        in_progress_at=batch.in_progress_at,
+        finalizing_at=batch.finalizing_at,
+        cancelling_at=batch.cancelling_at,
     )
 
 
@@ -294,8 +300,28 @@ class BatchActivities:
         return mine
 
     @activity.defn
+    async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
+        """Poll inside one attempt until there is news, detached from the worker's slots
+        (see activities.watch); inline where there is no client (ActivityEnvironment)."""
+        watch = Watch(request, self._read_batch)
+        info = activity.info()
+        try:
+            client = activity.client()
+        except RuntimeError:
+            async with temporal_failures(), heartbeating(watch.details):
+                return await watch.run()
+        timeout = info.heartbeat_timeout
+        every = 20.0 if timeout is None else max(0.5, timeout.total_seconds() / 3)
+        detach(client.get_async_activity_handle(task_token=info.task_token), watch, every)
+        activity.raise_complete_async()
+
+    async def _read_batch(self, batch_id: str) -> BatchSnapshot:
+        return snapshot(await self.client.get_batch(batch_id))
+
+    @activity.defn
     async def await_status_change(self, request: AwaitChangeRequest) -> BatchSnapshot:
-        """One poll. Unchanged, it fails on purpose and Temporal retries it after poll_seconds.
+        """One poll, for jobs started before watch_batch: unchanged, it fails on purpose
+        and Temporal retries it after poll_seconds.
 
         Retries are not written to history, so a 24h wait costs the same few
         events as a 10 minute one; the last poll's batch is in the heartbeat
@@ -521,6 +547,7 @@ class BatchActivities:
             self.upload_input,
             self.create_batch,
             self.await_status_change,
+            self.watch_batch,
             self.collect_results,
             self.cancel_batch,
             self.await_file_processed,

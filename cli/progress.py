@@ -8,8 +8,13 @@ from typing import Any, TextIO
 from temporalio.client import WorkflowHandle
 
 from contracts.job import JobProgress
-from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, QUERY_PROGRESS
-from contracts.steps import BatchSnapshot
+from contracts.names import (
+    ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_WATCH_BATCH,
+    FAILURE_BATCH_NOT_CHANGED,
+    QUERY_PROGRESS,
+)
+from contracts.steps import BatchSnapshot, BatchWatch
 
 BAR_WIDTH = 30
 
@@ -31,11 +36,22 @@ async def live_progress(
     converter = handle._client.data_converter
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name
-        if name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
+        if name == ACTIVITY_WATCH_BATCH and pending.heartbeat_details.payloads:
+            [watched] = await converter.decode(pending.heartbeat_details.payloads, [BatchWatch])
+            if isinstance(watched, BatchWatch) and watched.batch.status == progress.batch_status:
+                progress = progress.model_copy(update={"counts": watched.batch.counts})
+            if isinstance(watched, BatchWatch) and watched.gateway_error:
+                trouble = f"gateway error, retrying: {watched.gateway_error}"
+        elif name == ACTIVITY_AWAIT_STATUS_CHANGE and pending.heartbeat_details.payloads:
+            # Jobs started before the watch (patch watch-batch-in-one-activity) still poll this way.
             [snapshot] = await converter.decode(pending.heartbeat_details.payloads, [BatchSnapshot])
             if isinstance(snapshot, BatchSnapshot) and snapshot.status == progress.batch_status:
                 progress = progress.model_copy(update={"counts": snapshot.counts})
-        elif pending.attempt > 1 and pending.last_failure.message:
+        elif (
+            pending.attempt > 1
+            and pending.last_failure.message
+            and pending.last_failure.application_failure_info.type != FAILURE_BATCH_NOT_CHANGED
+        ):
             trouble = f"{name} attempt {pending.attempt}: {pending.last_failure.message}"
     return progress, trouble
 

@@ -272,6 +272,15 @@ class JobProgress(_Contract):
     counts: BatchCounts | None = None
     reason: str | None = None
     updated_at: datetime | None = None
+    phase_since: datetime | None = Field(
+        default=None, description="When the batch entered its status (the gateway's clock)."
+    )
+    deadline: datetime | None = Field(
+        default=None, description="When the job cancels a batch still in this status."
+    )
+    gateway_error: str | None = Field(
+        default=None, description="The gateway's last error while the job keeps retrying."
+    )
 
 
 class BatchJobResult(_Contract):

@@ -68,12 +68,57 @@ class BatchSnapshot(_Step):
     created_at: int | None = None
     errors: list[str] = Field(default_factory=list)
     adopted: bool = False
+    # The gateway's own clock (unix seconds) of each phase's start, where it says:
+    # a phase's deadline runs from these, not from when a worker last looked.
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    cancelling_at: int | None = None
+
+    def phase_started_at(self) -> int | None:
+        """When the batch entered its current status, by the gateway's clock, if it says."""
+        return {
+            BatchStatus.VALIDATING: self.created_at,
+            BatchStatus.IN_PROGRESS: self.in_progress_at,
+            BatchStatus.FINALIZING: self.finalizing_at,
+            BatchStatus.CANCELLING: self.cancelling_at,
+        }.get(self.status)
+
+    @property
+    def finished(self) -> int:
+        return 0 if self.counts is None else self.counts.completed + self.counts.failed
 
 
 class AwaitChangeRequest(_Step):
     batch_id: str
     known_status: BatchStatus
     poll_seconds: float
+
+
+class WatchBatchRequest(_Step):
+    """Watch a batch from one worker until there is something the workflow must act on."""
+
+    batch: BatchSnapshot = Field(description="The batch as the workflow last saw it.")
+    poll_seconds: float
+    return_by: datetime = Field(
+        description="Return after the first read at or past this time (the phase's deadline, "
+        "or the next scheduled refresh), whatever the batch is doing."
+    )
+    report_every: int | None = Field(
+        default=None,
+        description="Return when this many more requests finished; None: only on a status change.",
+    )
+    report_error_after_seconds: float | None = Field(
+        default=None,
+        description="Return when gateway reads have failed (retryably) for this long; None: never.",
+    )
+
+
+class BatchWatch(_Step):
+    """What a watch saw last: the batch, and the gateway's error if its last read failed."""
+
+    batch: BatchSnapshot
+    gateway_error: str | None = None
+    polls: int = 0
 
 
 class CollectResultsRequest(_Step):

@@ -1,8 +1,16 @@
 """Same-named stand-ins for the activities, scripted per run, for workflow tests and benchmarks.
 
-They let the time-skipping server run a 24h batch in seconds: each poll that
-finds the status unchanged fails as the real activity does, and Temporal's
-retry timer (skipped) brings the next one.
+They let the time-skipping server run a 24h batch in seconds. The batch lives
+on the server's clock: it spends `polls` poll intervals in each status from
+the moment it was created, and reports the gateway's timestamps of each phase.
+
+The real watch_batch loops inside one attempt until there is news. The test
+server stops its clock while any activity runs or waits for a worker, so the
+fake cannot wait inside: with nothing to report it ends its attempt with a
+retry delay of one poll interval (a retry timer is what the server skips).
+The attempt counter that climbs is the fake's; tests of what a person sees
+use `hold_at`, which waits inside the attempt as the real activity does.
+An outage (no worker for days) is the delay before such a retry.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -24,6 +32,7 @@ from temporalio.worker import Worker
 from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_FILE_NOT_PROCESSED,
     FAILURE_INPUT_FILE_UNUSABLE,
@@ -33,6 +42,7 @@ from contracts.steps import (
     AwaitChangeRequest,
     AwaitFileRequest,
     BatchSnapshot,
+    BatchWatch,
     CancelBatchRequest,
     CollectedResults,
     CollectResultsRequest,
@@ -42,9 +52,12 @@ from contracts.steps import (
     UploadedInput,
     UploadInputRequest,
     ValidateInputRequest,
+    WatchBatchRequest,
 )
 
 REQUESTS = 5
+# The fake's own retries, which stand for time passing inside the real watch.
+FAKE_CLOCK = "FakeClockAdvance"
 
 Starter = Callable[..., Any]
 
@@ -74,13 +87,39 @@ class ScriptedBatch:
     attach_failure: ApplicationError | None = None
     collect_hangs_once: bool = False
     poll_failure: ApplicationError | None = None
+    # No worker for this long: before the first watch in this status runs, or
+    # before collection's second attempt (the first one's worker died).
+    outage_in: str | None = None
+    outage: timedelta = timedelta(days=3)
+    collect_outage: timedelta | None = None
+    # Whether the gateway reports when each phase began (Azure and OpenAI do).
+    timestamps: bool = True
+    # Hold the watch in this status at this many finished requests, inside one
+    # attempt and heartbeating, until `release` is set.
+    hold_at: tuple[str, int] | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    # Watches in in_progress that report a gateway failing (while the job lets them).
+    gateway_errors: int = 0
     calls: list[tuple[str, Any]] = field(default_factory=list)
     polls: int = 0
     cancel_requested: bool = False
     final_progress: JobProgress | None = None
+    created_at: datetime | None = None
+    poll: timedelta = timedelta(minutes=10)
 
-    def snapshot(self, status: str) -> BatchSnapshot:
+    def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
         done = REQUESTS if status in ("finalizing", "completed") else 0
+        if status == "in_progress" and at is not None:
+            start, end = self.phase_window("in_progress")
+            if end > start:
+                done = min(REQUESTS, int(REQUESTS * (at - start) / (end - start)))
+        stamps: dict[str, int | None] = {}
+        if self.timestamps and self.created_at is not None:
+            stamps["created_at"] = int(self.created_at.timestamp())
+            for name in ("in_progress", "finalizing"):
+                began = self.phase_window(name)[0]
+                if name in dict(self.path) and (at is None or began <= at):
+                    stamps[f"{name}_at"] = int(began.timestamp())
         return BatchSnapshot(
             id=self.batch_id,
             status=status,
@@ -89,7 +128,27 @@ class ScriptedBatch:
             error_file_id=None,
             counts=BatchCounts(total=REQUESTS, completed=done),
             errors=self.errors if status == "failed" else [],
+            **stamps,
         )
+
+    def phase_window(self, status: str) -> tuple[datetime, datetime]:
+        """When the scripted batch enters and leaves a status of its path."""
+        assert self.created_at is not None
+        start = self.created_at
+        for name, polls in self.path:
+            end = start + self.poll * min(polls, 10**5)
+            if name == status:
+                return start, end
+            start = end
+        return start, start
+
+    def status_at(self, at: datetime) -> str:
+        if self.cancel_requested:
+            return "cancelled"
+        for name, _ in self.path:
+            if at < self.phase_window(name)[1]:
+                return name
+        return self.final
 
     def next_status(self, status: str) -> str:
         if self.cancel_requested:
@@ -116,6 +175,7 @@ class ScriptedBatch:
             script.calls.append(("create_batch", request))
             if script.create_failure is not None:
                 raise script.create_failure
+            script.created_at = activity.info().current_attempt_scheduled_time
             if script.create_hangs or script.create_finishes_on_cancel:
                 try:
                     while True:
@@ -152,6 +212,8 @@ class ScriptedBatch:
             if script.attach_failure is not None:
                 raise script.attach_failure
             script.batch_id = request.batch_id
+            # The batch was made by hand before the job: its clock starts now.
+            script.created_at = script.created_at or activity.info().current_attempt_scheduled_time
             return script.snapshot(script.path[0][0]).model_copy(update={"adopted": True})
 
         @activity.defn(name=ACTIVITY_AWAIT_STATUS_CHANGE)
@@ -174,9 +236,17 @@ class ScriptedBatch:
                 )
             return script.snapshot(script.next_status(status))
 
+        @activity.defn(name=ACTIVITY_WATCH_BATCH)
+        async def watch_batch(request: WatchBatchRequest) -> BatchWatch:
+            return await script.watch(request)
+
         @activity.defn(name="collect_results")
         async def collect_results(request: CollectResultsRequest) -> CollectedResults:
             script.calls.append(("collect_results", request))
+            if script.collect_outage is not None and activity.info().attempt == 1:
+                raise ApplicationError(
+                    "worker lost", type="WorkerLost", next_retry_delay=script.collect_outage
+                )
             if script.collect_hangs_once:
                 script.collect_hangs_once = False
                 try:
@@ -203,9 +273,62 @@ class ScriptedBatch:
             upload_input,
             create_batch,
             await_status_change,
+            watch_batch,
             collect_results,
             cancel_batch,
         ]
+
+    async def watch(self, request: WatchBatchRequest) -> BatchWatch:
+        self.calls.append(("watch_batch", request))
+        self.polls += 1
+        self.poll = timedelta(seconds=request.poll_seconds)
+        known = request.batch
+        info = activity.info()
+        if known.status == self.outage_in and info.attempt == 1:
+            self.outage_in = None
+            raise ApplicationError("worker lost", type="WorkerLost", next_retry_delay=self.outage)
+        if self.poll_failure is not None and known.status == "in_progress":
+            raise self.poll_failure
+        if (
+            self.gateway_errors
+            and known.status == "in_progress"
+            and request.report_error_after_seconds is not None
+        ):
+            self.gateway_errors -= 1
+            return BatchWatch(batch=known, gateway_error="get batch: gateway answered 503")
+        if self.hold_at is not None and known.status == self.hold_at[0]:
+            return await self._hold(request)
+        now = info.current_attempt_scheduled_time
+        batch = self.snapshot(self.status_at(now), now)
+        step = request.report_every
+        if (
+            batch.status != known.status
+            or batch.status.is_terminal
+            or (step is not None and batch.finished - known.finished >= step)
+            or now >= request.return_by
+        ):
+            return BatchWatch(batch=batch, polls=info.attempt)
+        raise ApplicationError(
+            f"fake clock: still {batch.status}",
+            type=FAKE_CLOCK,
+            next_retry_delay=self.poll,
+            category=ApplicationErrorCategory.BENIGN,
+        )
+
+    async def _hold(self, request: WatchBatchRequest) -> BatchWatch:
+        """Report one more finished request per watch up to the hold, then wait there."""
+        assert self.hold_at is not None
+        held = self.hold_at[1]
+        known = request.batch
+        finished = min(known.finished + 1, held)
+        counts = BatchCounts(total=REQUESTS, completed=finished)
+        seen = known.model_copy(update={"counts": counts})
+        if finished > known.finished:
+            return BatchWatch(batch=seen, polls=1)
+        while not self.release.is_set():
+            activity.heartbeat(BatchWatch(batch=seen, polls=1))
+            await asyncio.sleep(0.1)
+        return BatchWatch(batch=self.snapshot(self.final, None), polls=2)
 
     @asynccontextmanager
     async def serving(self, env: WorkflowEnvironment) -> AsyncIterator[Starter]:

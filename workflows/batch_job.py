@@ -2,9 +2,12 @@
 
 prepare (validate, upload, until processed) -> create -> wait until terminal ->
 judge -> collect; or, attached to an existing batch, validate -> attach -> wait ...
-The wait costs a handful of history events whatever its length: each phase is
-one activity that Temporal retries every poll interval until the status moves,
-and the phase's deadline is that activity's schedule-to-close timeout.
+The wait is a watch activity that polls inside one attempt and returns only
+when there is news (see activities.watch), so its history is bounded whatever
+its length, and a healthy wait shows no failure. A phase's deadline runs from
+the gateway's own timestamps; past it, the batch is read again before the job
+acts. Jobs started before the watch existed keep the retry-as-poll wait
+(await_status_change) through workflow.patched(PATCH_WATCH).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from workflows import metrics, step_options
 from workflows.outcome import Outcome, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
+from workflows.summaries import summary as step_summary
+from workflows.watching import PATCH_WATCH, DeadlineExceeded, Watching, batch_files
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -85,14 +90,8 @@ else:
     JobArgument = dict[str, Any]
 
 
-class _DeadlineExceeded(Exception):
-    def __init__(self, phase: BatchStatus, limit: timedelta, last: BatchSnapshot) -> None:
-        super().__init__(f"batch {last.id} spent longer than {limit} in {phase}")
-        self.last = last
-
-
 @workflow.defn(name=WORKFLOW_NAME)
-class BatchJobWorkflow:
+class BatchJobWorkflow(Watching):
     # Fixed when the run starts; every phase reads them.
     _job: BatchJobInput
     _job_key: str
@@ -105,6 +104,8 @@ class BatchJobWorkflow:
         self._progress = JobProgress()
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
+        self._watching = False
+        super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
@@ -253,10 +254,11 @@ class BatchJobWorkflow:
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
         """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""
         self._set_phase(JobPhase.WAITING)
+        self._watching = self._watches()
         wait_started = workflow.now()
         try:
             outcome = Outcome(await self._wait_until_terminal(batch))
-        except _DeadlineExceeded as exc:
+        except DeadlineExceeded as exc:
             reason = str(exc)
             workflow.logger.warning("%s; cancelling it", reason)
             settled, note = await self._cancel_and_settle(exc.last, run_on_if_uncancellable=False)
@@ -266,8 +268,7 @@ class BatchJobWorkflow:
                 assert isinstance(exc, ActivityError)
                 # The gateway stopped answering for good (a revoked key, the batch
                 # gone): never leave a billing batch unwatched without saying so.
-                await self._abandon(self._last_seen or batch, exc)
-                raise
+                raise await self._abandon(self._last_seen or batch, exc) from None
             settled, note = await self._cancel_and_settle(
                 self._last_seen or batch, run_on_if_uncancellable=True
             )
@@ -276,6 +277,10 @@ class BatchJobWorkflow:
             )
         metrics.record_wait(workflow.now() - wait_started, outcome.batch.status)
         return outcome
+
+    def _watches(self) -> bool:
+        """A job whose wait began before watch_batch existed keeps polling by retries."""
+        return workflow.patched(PATCH_WATCH)
 
     async def _collect(self, outcome: Outcome, summary: InputSummary) -> CollectedResults:
         """Join the gateway's results to the input; a cancel now still gets them."""
@@ -292,7 +297,14 @@ class BatchJobWorkflow:
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
-                raise
+                assert isinstance(exc, ActivityError)
+                error = exc.cause or exc
+                raise ApplicationError(
+                    f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
+                    "ended and no longer bills: its files stay at the gateway",
+                    type=error.type if isinstance(error, ApplicationError) else None,
+                    non_retryable=True,
+                ) from None
             # The batch has ended and is paid for: its results are worth the wait.
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
@@ -328,6 +340,8 @@ class BatchJobWorkflow:
         return batch
 
     async def _await_change(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+        if self._watching:
+            return await self._watch(batch, limit)
         poll = self._job.poll_interval
         try:
             changed = await self._step(
@@ -341,7 +355,7 @@ class BatchJobWorkflow:
             )
         except ActivityError as exc:
             if _ran_out_of_time(exc):
-                raise _DeadlineExceeded(batch.status, limit, batch) from exc
+                raise DeadlineExceeded(batch.status, limit, batch) from exc
             raise
         self._observe(changed)
         return changed
@@ -376,30 +390,35 @@ class BatchJobWorkflow:
             self._set_phase(JobPhase.WAITING)
             try:
                 batch = await self._wait_until_terminal(batch)
-            except _DeadlineExceeded as exc:
+            except DeadlineExceeded as exc:
                 return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
             return batch, "the gateway could not cancel the batch, so it ran to its end"
         limit = self._job.deadlines.cancelling
         try:
             while not batch.status.is_terminal:
                 batch = await self._await_change(batch, limit)
-        except _DeadlineExceeded:
+        except DeadlineExceeded:
             workflow.logger.warning(
                 "batch %s did not settle within %s; collecting what is there", batch.id, limit
             )
             return batch, f"batch {batch.id} was still {batch.status} after {limit}"
         return batch, None
 
-    async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> None:
-        """Best effort before failing: cancel the batch, so it stops billing, and say which."""
-        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {cause.cause or cause}")
+    async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> ApplicationError:
+        """Best effort before failing: cancel the batch, so it stops billing; the failure
+        names the batch, its files, and whether it may still be billing."""
+        error = cause.cause or cause
+        self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {error}")
         try:
             await self._cancel(batch.id)
-            note = f"batch {batch.id} was cancelled"
+            note = "its cancel was requested at the gateway, so it stops billing"
         except ActivityError:
-            note = f"batch {batch.id} could not be cancelled: cancel it at the gateway"
-        workflow.logger.error("giving up on batch %s: %s; %s", batch.id, cause.cause, note)
-        self._set_phase(JobPhase.DONE, reason=f"{cause.cause or cause}; {note}")
+            note = "it could not be cancelled and may still be billing: cancel it at the gateway"
+        message = f"{error}; giving up on {batch_files(batch)}: {note}"
+        workflow.logger.error("%s", message)
+        self._set_phase(JobPhase.DONE, reason=message)
+        failure_type = error.type if isinstance(error, ApplicationError) else None
+        return ApplicationError(message, type=failure_type, non_retryable=True)
 
     # -- one activity step, and what the job shows ----------------------------------------
 
@@ -417,10 +436,15 @@ class BatchJobWorkflow:
             schedule_to_close_timeout=options.schedule_to_close,
             retry_policy=options.retry,
             cancellation_type=options.cancellation,
+            summary=step_summary(request),
         )
 
     def _observe(self, batch: BatchSnapshot) -> None:
         self._last_seen = batch
+        self._first_seen.setdefault(batch.status, workflow.now())
+        if batch.status != self._progress.batch_status:
+            self._progress.phase_since = self._phase_start(batch) if self._watching else None
+            self._progress.deadline = None
         self._progress.batch_id = batch.id
         self._progress.batch_status = batch.status
         self._progress.counts = batch.counts

@@ -1,7 +1,14 @@
 """How long each activity step of BatchJobWorkflow may take, and how it is retried.
 
-Every value here is part of the commands the workflow issues: changing one
-changes what a running job asks of Temporal (version it with workflow.patched).
+No step has a schedule-to-close or schedule-to-start timeout: those run while
+no worker runs, and a job must survive workers away for days. A step is
+bounded per attempt (start-to-close, and the job's heartbeat timeout) and
+retried with backoff for as long as it takes; non-retryable errors still fail
+at once. How long a batch may take is judged by the workflow, from the
+gateway's own timestamps (see BatchJobWorkflow._watch).
+
+Every value here is part of the commands the workflow issues: a change in the
+kind of command a running job issues is versioned with workflow.patched.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-# Gateway calls: retried with backoff for as long as the schedule-to-close allows;
-# configuration errors are non-retryable and fail at once.
+# Gateway calls: retried with backoff, without limit; configuration errors are
+# non-retryable and fail at once.
 GATEWAY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -31,49 +38,50 @@ class StepOptions:
     """Timeouts and retries of one step; its heartbeat timeout is the job's own."""
 
     start_to_close: timedelta
-    schedule_to_close: timedelta | None
     retry: RetryPolicy
+    schedule_to_close: timedelta | None = None
     cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
 
 
 VALIDATE = StepOptions(
     start_to_close=timedelta(minutes=30),
-    schedule_to_close=timedelta(hours=2),
     retry=LOCAL_RETRY,
 )
 UPLOAD = StepOptions(
     start_to_close=timedelta(hours=1),
-    schedule_to_close=timedelta(hours=6),
     retry=GATEWAY_RETRY,
 )
 CREATE = StepOptions(
     start_to_close=timedelta(minutes=5),
-    schedule_to_close=timedelta(hours=6),
     retry=GATEWAY_RETRY,
     # A cancelled create is waited for, so the look-up after it sees any batch
     # its POST made before the cancel reached it.
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
 # Reads one batch: a batch id that does not exist is final, the rest is retried.
-ATTACH = StepOptions(
-    start_to_close=timedelta(minutes=5),
-    schedule_to_close=timedelta(hours=6),
-    retry=GATEWAY_RETRY,
-)
+ATTACH = StepOptions(start_to_close=timedelta(minutes=5), retry=GATEWAY_RETRY)
 COLLECT = StepOptions(
     start_to_close=timedelta(hours=1),
-    schedule_to_close=timedelta(hours=12),
     retry=GATEWAY_RETRY,
 )
 CANCEL = StepOptions(
     start_to_close=timedelta(minutes=2),
-    schedule_to_close=timedelta(hours=1),
+    retry=GATEWAY_RETRY,
+)
+
+
+# How often a watch returns even with nothing to report, so that one attempt is
+# bounded (start-to-close) whatever the phase deadlines are.
+WATCH_REFRESH = timedelta(hours=6)
+WATCH = StepOptions(
+    # Past its return time, a watch still waits for one read that works.
+    start_to_close=WATCH_REFRESH + timedelta(hours=1),
     retry=GATEWAY_RETRY,
 )
 
 
 def await_change(poll: timedelta, deadline: timedelta) -> StepOptions:
-    """One wait for a status change: Temporal retries it every poll until the deadline.
+    """Jobs started before watch_batch: Temporal retries one poll until the deadline.
 
     The deadline of the batch's phase is the step's schedule-to-close timeout,
     so a wait of any length costs a handful of history events.

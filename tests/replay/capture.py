@@ -1,10 +1,12 @@
 """Record the histories the replay test checks new workflow code against.
 
-    python -m tests.replay.capture              # every scenario
-    python -m tests.replay.capture attached     # only these (new paths, new files)
+    python -m tests.replay.capture            # the scenarios not captured yet
+    python -m tests.replay.capture NAME...    # these, even if captured (overwrites)
 
-Run it when a change to BatchJobWorkflow is meant to be incompatible (and
-version the workflow), never to make a failing replay test pass.
+A captured history is the record of what jobs running on that code did: keep
+it, so every later version must replay it. Capture new scenarios when the
+workflow gains a path or versions a change (workflow.patched), never to make a
+failing replay test pass.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-ONLY = set(sys.argv[1:])
 
 
 def job(**overrides: object) -> BatchJobInput:
@@ -54,10 +55,14 @@ async def _run(client: Client, queue: str, request: BatchJobInput) -> WorkflowHa
     return handle
 
 
+WANTED: set[str] = set()
+
+
 async def capture(
     name: str, script: ScriptedBatch, body: Scenario, env: WorkflowEnvironment
 ) -> None:
-    if ONLY and name not in ONLY:
+    target = HISTORIES / f"{name}.json"
+    if (WANTED and name not in WANTED) or (not WANTED and target.exists()):
         return
     queue = f"capture-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -69,7 +74,7 @@ async def capture(
         handle = await body(env.client, queue)
         history = await handle.fetch_history()
     record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
-    (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    target.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{name}: {len(history.events)} events")
 
 
@@ -194,9 +199,74 @@ async def main() -> None:
             cancelled_during_create,
             env,
         )
+        await capture_watch_scenarios(env, cancelled, fan_out)
     finally:
         await env.shutdown()
 
 
+async def capture_watch_scenarios(
+    env: WorkflowEnvironment, cancelled: Scenario, fan_out: Scenario
+) -> None:
+    """The paths of the wait in one watch_batch activity (patch watch-batch-in-one-activity)."""
+    hours = 6  # polls of 10 minutes
+
+    def simple(request: BatchJobInput) -> Scenario:
+        return lambda c, q: _run(c, q, request)
+
+    await capture(
+        "watch_succeeded_24h",
+        ScriptedBatch(path=[("validating", 1), ("in_progress", 144), ("finalizing", 1)]),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_expired",
+        ScriptedBatch(path=[("validating", 1), ("in_progress", 150)], final="expired"),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_gateway_rejected",
+        ScriptedBatch(path=[("validating", 2)], final="failed", errors=["line 3: bad"]),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_stuck_cancelled_after_outage",
+        ScriptedBatch(path=[("validating", 1), ("in_progress", 10**6)], outage_in="in_progress"),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_moved_on_after_outage",
+        ScriptedBatch(
+            path=[("validating", 1), ("in_progress", 70 * hours), ("finalizing", 3 * hours)],
+            outage_in="in_progress",
+        ),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_collect_after_outage",
+        ScriptedBatch(collect_outage=timedelta(days=3)),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "watch_gateway_gave_up",
+        ScriptedBatch(
+            path=[("in_progress", 5)],
+            poll_failure=ApplicationError(
+                "get batch: gateway answered 401", type="AuthenticationError", non_retryable=True
+            ),
+        ),
+        simple(job()),
+        env,
+    )
+    await capture("watch_cancelled", ScriptedBatch(path=[("in_progress", 10**6)]), cancelled, env)
+    await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
+
+
 if __name__ == "__main__":
+    WANTED.update(sys.argv[1:])
     asyncio.run(main())

@@ -23,6 +23,15 @@ def test_there_are_histories_to_replay():
     # Paths behind workflow.patched, recorded with the patch's marker.
     assert {"file_pending", "cancelled_during_create"} <= names
     assert {"attached", "create_outcome_unknown", "cancelled_during_create_lookup"} <= names
+    # Jobs on the watch (patch watch-batch-in-one-activity), besides those from before it.
+    assert {
+        "watch_succeeded_24h",
+        "watch_cancelled",
+        "watch_stuck_cancelled_after_outage",
+        "watch_moved_on_after_outage",
+        "watch_collect_after_outage",
+        "watch_gateway_gave_up",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

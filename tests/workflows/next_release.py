@@ -14,8 +14,15 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from contracts.job import BatchJobResult
-    from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, WORKFLOW_NAME
-    from contracts.steps import AwaitChangeRequest, BatchSnapshot, InputSummary, UploadedInput
+    from contracts.names import ACTIVITY_AWAIT_STATUS_CHANGE, ACTIVITY_WATCH_BATCH, WORKFLOW_NAME
+    from contracts.steps import (
+        AwaitChangeRequest,
+        BatchSnapshot,
+        BatchWatch,
+        InputSummary,
+        UploadedInput,
+        WatchBatchRequest,
+    )
 
 from workflows.batch_job import BatchJobWorkflow, JobArgument
 
@@ -43,13 +50,24 @@ class NextBatchJobWorkflow(BatchJobWorkflow):
         return uploaded
 
 
+class NextBatchWatch(BatchWatch):
+    batch: NextBatchSnapshot
+
+
 def with_region(activities: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
-    """These activities, their status poll answering the next release's snapshot."""
+    """These activities, their status polls answering the next release's snapshot."""
     [poll] = [fn for fn in activities if fn.__name__ == ACTIVITY_AWAIT_STATUS_CHANGE]
+    [watch] = [fn for fn in activities if fn.__name__ == ACTIVITY_WATCH_BATCH]
 
     @activity.defn(name=ACTIVITY_AWAIT_STATUS_CHANGE)
     async def await_status_change(request: AwaitChangeRequest) -> NextBatchSnapshot:
         changed: BatchSnapshot = await poll(request)
         return NextBatchSnapshot(**changed.model_dump(), region="swedencentral")
 
-    return [fn for fn in activities if fn is not poll] + [await_status_change]
+    @activity.defn(name=ACTIVITY_WATCH_BATCH)
+    async def watch_batch(request: WatchBatchRequest) -> NextBatchWatch:
+        seen: BatchWatch = await watch(request)
+        batch = NextBatchSnapshot(**seen.batch.model_dump(), region="swedencentral")
+        return NextBatchWatch(**{**seen.model_dump(), "batch": batch})
+
+    return [fn for fn in activities if fn not in (poll, watch)] + [await_status_change, watch_batch]

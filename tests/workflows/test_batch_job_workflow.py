@@ -54,8 +54,14 @@ async def test_a_24_hour_batch_finishes_with_a_short_history(time_skipping_env):
     assert result.errors_path == "in/batch.errors.jsonl"
     assert result.usage.total_tokens == 450
     history = await handle.fetch_history()
-    assert len(history.events) < 60, f"{len(history.events)} events for a 24h wait"
-    assert script.polls > 144
+    watches = [
+        event
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "watch_batch"
+    ]
+    # One watch per status change, per 5 % of the requests (here 1 of 5), per 6 h refresh.
+    assert len(watches) <= 3 + REQUESTS + 4, f"{len(watches)} watches for 144 polls"
+    assert len(history.events) < 100, f"{len(history.events)} events for a 24h wait"
 
 
 async def test_the_batch_is_created_once_and_tagged_with_the_job_key(time_skipping_env):

@@ -64,8 +64,8 @@ async def test_a_batch_that_failed_mid_run_keeps_what_finished(time_skipping_env
     # The scripted batch reports output for terminal states with results.
     original = script.snapshot
 
-    def snapshot(status: str):
-        snap = original(status)
+    def snapshot(status: str, at: object = None):
+        snap = original(status, at)  # type: ignore[arg-type]
         if status == "failed":
             return snap.model_copy(update={"output_file_id": "file-out"})
         return snap

@@ -1,0 +1,250 @@
+"""watch_batch: one attempt that polls inside, against the real emulator over HTTP.
+
+What a person sees of a healthy wait is this attempt: it must not fail while
+the batch is merely busy, must heartbeat what it saw, and must return when the
+workflow has something to act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+from pydantic import SecretStr
+from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.batch_activities import BatchActivities
+from activities.watch import Watch, run_detached
+from contracts.job import BatchCounts
+from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
+from devstack.emulator import EmulatorProcess
+from gateway.client import GatewayClient
+from gateway.errors import AuthenticationError, RetryableGatewayError
+from storage import LocalStorage
+from tests.activities.conftest import settings_for
+from tests.activities.helpers import ActivityRunner, chat_file
+from tests.activities.test_batch_activities import Job
+
+
+@pytest.fixture
+def job(
+    request: pytest.FixtureRequest,
+    runner: ActivityRunner,
+    acts: BatchActivities,
+    storage: LocalStorage,
+) -> Job:
+    return Job(runner, acts, storage, key=f"watch-{request.node.name}-{time.time_ns()}")
+
+
+def watch_request(
+    batch: BatchSnapshot, *, within: float = 20.0, **fields: object
+) -> WatchBatchRequest:
+    return WatchBatchRequest.model_validate(
+        {
+            "batch": batch,
+            "poll_seconds": 0.02,
+            "return_by": datetime.now(UTC) + timedelta(seconds=within),
+            **fields,
+        }
+    )
+
+
+async def test_a_busy_batch_is_watched_inside_one_attempt_until_its_status_moves(
+    job: Job, emu: EmulatorProcess
+) -> None:
+    emu.set_knobs(force_outcome="stuck_validating")
+    batch = await job.submit(chat_file(4))
+    assert batch.status == "validating"
+    job.runner.heartbeats.clear()
+
+    # Stuck: the watch comes back at its return time with the batch it read, not a failure.
+    stuck = await job.runner.run(
+        job.acts.watch_batch, watch_request(batch, within=0.3, report_every=1)
+    )
+    assert (stuck.batch.id, stuck.batch.status) == (batch.id, "validating")
+    assert stuck.polls > 1, "read again every poll interval inside the attempt"
+    assert stuck.gateway_error is None
+    beats = [details for details in job.runner.heartbeats if details]
+    assert beats and all(isinstance(d[0], BatchWatch) for d in beats)
+    assert beats[-1][0].batch.id == batch.id
+
+    emu.force(batch.id, "none")
+    moved = await job.runner.run(job.acts.watch_batch, watch_request(stuck.batch))
+    assert moved.batch.status != "validating"
+    assert moved.batch.counts is not None and moved.batch.counts.total == 4
+
+
+async def test_a_failing_gateway_is_read_again_inside_and_reported_after_a_while(
+    job: Job, emu: EmulatorProcess
+) -> None:
+    emu.set_knobs(force_outcome="stuck_validating")
+    batch = await job.submit(chat_file(2))
+    emu.set_knobs(error_rate=1.0, error_statuses=[503])
+
+    watched = await job.runner.run(
+        job.acts.watch_batch, watch_request(batch, report_error_after_seconds=0.2)
+    )
+
+    assert watched.batch == batch, "the last batch it could read"
+    assert watched.gateway_error is not None and "503" in watched.gateway_error
+    assert watched.polls > 1
+
+
+async def test_a_revoked_key_fails_the_watch_at_once_without_showing_the_key(
+    emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage
+) -> None:
+    right, wrong = "right-key-5f1c9e0a77", "revoked-key-SECRET-d41d8cd98f"
+    emu.set_knobs(auth_header="apikey", auth_key=right)
+    async with GatewayClient(settings_for(emu, api_key=SecretStr(wrong))) as client:
+        acts = BatchActivities(client, storage)
+        known = BatchSnapshot(id="batch_x", status="in_progress")
+        with pytest.raises(ApplicationError) as caught:
+            await runner.run(acts.watch_batch, watch_request(known))
+    error = caught.value
+    assert error.type == "AuthenticationError"
+    assert error.non_retryable
+    assert "401" in error.message
+    assert wrong not in error.message and right not in error.message
+
+
+def batch_with(finished: int, status: str = "in_progress") -> BatchSnapshot:
+    return BatchSnapshot(
+        id="batch_1", status=status, counts=BatchCounts(total=100, completed=finished)
+    )
+
+
+async def test_progress_is_reported_in_steps_not_on_every_read() -> None:
+    reads = iter([batch_with(12), batch_with(14), batch_with(15), batch_with(40)])
+
+    async def read(_: str) -> BatchSnapshot:
+        return next(reads)
+
+    watch = Watch(watch_request(batch_with(10), report_every=5), read)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert watched.batch.finished == 15, "the first read 5 past what the workflow knew"
+    assert watched.polls == 3
+
+
+async def test_a_transient_error_before_the_first_read_keeps_the_known_batch() -> None:
+    outcomes: list[BatchSnapshot | Exception] = [
+        RetryableGatewayError("get batch: gateway answered 502", status_code=502),
+        batch_with(10, status="finalizing"),
+    ]
+
+    async def read(_: str) -> BatchSnapshot:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    watch = Watch(watch_request(batch_with(10)), read)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert watched.batch.status == "finalizing"
+    assert watched.gateway_error is None, "cleared by the read that worked"
+
+
+async def test_a_worker_shutting_down_hands_the_watch_over_instead_of_failing() -> None:
+    read_twice = asyncio.Event()
+    reads = 0
+
+    async def read(_: str) -> BatchSnapshot:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            read_twice.set()
+        return batch_with(11)
+
+    runner = ActivityRunner()
+    watch = Watch(watch_request(batch_with(10), within=600, report_every=5), read)
+    task = asyncio.create_task(runner.env.run(watch.run))
+    await asyncio.wait_for(read_twice.wait(), 10)
+    runner.env.worker_shutdown()
+    watched = await asyncio.wait_for(task, 10)
+    assert watched.batch.finished == 11, "what it last saw, for the next worker to go on from"
+
+
+class FakeHandle:
+    """What a detached watch tells Temporal, recorded; `cancel_on_beat` stands for a cancel."""
+
+    def __init__(self, cancel_on_beat: int | None = None, gone: bool = False) -> None:
+        self.beats: list[BatchWatch] = []
+        self.outcome: tuple[str, object] | None = None
+        self.cancel_on_beat = cancel_on_beat
+        self.gone = gone
+
+    async def heartbeat(self, details: BatchWatch) -> None:
+        self.beats.append(details)
+        if self.gone:
+            raise RPCError("activity already timed out", RPCStatusCode.NOT_FOUND, b"")
+        if len(self.beats) == self.cancel_on_beat:
+            raise AsyncActivityCancelledError()
+
+    async def complete(self, result: object) -> None:
+        self.outcome = ("completed", result)
+
+    async def fail(self, error: Exception) -> None:
+        self.outcome = ("failed", error)
+
+    async def report_cancellation(self) -> None:
+        self.outcome = ("cancelled", None)
+
+
+def scripted_reads(
+    *outcomes: BatchSnapshot | Exception,
+) -> Callable[[str], Awaitable[BatchSnapshot]]:
+    queue = list(outcomes)
+
+    async def read(_: str) -> BatchSnapshot:
+        outcome = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return read
+
+
+async def detached(handle: FakeHandle, watch: Watch) -> None:
+    runner = ActivityRunner()  # an activity context, as the task it is started from
+    await asyncio.wait_for(
+        runner.env.run(run_detached, cast(AsyncActivityHandle, handle), watch, 0.01), 10
+    )
+
+
+async def test_a_detached_watch_heartbeats_what_it_saw_then_completes() -> None:
+    reads = scripted_reads(*[batch_with(11)] * 10, batch_with(20))
+    handle = FakeHandle()
+    await detached(handle, Watch(watch_request(batch_with(10), report_every=5), reads))
+    assert handle.beats and handle.beats[-1].batch.finished == 11
+    assert handle.outcome is not None and handle.outcome[0] == "completed"
+    result = handle.outcome[1]
+    assert isinstance(result, BatchWatch) and result.batch.finished == 20
+
+
+async def test_a_detached_watch_reports_a_cancel_and_stops_reading() -> None:
+    handle = FakeHandle(cancel_on_beat=2)
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(batch_with(10))))
+    assert handle.outcome == ("cancelled", None)
+
+
+async def test_a_detached_watch_fails_on_a_revoked_key_with_the_gateways_message() -> None:
+    revoked = AuthenticationError("get batch: gateway answered 401", status_code=401)
+    handle = FakeHandle()
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(revoked)))
+    assert handle.outcome is not None and handle.outcome[0] == "failed"
+    error = handle.outcome[1]
+    assert isinstance(error, ApplicationError)
+    assert error.type == "AuthenticationError" and error.non_retryable
+    assert "401" in error.message
+
+
+async def test_a_detached_watch_whose_attempt_timed_out_stops_reading() -> None:
+    handle = FakeHandle(gone=True)
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(batch_with(10))))
+    assert handle.outcome is None, "nothing left to settle"
+    assert len(handle.beats) == 1
