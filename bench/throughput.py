@@ -8,11 +8,15 @@ script prints both wall times, their ratio, and per job: history events,
 worker CPU, server CPU and gateway calls.
 
     python -m bench.throughput [--jobs 200] [--variants baseline,cache-off]
+    python -m bench.throughput --variants baseline@main,baseline   # a change against main
 
 A variant is the project run with other worker options, worker environment or
 dev-server flags (see VARIANTS): each runs on its own fresh dev server,
 emulator and worker, so every lever is measured on its own against the
-baseline of the same run.
+baseline of the same run. ``NAME@REV`` runs variant NAME with the worker's
+code from git revision REV (exported with ``git archive``; the starter's and
+the benchmark's code stay this tree's): a code change against the code
+before it, in the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -79,6 +84,8 @@ class Variant:
     # the only place eager workflow start can hand a job's first task to a worker.
     in_process: bool = False
     eager_start: bool = False
+    # The worker's code from this git revision instead of this tree's.
+    revision: str | None = None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -228,13 +235,27 @@ def dev_server_process(port: int) -> psutil.Process:
     raise RuntimeError(f"no dev server on port {port} among this process's children")
 
 
-def start_worker(variant: Variant, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def export_revision(revision: str, into: Path) -> Path:
+    """The repository's tree at ``revision``, without touching the work tree or git's state."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", revision],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def start_worker(
+    variant: Variant, env: dict[str, str], log: Path, source: Path
+) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, **env, **variant.worker_env}
     full_env[ENV_WORKER_OPTIONS] = json.dumps(variant.worker_options)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "bench.throughput", "--serve-worker"],
-            cwd=REPO_ROOT,
+            cwd=source,
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -385,6 +406,9 @@ async def run_project(
     name: str, variant: Variant, root: Path, load: Load, profile: bool = False
 ) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
+    source = REPO_ROOT
+    if variant.revision is not None:
+        source = export_revision(variant.revision, root / "source")
     port = free_port()
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
@@ -410,7 +434,7 @@ async def run_project(
             if variant.in_process:
                 await stack.enter_async_context(in_process_worker(env.client, worker_env))
             else:
-                worker = start_worker(variant, worker_env, log)
+                worker = start_worker(variant, worker_env, log, source)
             await wait_for_pollers(env.client, queue, worker, log)
             await asyncio.sleep(1.0)
             assert emulator.pid is not None
@@ -519,6 +543,12 @@ def print_reports(plain: SideReport | None, reports: list[SideReport]) -> None:
         print(f"  {r.name}: gateway calls per job: {routes}{spread}")
 
 
+def variant(name: str) -> Variant:
+    """VARIANTS[name], or for ``NAME@REV`` variant NAME on the worker code of revision REV."""
+    base, _, revision = name.partition("@")
+    return dataclasses.replace(VARIANTS[base], revision=revision or None)
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
@@ -540,9 +570,11 @@ async def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n.partition("@")[0] not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if any("@" in n and VARIANTS[n.partition("@")[0]].in_process for n in names):
+        parser.error("an in-process variant runs this tree's code: it takes no @REV")
 
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     print(
@@ -560,15 +592,15 @@ async def main(argv: list[str] | None = None) -> int:
     reports = []
     for i, name in enumerate(names):
         # A fresh folder each, so a variant named twice starts from an empty emulator too.
-        folder = root / f"{i:02d}-{name}"
+        folder = root / f"{i:02d}-{name.replace('/', '_')}"
         async with asyncio.timeout(args.timeout_seconds):
-            report = await run_project(name, VARIANTS[name], folder, load, args.profile_worker)
+            report = await run_project(name, variant(name), folder, load, args.profile_worker)
         print(f"{name}: {report.wall:.2f} s", flush=True)
         reports.append(report)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_reports(plain, reports)
     for i, name in enumerate(names if args.profile_worker else []):
-        collapsed = root / f"{i:02d}-{name}" / "worker-profile.txt"
+        collapsed = root / f"{i:02d}-{name.replace('/', '_')}" / "worker-profile.txt"
         if collapsed.exists():
             shares = ", ".join(f"{c} {share:.0%}" for c, share in profile_summary(collapsed))
             print(f"  {name}: worker samples in {shares}")
