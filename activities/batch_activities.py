@@ -1,8 +1,8 @@
 """The activities of a batch job, as methods of one class that holds the gateway client.
 
 Each is safe to run twice: uploads and batches are tagged with the job key and
-looked up before anything is created, so a worker that dies after the gateway
-acted but before Temporal heard of it costs nothing on the retry.
+a retry looks them up before it creates anything, so a worker that dies after
+the gateway acted but before Temporal heard of it costs nothing on the retry.
 """
 
 from __future__ import annotations
@@ -83,6 +83,29 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
 def _oldest(batches: list[Batch]) -> Batch:
     """The batch every attempt of a job agrees to keep."""
     return min(batches, key=lambda b: (b.created_at or 0, b.id))
+
+
+class _NewestFirst:
+    """Whether a listing has shown itself newest first so far (OpenAI, Azure, the emulator).
+
+    Two dated batches in order are the evidence; one out of order (a gateway that
+    lists oldest first, or in no order) ends the trust for the rest of the listing.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._pairs_in_order = 0
+        self._broken = False
+
+    def saw(self, created_at: int | None) -> bool:
+        if created_at is not None:
+            if self._last is not None:
+                if created_at > self._last:
+                    self._broken = True
+                else:
+                    self._pairs_in_order += 1
+            self._last = created_at
+        return not self._broken and self._pairs_in_order > 0
 
 
 def upload_filename(job_key: str, sha256: str = "") -> str:
@@ -178,9 +201,14 @@ class BatchActivities:
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
         async with temporal_failures(), heartbeating():
-            existing = await self._keep_one_batch(
-                request.job_key, request.not_before, input_file_id=request.input_file_id
-            )
+            existing = None
+            # A fresh input has no batch before this step's first attempt; a retry, or an
+            # input adopted from an earlier run, may, and looks first. The look after
+            # creating runs on every attempt: it closes the two-attempts-alive window.
+            if not request.fresh_input or activity.info().attempt > 1:
+                existing = await self._keep_one_batch(
+                    request.job_key, request.not_before, input_file_id=request.input_file_id
+                )
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
@@ -263,6 +291,7 @@ class BatchActivities:
         """Every batch tagged with this job's key, by a look-back bounded in time and count."""
         oldest = int((not_before - LOOKUP_CLOCK_SKEW).timestamp())
         mine: list[Batch] = []
+        newest_first = _NewestFirst()
         try:
             scanned = 0
             async for batch in self.client.iter_batches():
@@ -270,9 +299,12 @@ class BatchActivities:
                 if scanned > LOOKUP_MAX_OBJECTS:
                     break
                 # A batch with our key from before the job started belongs to an
-                # earlier run that reused the key, and must not be adopted. Skipped,
-                # not a reason to stop: not every gateway lists newest first.
+                # earlier run that reused the key, and must not be adopted. Past one,
+                # a gateway seen listing newest first holds nothing newer: stop paging.
+                seen_in_order = newest_first.saw(batch.created_at)
                 if batch.created_at is not None and batch.created_at < oldest:
+                    if seen_in_order:
+                        break
                     continue
                 if batch.metadata.get(JOB_KEY_METADATA) == job_key:
                     mine.append(batch)

@@ -54,6 +54,11 @@ class CreateBatchRequest(_Step):
     metadata: dict[str, str]
     job_key: str
     not_before: datetime = Field(description="The job's start: older batches are not its own.")
+    fresh_input: bool = Field(
+        default=False,
+        description="The input file was uploaded by this run, the first of its job (no retry, "
+        "no reset): no batch can use it before the first create attempt, which need not look.",
+    )
 
 
 class BatchSnapshot(_Step):

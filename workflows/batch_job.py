@@ -221,6 +221,7 @@ class BatchJobWorkflow:
                     metadata=job.metadata,
                     job_key=self._job_key,
                     not_before=self._started,
+                    fresh_input=self._fresh(uploaded),
                 ),
                 step_options.CREATE,
             )
@@ -249,6 +250,15 @@ class BatchJobWorkflow:
                 )
             raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
         return batch
+
+    def _fresh(self, uploaded: UploadedInput) -> bool:
+        """Whether no batch can use this input yet: this run uploaded it, and no run came before.
+
+        A retried run keeps the job key (it derives from the first run's id), and so may
+        a reset one: its upload may adopt an earlier run's file that a batch already uses.
+        """
+        info = workflow.info()
+        return not uploaded.adopted and info.run_id == info.first_execution_run_id
 
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
         """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""
