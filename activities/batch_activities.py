@@ -54,7 +54,7 @@ from contracts.steps import (
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
-from gateway.models import Batch, BatchStatus, FileStatus
+from gateway.models import Batch, BatchStatus, FileObject, FileStatus
 from storage import Storage
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
@@ -106,6 +106,11 @@ class _NewestFirst:
                     self._pairs_in_order += 1
             self._last = created_at
         return not self._broken and self._pairs_in_order > 0
+
+
+def _usable_now(file: FileObject) -> bool:
+    """What await_file_processed would conclude from this answer at once (no status: usable)."""
+    return file.status not in (FileStatus.PENDING, FileStatus.ERROR, FileStatus.DELETED)
 
 
 def upload_filename(job_key: str, sha256: str = "") -> str:
@@ -165,8 +170,13 @@ class BatchActivities:
             if activity.info().attempt > 1:
                 existing = await self._find_upload(filename, request.bytes)
                 if existing is not None:
-                    activity.logger.info("adopting earlier upload %s", existing)
-                    return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
+                    activity.logger.info("adopting earlier upload %s", existing.id)
+                    return UploadedInput(
+                        file_id=existing.id,
+                        bytes=request.bytes,
+                        adopted=True,
+                        ready=_usable_now(existing),
+                    )
             async with self.storage.reading(request.input_path) as path:
                 # The content, not just the size: a same-size edit after validation
                 # would otherwise send requests that were never checked.
@@ -180,15 +190,18 @@ class BatchActivities:
                 uploaded = await self.client.upload_file(path, filename=filename)
             activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
             return UploadedInput(
-                file_id=uploaded.id, bytes=uploaded.bytes or request.bytes, adopted=False
+                file_id=uploaded.id,
+                bytes=uploaded.bytes or request.bytes,
+                adopted=False,
+                ready=_usable_now(uploaded),
             )
 
-    async def _find_upload(self, filename: str, size: int) -> str | None:
+    async def _find_upload(self, filename: str, size: int) -> FileObject | None:
         try:
             scanned = 0
             async for item in self.client.iter_files(purpose="batch"):
                 if item.filename == filename and (item.bytes in (None, size)):
-                    return item.id
+                    return item
                 scanned += 1
                 if scanned >= LOOKUP_MAX_OBJECTS:
                     break

@@ -45,6 +45,11 @@ class UploadedInput(_Step):
     file_id: str
     bytes: int
     adopted: bool = Field(description="True when an upload from an earlier attempt was reused.")
+    ready: bool = Field(
+        default=False,
+        description="The gateway's answer already lets a batch use the file (not pending, "
+        "not failed): no step waits until it is processed.",
+    )
 
 
 class CreateBatchRequest(_Step):

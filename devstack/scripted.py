@@ -112,7 +112,10 @@ class ScriptedBatch:
         async def upload_input(request: UploadInputRequest) -> UploadedInput:
             script.calls.append(("upload_input", request))
             return UploadedInput(
-                file_id="file-1", bytes=request.bytes, adopted=script.upload_adopted
+                file_id="file-1",
+                bytes=request.bytes,
+                adopted=script.upload_adopted,
+                ready=script.file_pending_polls == 0 and script.file_error is None,
             )
 
         @activity.defn(name="create_batch")

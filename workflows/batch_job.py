@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         FAILURE_INVALID_JOB,
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_FILE_PROCESSED,
+        PATCH_UPLOAD_READY,
         QUERY_PROGRESS,
         SEARCH_ATTRIBUTE_BATCH_ID,
         SEARCH_ATTRIBUTE_BATCH_STATUS,
@@ -179,8 +180,11 @@ class BatchJobWorkflow:
             step_options.UPLOAD,
         )
         self._input_file_id = uploaded.file_id
-        # Azure may report a new upload pending, and refuses a batch on it until processed.
-        if workflow.patched(PATCH_FILE_PROCESSED):
+        # Azure may report a new upload pending, and refuses a batch on it until processed;
+        # when the upload's own answer says processed, there is nothing to wait for.
+        if workflow.patched(PATCH_FILE_PROCESSED) and not (
+            uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
+        ):
             await self._step(
                 BatchActivities.await_file_processed,
                 AwaitFileRequest(

@@ -23,6 +23,7 @@ def test_there_are_histories_to_replay():
     # Paths behind workflow.patched, recorded with the patch's marker.
     assert {"file_pending", "cancelled_during_create"} <= names
     assert {"attached", "create_outcome_unknown", "cancelled_during_create_lookup"} <= names
+    assert {"upload_ready"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
