@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,8 @@ class Load:
     poll_seconds: float
     # Batches already at the gateway before the jobs start (other work on the same account).
     gateway_history: int = 0
+    # How long before the jobs those batches were created.
+    history_age_hours: float = 0.0
 
 
 @dataclass
@@ -153,8 +156,8 @@ def write_inputs(folder: Path, jobs: int, requests: int) -> list[Path]:
     return paths
 
 
-def start_emulator(root: Path, history: int = 0) -> EmulatorProcess:
-    """A fresh emulator, holding ``history`` ended batches when asked."""
+def start_emulator(root: Path, history: int = 0, age_hours: float = 0.0) -> EmulatorProcess:
+    """A fresh emulator, holding ``history`` ended batches made ``age_hours`` ago when asked."""
     emulator = EmulatorProcess(root, knobs=EMULATOR_KNOBS).start()
     if history:
         emulator.set_knobs(force_outcome="failed")
@@ -171,7 +174,19 @@ def start_emulator(root: Path, history: int = 0) -> EmulatorProcess:
         emulator.set_knobs(force_outcome="none")
         # Validation (1 s) fails them all; then they are history, not work.
         time.sleep(EMULATOR_KNOBS["validating_seconds"] + 1.0)
+        if age_hours:
+            backdate_batches(emulator.data_dir / "emulator.sqlite3", age_hours)
     return emulator
+
+
+def backdate_batches(database: Path, hours: float) -> None:
+    """Move every batch's created_at back: the emulator has no clock to make old ones."""
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        db.execute(
+            "UPDATE batches SET data = json_set(data, '$.created_at', "
+            "json_extract(data, '$.created_at') - ?)",
+            (int(hours * 3600),),
+        )
 
 
 def gateway_calls(emulator: EmulatorProcess) -> Counter[str]:
@@ -200,7 +215,7 @@ async def plain_job(client: openai.AsyncOpenAI, path: Path, poll: float) -> str:
 
 async def run_plain(root: Path, load: Load) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
-    emulator = start_emulator(root / "emulator", load.gateway_history)
+    emulator = start_emulator(root / "emulator", load.gateway_history, load.history_age_hours)
     try:
         assert emulator.pid is not None
         emu_proc = psutil.Process(emulator.pid)
@@ -418,7 +433,7 @@ async def run_project(
         ui=False,
         dev_server_extra_args=list(variant.server_args),
     )
-    emulator = start_emulator(root / "emulator", load.gateway_history)
+    emulator = start_emulator(root / "emulator", load.gateway_history, load.history_age_hours)
     worker: subprocess.Popen[bytes] | None = None
     try:
         await register_search_attributes(env.client)
@@ -560,6 +575,13 @@ async def main(argv: list[str] | None = None) -> int:
         default=0,
         help="ended batches put at each emulator first, as on a gateway used for a while",
     )
+    parser.add_argument(
+        "--gateway-history-age",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="how long before the jobs the --gateway-history batches were made",
+    )
     parser.add_argument("--variants", default="baseline", help=",".join(VARIANTS))
     parser.add_argument("--no-plain", action="store_true", help="skip the plain SDK script")
     parser.add_argument("--timeout-seconds", type=float, default=600.0, help="per side")
@@ -579,11 +601,18 @@ async def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     print(
         f"{args.jobs} jobs x {args.requests} requests, poll {args.poll_seconds:g} s, "
-        f"emulator {EMULATOR_KNOBS}, gateway history {args.gateway_history} batches, "
+        f"emulator {EMULATOR_KNOBS}, gateway history {args.gateway_history} batches "
+        f"{args.gateway_history_age:g} h old, "
         f"load average {os.getloadavg()[0]:.2f}, data {root}",
         flush=True,
     )
-    load = Load(args.jobs, args.requests, args.poll_seconds, args.gateway_history)
+    load = Load(
+        args.jobs,
+        args.requests,
+        args.poll_seconds,
+        args.gateway_history,
+        args.gateway_history_age,
+    )
     plain = None
     if not args.no_plain:
         async with asyncio.timeout(args.timeout_seconds):
