@@ -1,8 +1,8 @@
 """The activities of a batch job, as methods of one class that holds the gateway client.
 
 Each is safe to run twice: uploads and batches are tagged with the job key and
-looked up before anything is created, so a worker that dies after the gateway
-acted but before Temporal heard of it costs nothing on the retry.
+a retry looks them up before it creates anything, so a worker that dies after
+the gateway acted but before Temporal heard of it costs nothing on the retry.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from contracts.steps import (
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
-from gateway.models import Batch, BatchStatus, FileStatus
+from gateway.models import Batch, BatchStatus, FileObject, FileStatus
 from storage import LocationError, Storage, StorageUnavailable
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
@@ -88,6 +88,34 @@ def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
 def _oldest(batches: list[Batch]) -> Batch:
     """The batch every attempt of a job agrees to keep."""
     return min(batches, key=lambda b: (b.created_at or 0, b.id))
+
+
+class _NewestFirst:
+    """Whether a listing has shown itself newest first so far (OpenAI, Azure, the emulator).
+
+    Two dated batches in order are the evidence; one out of order (a gateway that
+    lists oldest first, or in no order) ends the trust for the rest of the listing.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._pairs_in_order = 0
+        self._broken = False
+
+    def saw(self, created_at: int | None) -> bool:
+        if created_at is not None:
+            if self._last is not None:
+                if created_at > self._last:
+                    self._broken = True
+                else:
+                    self._pairs_in_order += 1
+            self._last = created_at
+        return not self._broken and self._pairs_in_order > 0
+
+
+def _usable_now(file: FileObject) -> bool:
+    """What await_file_processed would conclude from this answer at once (no status: usable)."""
+    return file.status not in (FileStatus.PENDING, FileStatus.ERROR, FileStatus.DELETED)
 
 
 def upload_filename(job_key: str, sha256: str = "") -> str:
@@ -157,8 +185,13 @@ class BatchActivities:
             if activity.info().attempt > 1:
                 existing = await self._find_upload(filename, request.bytes)
                 if existing is not None:
-                    activity.logger.info("adopting earlier upload %s", existing)
-                    return UploadedInput(file_id=existing, bytes=request.bytes, adopted=True)
+                    activity.logger.info("adopting earlier upload %s", existing.id)
+                    return UploadedInput(
+                        file_id=existing.id,
+                        bytes=request.bytes,
+                        adopted=True,
+                        ready=_usable_now(existing),
+                    )
             async with self.storage.reading(request.input_path) as path:
                 # The content, not just the size: a same-size edit after validation
                 # would otherwise send requests that were never checked.
@@ -172,15 +205,18 @@ class BatchActivities:
                 uploaded = await self.client.upload_file(path, filename=filename)
             activity.logger.info("uploaded %s as %s", request.input_path, uploaded.id)
             return UploadedInput(
-                file_id=uploaded.id, bytes=uploaded.bytes or request.bytes, adopted=False
+                file_id=uploaded.id,
+                bytes=uploaded.bytes or request.bytes,
+                adopted=False,
+                ready=_usable_now(uploaded),
             )
 
-    async def _find_upload(self, filename: str, size: int) -> str | None:
+    async def _find_upload(self, filename: str, size: int) -> FileObject | None:
         try:
             scanned = 0
             async for item in self.client.iter_files(purpose="batch"):
                 if item.filename == filename and (item.bytes in (None, size)):
-                    return item.id
+                    return item
                 scanned += 1
                 if scanned >= LOOKUP_MAX_OBJECTS:
                     break
@@ -193,9 +229,14 @@ class BatchActivities:
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
         async with temporal_failures(), heartbeating():
-            existing = await self._keep_one_batch(
-                request.job_key, request.not_before, input_file_id=request.input_file_id
-            )
+            existing = None
+            # A fresh input has no batch before this step's first attempt; a retry, or an
+            # input adopted from an earlier run, may, and looks first. The look after
+            # creating runs on every attempt: it closes the two-attempts-alive window.
+            if not request.fresh_input or activity.info().attempt > 1:
+                existing = await self._keep_one_batch(
+                    request.job_key, request.not_before, input_file_id=request.input_file_id
+                )
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
@@ -278,6 +319,7 @@ class BatchActivities:
         """Every batch tagged with this job's key, by a look-back bounded in time and count."""
         oldest = int((not_before - LOOKUP_CLOCK_SKEW).timestamp())
         mine: list[Batch] = []
+        newest_first = _NewestFirst()
         try:
             scanned = 0
             async for batch in self.client.iter_batches():
@@ -285,9 +327,12 @@ class BatchActivities:
                 if scanned > LOOKUP_MAX_OBJECTS:
                     break
                 # A batch with our key from before the job started belongs to an
-                # earlier run that reused the key, and must not be adopted. Skipped,
-                # not a reason to stop: not every gateway lists newest first.
+                # earlier run that reused the key, and must not be adopted. Past one,
+                # a gateway seen listing newest first holds nothing newer: stop paging.
+                seen_in_order = newest_first.saw(batch.created_at)
                 if batch.created_at is not None and batch.created_at < oldest:
+                    if seen_in_order:
+                        break
                     continue
                 if batch.metadata.get(JOB_KEY_METADATA) == job_key:
                     mine.append(batch)

@@ -8,11 +8,15 @@ script prints both wall times, their ratio, and per job: history events,
 worker CPU, server CPU and gateway calls.
 
     python -m bench.throughput [--jobs 200] [--variants baseline,cache-off]
+    python -m bench.throughput --variants baseline@main,baseline   # a change against main
 
 A variant is the project run with other worker options, worker environment or
 dev-server flags (see VARIANTS): each runs on its own fresh dev server,
 emulator and worker, so every lever is measured on its own against the
-baseline of the same run.
+baseline of the same run. ``NAME@REV`` runs variant NAME with the worker's
+code from git revision REV (exported with ``git archive``; the starter's and
+the benchmark's code stay this tree's): a code change against the code
+before it, in the same run.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -79,6 +85,8 @@ class Variant:
     # the only place eager workflow start can hand a job's first task to a worker.
     in_process: bool = False
     eager_start: bool = False
+    # The worker's code from this git revision instead of this tree's.
+    revision: str | None = None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -107,6 +115,8 @@ class Load:
     poll_seconds: float
     # Batches already at the gateway before the jobs start (other work on the same account).
     gateway_history: int = 0
+    # How long before the jobs those batches were created.
+    history_age_hours: float = 0.0
 
 
 @dataclass
@@ -146,8 +156,8 @@ def write_inputs(folder: Path, jobs: int, requests: int) -> list[Path]:
     return paths
 
 
-def start_emulator(root: Path, history: int = 0) -> EmulatorProcess:
-    """A fresh emulator, holding ``history`` ended batches when asked."""
+def start_emulator(root: Path, history: int = 0, age_hours: float = 0.0) -> EmulatorProcess:
+    """A fresh emulator, holding ``history`` ended batches made ``age_hours`` ago when asked."""
     emulator = EmulatorProcess(root, knobs=EMULATOR_KNOBS).start()
     if history:
         emulator.set_knobs(force_outcome="failed")
@@ -164,7 +174,19 @@ def start_emulator(root: Path, history: int = 0) -> EmulatorProcess:
         emulator.set_knobs(force_outcome="none")
         # Validation (1 s) fails them all; then they are history, not work.
         time.sleep(EMULATOR_KNOBS["validating_seconds"] + 1.0)
+        if age_hours:
+            backdate_batches(emulator.data_dir / "emulator.sqlite3", age_hours)
     return emulator
+
+
+def backdate_batches(database: Path, hours: float) -> None:
+    """Move every batch's created_at back: the emulator has no clock to make old ones."""
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        db.execute(
+            "UPDATE batches SET data = json_set(data, '$.created_at', "
+            "json_extract(data, '$.created_at') - ?)",
+            (int(hours * 3600),),
+        )
 
 
 def gateway_calls(emulator: EmulatorProcess) -> Counter[str]:
@@ -193,7 +215,7 @@ async def plain_job(client: openai.AsyncOpenAI, path: Path, poll: float) -> str:
 
 async def run_plain(root: Path, load: Load) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
-    emulator = start_emulator(root / "emulator", load.gateway_history)
+    emulator = start_emulator(root / "emulator", load.gateway_history, load.history_age_hours)
     try:
         assert emulator.pid is not None
         emu_proc = psutil.Process(emulator.pid)
@@ -228,13 +250,27 @@ def dev_server_process(port: int) -> psutil.Process:
     raise RuntimeError(f"no dev server on port {port} among this process's children")
 
 
-def start_worker(variant: Variant, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def export_revision(revision: str, into: Path) -> Path:
+    """The repository's tree at ``revision``, without touching the work tree or git's state."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", revision],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def start_worker(
+    variant: Variant, env: dict[str, str], log: Path, source: Path
+) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, **env, **variant.worker_env}
     full_env[ENV_WORKER_OPTIONS] = json.dumps(variant.worker_options)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "bench.throughput", "--serve-worker"],
-            cwd=REPO_ROOT,
+            cwd=source,
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -385,6 +421,9 @@ async def run_project(
     name: str, variant: Variant, root: Path, load: Load, profile: bool = False
 ) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
+    source = REPO_ROOT
+    if variant.revision is not None:
+        source = export_revision(variant.revision, root / "source")
     port = free_port()
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
@@ -394,7 +433,7 @@ async def run_project(
         ui=False,
         dev_server_extra_args=list(variant.server_args),
     )
-    emulator = start_emulator(root / "emulator", load.gateway_history)
+    emulator = start_emulator(root / "emulator", load.gateway_history, load.history_age_hours)
     worker: subprocess.Popen[bytes] | None = None
     try:
         await register_search_attributes(env.client)
@@ -410,7 +449,7 @@ async def run_project(
             if variant.in_process:
                 await stack.enter_async_context(in_process_worker(env.client, worker_env))
             else:
-                worker = start_worker(variant, worker_env, log)
+                worker = start_worker(variant, worker_env, log, source)
             await wait_for_pollers(env.client, queue, worker, log)
             await asyncio.sleep(1.0)
             assert emulator.pid is not None
@@ -519,6 +558,12 @@ def print_reports(plain: SideReport | None, reports: list[SideReport]) -> None:
         print(f"  {r.name}: gateway calls per job: {routes}{spread}")
 
 
+def variant(name: str) -> Variant:
+    """VARIANTS[name], or for ``NAME@REV`` variant NAME on the worker code of revision REV."""
+    base, _, revision = name.partition("@")
+    return dataclasses.replace(VARIANTS[base], revision=revision or None)
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
@@ -530,6 +575,13 @@ async def main(argv: list[str] | None = None) -> int:
         default=0,
         help="ended batches put at each emulator first, as on a gateway used for a while",
     )
+    parser.add_argument(
+        "--gateway-history-age",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="how long before the jobs the --gateway-history batches were made",
+    )
     parser.add_argument("--variants", default="baseline", help=",".join(VARIANTS))
     parser.add_argument("--no-plain", action="store_true", help="skip the plain SDK script")
     parser.add_argument("--timeout-seconds", type=float, default=600.0, help="per side")
@@ -540,18 +592,27 @@ async def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n.partition("@")[0] not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if any("@" in n and VARIANTS[n.partition("@")[0]].in_process for n in names):
+        parser.error("an in-process variant runs this tree's code: it takes no @REV")
 
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     print(
         f"{args.jobs} jobs x {args.requests} requests, poll {args.poll_seconds:g} s, "
-        f"emulator {EMULATOR_KNOBS}, gateway history {args.gateway_history} batches, "
+        f"emulator {EMULATOR_KNOBS}, gateway history {args.gateway_history} batches "
+        f"{args.gateway_history_age:g} h old, "
         f"load average {os.getloadavg()[0]:.2f}, data {root}",
         flush=True,
     )
-    load = Load(args.jobs, args.requests, args.poll_seconds, args.gateway_history)
+    load = Load(
+        args.jobs,
+        args.requests,
+        args.poll_seconds,
+        args.gateway_history,
+        args.gateway_history_age,
+    )
     plain = None
     if not args.no_plain:
         async with asyncio.timeout(args.timeout_seconds):
@@ -560,15 +621,15 @@ async def main(argv: list[str] | None = None) -> int:
     reports = []
     for i, name in enumerate(names):
         # A fresh folder each, so a variant named twice starts from an empty emulator too.
-        folder = root / f"{i:02d}-{name}"
+        folder = root / f"{i:02d}-{name.replace('/', '_')}"
         async with asyncio.timeout(args.timeout_seconds):
-            report = await run_project(name, VARIANTS[name], folder, load, args.profile_worker)
+            report = await run_project(name, variant(name), folder, load, args.profile_worker)
         print(f"{name}: {report.wall:.2f} s", flush=True)
         reports.append(report)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_reports(plain, reports)
     for i, name in enumerate(names if args.profile_worker else []):
-        collapsed = root / f"{i:02d}-{name}" / "worker-profile.txt"
+        collapsed = root / f"{i:02d}-{name.replace('/', '_')}" / "worker-profile.txt"
         if collapsed.exists():
             shares = ", ".join(f"{c} {share:.0%}" for c, share in profile_summary(collapsed))
             print(f"  {name}: worker samples in {shares}")

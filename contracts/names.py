@@ -64,6 +64,7 @@ FAILURE_INVALID_JOB = "InvalidJob"
 # workflow.patched ids: recorded in running jobs' histories, so never reused or renamed.
 PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
+PATCH_UPLOAD_READY = "upload-ready-v1"
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

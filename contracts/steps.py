@@ -45,6 +45,11 @@ class UploadedInput(_Step):
     file_id: str
     bytes: int
     adopted: bool = Field(description="True when an upload from an earlier attempt was reused.")
+    ready: bool = Field(
+        default=False,
+        description="The gateway's answer already lets a batch use the file (not pending, "
+        "not failed): no step waits until it is processed.",
+    )
 
 
 class CreateBatchRequest(_Step):
@@ -54,6 +59,11 @@ class CreateBatchRequest(_Step):
     metadata: dict[str, str]
     job_key: str
     not_before: datetime = Field(description="The job's start: older batches are not its own.")
+    fresh_input: bool = Field(
+        default=False,
+        description="The input file was uploaded by this run, the first of its job (no retry, "
+        "no reset): no batch can use it before the first create attempt, which need not look.",
+    )
 
 
 class BatchSnapshot(_Step):

@@ -83,6 +83,8 @@ class ScriptedBatch:
     # A create whose POST is already out: a cancel reaching it does not stop it.
     create_finishes_on_cancel: bool = False
     file_pending_polls: int = 0
+    # The upload step found an earlier attempt's (or run's) upload and reused it.
+    upload_adopted: bool = False
     file_error: str | None = None
     attach_failure: ApplicationError | None = None
     collect_hangs_once: bool = False
@@ -168,7 +170,12 @@ class ScriptedBatch:
         @activity.defn(name="upload_input")
         async def upload_input(request: UploadInputRequest) -> UploadedInput:
             script.calls.append(("upload_input", request))
-            return UploadedInput(file_id="file-1", bytes=request.bytes, adopted=False)
+            return UploadedInput(
+                file_id="file-1",
+                bytes=request.bytes,
+                adopted=script.upload_adopted,
+                ready=script.file_pending_polls == 0 and script.file_error is None,
+            )
 
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
@@ -345,10 +352,10 @@ class ScriptedBatch:
         ):
 
             async def start(
-                request: Any, run: Any = BatchJobWorkflow.run
+                request: Any, run: Any = BatchJobWorkflow.run, **options: Any
             ) -> WorkflowHandle[Any, Any]:
                 return await env.client.start_workflow(
-                    run, request, id=f"job-{uuid.uuid4()}", task_queue=queue
+                    run, request, id=f"job-{uuid.uuid4()}", task_queue=queue, **options
                 )
 
             yield start

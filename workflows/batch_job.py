@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         FAILURE_INVALID_JOB,
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_FILE_PROCESSED,
+        PATCH_UPLOAD_READY,
         QUERY_PROGRESS,
         SEARCH_ATTRIBUTE_BATCH_ID,
         SEARCH_ATTRIBUTE_BATCH_STATUS,
@@ -180,8 +181,11 @@ class BatchJobWorkflow(Watching):
             step_options.UPLOAD,
         )
         self._input_file_id = uploaded.file_id
-        # Azure may report a new upload pending, and refuses a batch on it until processed.
-        if workflow.patched(PATCH_FILE_PROCESSED):
+        # Azure may report a new upload pending, and refuses a batch on it until processed;
+        # when the upload's own answer says processed, there is nothing to wait for.
+        if workflow.patched(PATCH_FILE_PROCESSED) and not (
+            uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
+        ):
             await self._step(
                 BatchActivities.await_file_processed,
                 AwaitFileRequest(
@@ -222,6 +226,7 @@ class BatchJobWorkflow(Watching):
                     metadata=job.metadata,
                     job_key=self._job_key,
                     not_before=self._started,
+                    fresh_input=self._fresh(uploaded),
                 ),
                 step_options.CREATE,
             )
@@ -250,6 +255,15 @@ class BatchJobWorkflow(Watching):
                 )
             raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
         return batch
+
+    def _fresh(self, uploaded: UploadedInput) -> bool:
+        """Whether no batch can use this input yet: this run uploaded it, and no run came before.
+
+        A retried run keeps the job key (it derives from the first run's id), and so may
+        a reset one: its upload may adopt an earlier run's file that a batch already uses.
+        """
+        info = workflow.info()
+        return not uploaded.adopted and info.run_id == info.first_execution_run_id
 
     async def _wait(self, batch: BatchSnapshot) -> Outcome:
         """Wait for the batch to end; past a deadline or on a cancel, cancel it and settle."""

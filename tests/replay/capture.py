@@ -149,6 +149,8 @@ async def main() -> None:
             lambda c, q: _run(c, q, job()),
             env,
         )
+        # The upload's answer says processed: no step waits for it (upload-ready-v1).
+        await capture("upload_ready", ScriptedBatch(), lambda c, q: _run(c, q, job()), env)
         await capture(
             "attached",
             ScriptedBatch(),

@@ -32,6 +32,7 @@ def test_there_are_histories_to_replay():
         "watch_collect_after_outage",
         "watch_gateway_gave_up",
     } <= names
+    assert {"upload_ready"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
