@@ -1,4 +1,4 @@
-"""The job commands: run, start, status, result, cancel, list and schema."""
+"""The job commands: run, start, status, result, list and schema (cancel: cli/cancel.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-import uuid
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,31 +13,43 @@ from typing import Any, TextIO
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
 from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
-from cli.follow import follow, result_through_outages
+from cli.follow import (
+    QUERY_TIMEOUT,
+    follow,
+    last_known_state,
+    no_worker_answered,
+    result_through_outages,
+)
+from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_use_existing
 from cli.job_input import build_input
 from cli.progress import live_progress, render_progress
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
 
 
-async def warn_if_no_worker(client: Client, out: TextIO) -> None:
+async def worker_polls(client: Client, queue: str) -> bool:
+    """Whether a worker polls the queue; True when Temporal cannot say (assume the best)."""
     try:
         described = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue()),
+                task_queue=TaskQueue(name=queue),
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             )
         )
     except RPCError:
-        return
-    if not described.pollers:
+        return True
+    return bool(described.pollers)
+
+
+async def warn_if_no_worker(client: Client, out: TextIO) -> None:
+    if not await worker_polls(client, task_queue()):
         print(
             f"warning: no worker is polling task queue {task_queue()!r}; the job waits until one "
             "starts (python worker.py)",
@@ -47,16 +58,21 @@ async def warn_if_no_worker(client: Client, out: TextIO) -> None:
 
 
 async def start_job(
-    client: Client, job: BatchJobInput, workflow_id: str | None
-) -> WorkflowHandle[Any, BatchJobResult]:
+    client: Client, job: BatchJobInput, workflow_id: str | None, source: Path
+) -> StartedJob:
+    """Start the job, or pick up the same job already running (see cli/job_ids.py)."""
     await warn_if_no_worker(client, sys.stderr)
-    return await client.start_workflow(
-        WORKFLOW_NAME,
+    queue = task_queue()
+    started = await start_or_use_existing(
+        client,
         job,
-        id=workflow_id or f"batch-{Path(job.input_path).stem}-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue(),
-        result_type=BatchJobResult,
+        identity_of(job, source),
+        workflow_id=workflow_id or default_workflow_id(job, queue),
+        task_queue=queue,
     )
+    if not started.started:
+        print(f"already running as {started.id}; following it", file=sys.stderr)
+    return started
 
 
 def summarise(result: BatchJobResult, link: str) -> str:
@@ -97,14 +113,16 @@ def failure_text(exc: WorkflowFailureError) -> str:
     return messages[-1] if messages else str(exc)
 
 
-async def cmd_run(args: argparse.Namespace, client: Client) -> int:
-    job = build_input(args)
-    handle = await start_job(client, job, args.id)
+async def follow_to_end(client: Client, started: StartedJob, refresh_seconds: float) -> int:
+    """Follow the job with a progress line, then print its summary: run's and attach's end."""
+    handle = started.handle
     link = web_ui_link(client, handle.id)
-    print(f"started {handle.id}\nweb ui:  {link}", file=sys.stderr)
-    follower = asyncio.create_task(follow(handle, sys.stderr, args.refresh_seconds))
+    if started.started:
+        print(f"started {handle.id}", file=sys.stderr)
+    print(f"web ui:  {link}", file=sys.stderr)
+    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
     try:
-        result = await result_through_outages(handle, args.refresh_seconds)
+        result = await result_through_outages(handle, refresh_seconds)
     except WorkflowFailureError as exc:
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -116,11 +134,22 @@ async def cmd_run(args: argparse.Namespace, client: Client) -> int:
     return exit_code(result)
 
 
-async def cmd_start(args: argparse.Namespace, client: Client) -> int:
-    handle = await start_job(client, build_input(args), args.id)
-    print(handle.id)
-    print(f"web ui: {web_ui_link(client, handle.id)}", file=sys.stderr)
+def print_started(client: Client, started: StartedJob) -> int:
+    """start's output: the workflow id on stdout, for scripts; the rest on stderr."""
+    print(started.id)
+    print(f"web ui: {web_ui_link(client, started.id)}", file=sys.stderr)
     return EXIT_OK
+
+
+async def cmd_run(args: argparse.Namespace, client: Client) -> int:
+    job = build_input(args)
+    started = await start_job(client, job, args.id, Path(args.file))
+    return await follow_to_end(client, started, args.refresh_seconds)
+
+
+async def cmd_start(args: argparse.Namespace, client: Client) -> int:
+    started = await start_job(client, build_input(args), args.id, Path(args.file))
+    return print_started(client, started)
 
 
 async def cmd_status(args: argparse.Namespace, client: Client) -> int:
@@ -129,10 +158,18 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     status = description.status.name if description.status else "UNKNOWN"
     print(f"workflow: {handle.id} ({status})")
     try:
-        progress, trouble = await live_progress(handle)
+        progress, trouble = await live_progress(handle, QUERY_TIMEOUT)
     except TemporalError as exc:
-        # Not a batch job (another workflow type), or one whose task is failing.
-        print(f"progress: not available ({exc})")
+        if no_worker_answered(exc):
+            print(
+                f"progress: no worker answered within {QUERY_TIMEOUT.total_seconds():g}s on "
+                f"task queue {description.task_queue!r} (python worker.py); "
+                f"{last_known_state(description)}"
+            )
+        else:
+            # Not a batch job (another workflow type), or one whose task is failing.
+            print(f"progress: not available ({exc}); {last_known_state(description)}")
+        print(f"web ui:   {web_ui_link(client, handle.id)}")
         return EXIT_OK
     print(f"progress: {render_progress(progress, trouble)}")
     if progress.reason:
@@ -155,16 +192,6 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     else:
         print(summarise(result, web_ui_link(client, handle.id)))
     return exit_code(result)
-
-
-async def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
-    handle = client.get_workflow_handle(args.workflow_id)
-    await handle.cancel()
-    print(
-        f"cancel requested for {handle.id}: the batch is cancelled at the gateway and finished "
-        f"results are still collected (python starter.py result {handle.id})"
-    )
-    return EXIT_OK
 
 
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:
