@@ -88,7 +88,7 @@ def default_workflow_id(job: BatchJobInput, task_queue: str) -> str:
     name = Path(results).name
     for suffix in (".jsonl", ".output"):
         name = name.removesuffix(suffix)
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._-")[:60] or "job"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "job"
     return f"batch-{name}-{digest}"
 
 
