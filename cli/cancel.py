@@ -16,13 +16,14 @@ import sys
 
 from temporalio.client import (
     Client,
-    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
 from temporalio.exceptions import TemporalError, is_cancelled_exception
+from temporalio.service import RPCError, RPCStatusCode
 
+from cli.cancel_history import cancel_trail, cancelled_without_result
 from cli.exits import EXIT_FAILED, EXIT_NOT_SETTLED, EXIT_OK
 from cli.follow import (
     QUERY_TIMEOUT,
@@ -72,17 +73,6 @@ def cancel_outcome(result: BatchJobResult) -> str:
     )
 
 
-def cancelled_before_a_result(description: WorkflowExecutionDescription) -> str:
-    """The job ended cancelled with no result: before its batch ran, or during the create."""
-    known = last_known_state(description)
-    if known.startswith("no batch"):
-        return f"job {description.id} cancelled before it made a batch: nothing was sent to run"
-    return (
-        f"job {description.id} cancelled while its batch was being made; {known}, and the "
-        "job asked the gateway to cancel it (nothing was collected)"
-    )
-
-
 async def still_running(handle: WorkflowHandle[object, BatchJobResult], waited: float) -> str:
     """What is known when the wait ran out: the cancel is requested, the job has not ended."""
     lead = f"cancel requested for {handle.id}; after {waited:g}s the job has not ended"
@@ -105,9 +95,17 @@ async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: floa
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
         state = description.status.name if description.status else "UNKNOWN"
-        print(f"job {workflow_id} had already ended ({state}): nothing to cancel")
+        print(
+            f"job {workflow_id} had already ended ({state}): nothing to cancel "
+            f"(python starter.py result {workflow_id})"
+        )
         return EXIT_OK
-    await handle.cancel()
+    try:
+        await handle.cancel()
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        # It ended between the look and the cancel: its result says how.
     if wait_seconds <= 0:
         print(f"cancel requested for {workflow_id}; {last_known_state(description)}")
         return EXIT_NOT_SETTLED
@@ -132,7 +130,8 @@ async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: floa
         return EXIT_NOT_SETTLED
     except WorkflowFailureError as exc:
         if is_cancelled_exception(exc.cause):
-            print(cancelled_before_a_result(await handle.describe()))
+            known = last_known_state(await handle.describe())
+            print(cancelled_without_result(workflow_id, await cancel_trail(handle), known))
             return EXIT_OK
         print(f"job {workflow_id} failed: {failure_text(exc)}")
         return EXIT_FAILED

@@ -47,10 +47,13 @@ class JobIdentity(BaseModel):
     input_path: str
     input_sha256: str
     endpoint: str
+    output_path: str = ""
     batch_id: str | None = None
 
     def differs_from(self, other: JobIdentity) -> str | None:
         """How other is another job than this one, in words; None when it is this job."""
+        if other.output_path != self.output_path:
+            return f"it writes {other.output_path or 'results set by another starter'}"
         if other.batch_id != self.batch_id:
             running = f"batch {other.batch_id}" if other.batch_id else "a batch of its own"
             return f"it runs {running}"
@@ -77,6 +80,7 @@ def identity_of(job: BatchJobInput, source: Path) -> JobIdentity:
         input_path=job.input_path,
         input_sha256=file_sha256(source),
         endpoint=job.endpoint,
+        output_path=job.resolved_output_path,
         batch_id=job.batch_id,
     )
 
@@ -121,6 +125,7 @@ async def start_or_use_existing(
     *,
     workflow_id: str,
     task_queue: str,
+    explicit_id: bool = False,
 ) -> StartedJob:
     """Start the job, or return the same job already running; refuse another job's id."""
     handle: WorkflowHandle[Any, BatchJobResult] = await client.start_workflow(
@@ -142,10 +147,15 @@ async def start_or_use_existing(
         why: str | None = "it was not started by this starter (no job memo)"
     else:
         why = identity.differs_from(running)
-    if why is not None:
+    if why is None:
+        return StartedJob(handle, started=False)
+    if explicit_id:
         raise UsageError(
-            f"workflow {workflow_id} is already running and writes "
-            f"{job.resolved_output_path}, but {why}; wait for it to end, cancel it "
-            f"(python starter.py cancel {workflow_id}), or give this job its own --output"
+            f"workflow {workflow_id} is already running, but {why}; wait for it to end, "
+            f"cancel it (python starter.py cancel {workflow_id}), or give this job another --id"
         )
-    return StartedJob(handle, started=False)
+    raise UsageError(
+        f"workflow {workflow_id} is already running and writes {job.resolved_output_path}, "
+        f"but {why}; wait for it to end, cancel it (python starter.py cancel {workflow_id}), "
+        "or give this job its own --output"
+    )

@@ -63,16 +63,14 @@ async def start_job(
     """Start the job, or pick up the same job already running (see cli/job_ids.py)."""
     await warn_if_no_worker(client, sys.stderr)
     queue = task_queue()
-    started = await start_or_use_existing(
+    return await start_or_use_existing(
         client,
         job,
         identity_of(job, source),
         workflow_id=workflow_id or default_workflow_id(job, queue),
         task_queue=queue,
+        explicit_id=workflow_id is not None,
     )
-    if not started.started:
-        print(f"already running as {started.id}; following it", file=sys.stderr)
-    return started
 
 
 def summarise(result: BatchJobResult, link: str) -> str:
@@ -119,6 +117,8 @@ async def follow_to_end(client: Client, started: StartedJob, refresh_seconds: fl
     link = web_ui_link(client, handle.id)
     if started.started:
         print(f"started {handle.id}", file=sys.stderr)
+    else:
+        print(f"already running as {handle.id}; following it", file=sys.stderr)
     print(f"web ui:  {link}", file=sys.stderr)
     follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
     try:
@@ -136,6 +136,8 @@ async def follow_to_end(client: Client, started: StartedJob, refresh_seconds: fl
 
 def print_started(client: Client, started: StartedJob) -> int:
     """start's output: the workflow id on stdout, for scripts; the rest on stderr."""
+    if not started.started:
+        print(f"already running as {started.id}", file=sys.stderr)
     print(started.id)
     print(f"web ui: {web_ui_link(client, started.id)}", file=sys.stderr)
     return EXIT_OK

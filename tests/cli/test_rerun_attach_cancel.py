@@ -252,3 +252,26 @@ async def test_with_no_worker_cancel_and_status_say_what_is_known(stack: Stack):
     assert ended.returncode == 0
     assert ended.stdout.startswith(f"job {workflow_id} had already ended (CANCELED)")
     assert gateway_batches(stack) == []
+
+
+async def test_a_cancel_during_the_create_says_what_the_gateway_answered(stack: Stack):
+    stack.write_input("in.jsonl", 10)
+    # Every answer held back 3 s: the batch exists while its create is still unanswered.
+    stack.emulator.set_knobs(response_delay_seconds=3.0, validating_seconds=120.0)
+    with stack.worker():
+        workflow_id = await started_job(stack)
+        for _ in range(1200):
+            if sum(stack.emulator.stats()["batches_by_status"].values()):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the create never reached the gateway")
+        cancelled = starter_now(stack, "cancel", workflow_id)
+    stack.emulator.set_knobs(response_delay_seconds=0.0)
+    [batch] = gateway_batches(stack)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.startswith(
+        f"job {workflow_id} cancelled while its batch was being made; the gateway took the "
+        f"cancel of batch {batch['id']} (it is cancelling); nothing was collected"
+    ), cancelled.stdout
+    assert batch["status"] in ("cancelling", "cancelled")
