@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,12 @@ def default_workflow_id(job: BatchJobInput, task_queue: str) -> str:
     return f"batch-{name}-{digest}"
 
 
+@dataclass(frozen=True)
 class StartedJob:
-    """A job the starter started, or the one already running under the same id."""
+    """A job the starter started (started=True), or the same job already running."""
 
-    def __init__(self, handle: WorkflowHandle[Any, BatchJobResult], started: bool) -> None:
-        self.handle = handle
-        self.started = started
+    handle: WorkflowHandle[Any, BatchJobResult]
+    started: bool
 
     @property
     def id(self) -> str:
