@@ -19,7 +19,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import is_cancelled_exception
 
 from cli.exits import UsageError
-from cli.job_ids import JobIdentity, start_or_use_existing
+from cli.job_ids import MEMO_KEY, JobIdentity, start_or_use_existing
 from contracts.job import BatchJobInput
 from devstack.process import REPO_ROOT
 from tests.cli.starter_process import StarterProcess
@@ -275,3 +275,19 @@ async def test_a_cancel_during_the_create_says_what_the_gateway_answered(stack: 
         f"cancel of batch {batch['id']} (it is cancelling); nothing was collected"
     ), cancelled.stdout
     assert batch["status"] in ("cancelling", "cancelled")
+
+
+async def test_attach_start_returns_the_workflow_id_and_a_rerun_the_same_one(stack: Stack):
+    stack.write_input("in.jsonl", 3)
+    attach = ("attach", "batch_by_hand", str(stack.data_dir / "in.jsonl"), "--start")
+    first = starter_now(stack, *attach, "--metadata", "team=x")
+    again = starter_now(stack, *attach)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    workflow_id = first.stdout.strip()
+    assert again.stdout.strip() == workflow_id
+    assert "note: --metadata has no effect here" in first.stderr
+    assert f"already running as {workflow_id}" in again.stderr
+    description = await stack.client.get_workflow_handle(workflow_id).describe()
+    identity = await description.memo_value(MEMO_KEY, type_hint=JobIdentity)
+    assert identity.batch_id == "batch_by_hand"
+    await stack.client.get_workflow_handle(workflow_id).terminate("test")
