@@ -16,6 +16,7 @@ import sys
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -90,15 +91,24 @@ async def still_running(handle: WorkflowHandle[object, BatchJobResult], waited: 
     return f"{lead}: {shown} (python starter.py result {handle.id} waits for the end)"
 
 
+async def how_it_ended(
+    handle: WorkflowHandle[object, BatchJobResult], description: WorkflowExecutionDescription
+) -> str:
+    """A closed job's end, as cancel reports it: from its result, or its history."""
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return cancel_outcome(await handle.result())
+    known = last_known_state(description)
+    if description.status == WorkflowExecutionStatus.CANCELED:
+        return cancelled_without_result(handle.id, await cancel_trail(handle), known)
+    state = description.status.name if description.status else "UNKNOWN"
+    return f"{state}, nothing to cancel; {known} (python starter.py result {handle.id})"
+
+
 async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: float) -> int:
     handle = client.get_workflow_handle(workflow_id, result_type=BatchJobResult)
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        state = description.status.name if description.status else "UNKNOWN"
-        print(
-            f"job {workflow_id} had already ended ({state}): nothing to cancel "
-            f"(python starter.py result {workflow_id})"
-        )
+        print(f"job {workflow_id} had already ended: {await how_it_ended(handle, description)}")
         return EXIT_OK
     try:
         await handle.cancel()
@@ -130,8 +140,7 @@ async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: floa
         return EXIT_NOT_SETTLED
     except WorkflowFailureError as exc:
         if is_cancelled_exception(exc.cause):
-            known = last_known_state(await handle.describe())
-            print(cancelled_without_result(workflow_id, await cancel_trail(handle), known))
+            print(await how_it_ended(handle, await handle.describe()))
             return EXIT_OK
         print(f"job {workflow_id} failed: {failure_text(exc)}")
         return EXIT_FAILED

@@ -250,7 +250,10 @@ async def test_with_no_worker_cancel_and_status_say_what_is_known(stack: Stack):
         ended = starter_now(stack, "cancel", workflow_id)
     assert is_cancelled_exception(failure.value.cause)
     assert ended.returncode == 0
-    assert ended.stdout.startswith(f"job {workflow_id} had already ended (CANCELED)")
+    assert ended.stdout.startswith(
+        f"job {workflow_id} had already ended: job {workflow_id} cancelled before it made a "
+        "batch: nothing was sent to run"
+    ), ended.stdout
     assert gateway_batches(stack) == []
 
 
@@ -291,3 +294,26 @@ async def test_attach_start_returns_the_workflow_id_and_a_rerun_the_same_one(sta
     identity = await description.memo_value(MEMO_KEY, type_hint=JobIdentity)
     assert identity.batch_id == "batch_by_hand"
     await stack.client.get_workflow_handle(workflow_id).terminate("test")
+
+
+async def test_cancel_that_runs_out_of_time_says_the_batch_is_still_cancelling(stack: Stack):
+    stack.write_input("in.jsonl", 20)
+    # The gateway takes the cancel and then holds the batch in cancelling until released.
+    stack.emulator.set_knobs(line_latency_seconds=0.5, batch_concurrency=1, cancelling_seconds=600)
+    with stack.worker():
+        workflow_id = await started_job(stack)
+        await until_running_lines(stack)
+        pending = starter_now(stack, "cancel", workflow_id, "--wait-seconds", "3")
+        stack.emulator.set_knobs(cancelling_seconds=0.5)
+        settled = starter_now(stack, "cancel", workflow_id)
+    assert pending.returncode == 4, pending.stderr
+    assert pending.stdout.startswith(
+        f"cancel requested for {workflow_id}; after 3s the job has not"
+    )
+    assert "cancelling" in pending.stdout
+    assert "cancelled at the gateway" not in pending.stdout
+    [batch] = gateway_batches(stack)
+    assert batch["status"] == "cancelled"
+    assert settled.returncode == 0, settled.stderr
+    # The job may have ended before the second cancel: either way the same line.
+    assert f"batch {batch['id']} cancelled at the gateway; " in settled.stdout
