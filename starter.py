@@ -2,6 +2,7 @@
 
     python starter.py run examples/batch.jsonl        start, follow with a progress bar, summarise
     python starter.py start examples/batch.jsonl      start and return the workflow id
+    python starter.py attach BATCH_ID FILE        follow and collect a batch that already exists
     python starter.py status|result|cancel ID
     python starter.py list
     python starter.py schema [input|result]           JSON Schemas for callers in other languages

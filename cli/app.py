@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
-from cli import jobs, schedules
+from cli import attach, cancel, jobs, schedules
 from cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from cli.job_input import add_job_options
 from contracts.job import WORKFLOW_ID_PLACEHOLDER
@@ -28,7 +28,8 @@ COMMANDS: dict[str, Command] = {
     "start": jobs.cmd_start,
     "status": jobs.cmd_status,
     "result": jobs.cmd_result,
-    "cancel": jobs.cmd_cancel,
+    "cancel": cancel.cmd_cancel,
+    "attach": attach.cmd_attach,
     "list": jobs.cmd_list,
 }
 SCHEDULE_COMMANDS: dict[str, Command] = {
@@ -54,8 +55,18 @@ def parser() -> argparse.ArgumentParser:
         help="with BATCH_STORE: leave the results in the store and print their URIs",
     )
     add_job_options(commands.add_parser("start", help="start a job and return its workflow id"))
-    for name, text in (("status", "live progress"), ("cancel", "cancel the job and its batch")):
-        commands.add_parser(name, help=text).add_argument("workflow_id")
+    attach.add_attach_parser(commands)
+    commands.add_parser("status", help="live progress").add_argument("workflow_id")
+    cancelling = commands.add_parser(
+        "cancel", help="cancel the job and its batch, and say what the gateway did"
+    )
+    cancelling.add_argument("workflow_id")
+    cancelling.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=cancel.DEFAULT_WAIT_SECONDS,
+        help="how long to wait for the batch to settle before saying what is known (default 60)",
+    )
     result = commands.add_parser("result", help="wait for and print a job's result")
     result.add_argument("workflow_id")
     result.add_argument("--json", action="store_true")

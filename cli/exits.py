@@ -6,6 +6,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_ALL_SUCCEEDED = 3
+EXIT_NOT_SETTLED = 4
+"""cancel: the cancel is requested, but the job had not ended when the starter stopped waiting."""
 EXIT_INTERRUPTED = 130
 
 

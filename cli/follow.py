@@ -11,12 +11,14 @@ import asyncio
 from datetime import timedelta
 from typing import Any, TextIO
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.progress import ProgressLine, live_progress, render_progress, render_waiting
 from contracts.job import BatchJobResult, JobProgress
+from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 """A worker answers the progress query in milliseconds; without one the server waits ~30 s."""
@@ -103,3 +105,18 @@ async def result_through_outages(
             if exc.status not in TRANSIENT_STATUSES:
                 raise
         await asyncio.sleep(retry_every)
+
+
+def no_worker_answered(exc: TemporalError) -> bool:
+    """The progress query timed out: no worker is there to answer it (or none in time)."""
+    return isinstance(exc, RPCError) and exc.status in _TIMED_OUT_STATUSES
+
+
+def last_known_state(description: WorkflowExecutionDescription) -> str:
+    """What Temporal itself recorded of the batch (search attributes), with no worker asked."""
+    attributes = description.typed_search_attributes
+    batch_id = attributes.get(SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID))
+    batch_status = attributes.get(SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS))
+    if batch_id is None:
+        return "no batch recorded yet"
+    return f"batch {batch_id} was last seen {batch_status or 'with no status'}"

@@ -25,7 +25,10 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
     sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
     sub.add_argument("--poll-seconds", type=float, default=60.0)
     if with_id:
-        sub.add_argument("--id", help="workflow id (default: batch-<file>-<random>)")
+        sub.add_argument(
+            "--id",
+            help="workflow id (default from the results location: a rerun follows the first)",
+        )
     for phase in PHASES_WITH_DEADLINES:
         sub.add_argument(
             f"--max-{phase.replace('_', '-')}-hours",

@@ -1,4 +1,4 @@
-"""The job commands: run, start, status, result, cancel, list and schema."""
+"""The job commands: run, start, status, result, list and schema (cancel: cli/cancel.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,29 @@ import re
 import sys
 import uuid
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlparse
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
 from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
-from cli.follow import follow, result_through_outages
+from cli.follow import (
+    QUERY_TIMEOUT,
+    follow,
+    last_known_state,
+    no_worker_answered,
+    result_through_outages,
+)
+from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_use_existing
 from cli.job_input import build_input
-from cli.locations import JobFiles, plan_job_files
+from cli.locations import JobFiles, is_uri, plan_job_files
 from cli.progress import live_progress, render_progress
 from cli.transfers import bring_back, remove_job_copies, upload_input
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
@@ -32,27 +39,28 @@ from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_ST
 from storage import LocationError, StorageUnavailable
 
 
-async def warn_if_no_worker(client: Client, out: TextIO) -> None:
+async def worker_polls(client: Client, queue: str) -> bool:
+    """Whether a worker polls the queue; True when Temporal cannot say (assume the best)."""
     try:
         described = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue()),
+                task_queue=TaskQueue(name=queue),
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             )
         )
     except RPCError:
-        return
-    if not described.pollers:
+        return True
+    return bool(described.pollers)
+
+
+async def warn_if_no_worker(client: Client, out: TextIO) -> None:
+    if not await worker_polls(client, task_queue()):
         print(
             f"warning: no worker is polling task queue {task_queue()!r}; the job waits until one "
             "starts (python worker.py)",
             file=out,
         )
-
-
-def new_workflow_id(file: str) -> str:
-    return f"batch-{Path(urlparse(file).path).stem}-{uuid.uuid4().hex[:8]}"
 
 
 def job_folder(workflow_id: str) -> str:
@@ -62,30 +70,70 @@ def job_folder(workflow_id: str) -> str:
 
 
 async def start_job(
-    client: Client, job: BatchJobInput, workflow_id: str
-) -> WorkflowHandle[Any, BatchJobResult]:
+    client: Client,
+    job: BatchJobInput,
+    workflow_id: str | None,
+    source: Path | None,
+    results: str | None = None,
+    input_name: str | None = None,
+) -> StartedJob:
+    """Start the job, or pick up the same job already running (see cli/job_ids.py).
+
+    results is where the user reads the results (a local file BATCH_STORE's copies
+    come back to); by default the job's own results location.
+    """
     await warn_if_no_worker(client, sys.stderr)
-    return await client.start_workflow(
-        WORKFLOW_NAME, job, id=workflow_id, task_queue=task_queue(), result_type=BatchJobResult
+    queue = task_queue()
+    results = results or job.resolved_output_path
+    return await start_or_use_existing(
+        client,
+        job,
+        identity_of(job, source, results, input_name),
+        workflow_id=workflow_id or default_workflow_id(results, queue),
+        task_queue=queue,
+        explicit_id=workflow_id is not None,
     )
+
+
+def _local_source(file: str, files: JobFiles) -> Path | None:
+    """The input on this machine, to hash; None for a URI the starter does not read."""
+    if files.upload is not None:
+        return files.upload.local
+    return None if is_uri(file) else Path(file)
 
 
 async def start_with_files(
     args: argparse.Namespace, client: Client
-) -> tuple[WorkflowHandle[Any, BatchJobResult], BatchJobInput, JobFiles]:
-    """Plan the job's locations, copy a local input to BATCH_STORE if set, start the workflow."""
-    workflow_id = args.id or new_workflow_id(args.file)
+) -> tuple[StartedJob, BatchJobInput, JobFiles]:
+    """Plan the job's locations, copy a local input to BATCH_STORE if set, start the workflow.
+
+    The default workflow id follows where the user reads the results, so the same
+    command twice is one job even when each run plans its own folder in the store.
+    """
+    provisional = plan_job_files(args.file, args.output, args.errors, "planning")
+    results = (
+        str(provisional.bring_back[0].local)
+        if provisional.bring_back
+        else build_input(args, provisional).resolved_output_path
+    )
+    workflow_id = args.id or default_workflow_id(results, task_queue())
     files = plan_job_files(args.file, args.output, args.errors, job_folder(workflow_id))
     job = build_input(args, files)
+    source = _local_source(args.file, files)
     if files.upload is not None:
         print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
     try:
-        handle = await start_job(client, job, workflow_id)
+        started = await start_job(
+            client, job, args.id, source, results, str(files.upload.local) if files.upload else None
+        )
     except BaseException:
         await remove_job_copies(files)
         raise
-    return handle, job, files
+    if not started.started:
+        # The same job runs already, with its own copy of the input: ours is not needed.
+        await remove_job_copies(files)
+    return started, job, files
 
 
 def print_locations(job: BatchJobInput, workflow_id: str, out: TextIO) -> None:
@@ -131,25 +179,36 @@ def failure_text(exc: WorkflowFailureError) -> str:
     return messages[-1] if messages else str(exc)
 
 
-async def cmd_run(args: argparse.Namespace, client: Client) -> int:
-    handle, job, files = await start_with_files(args, client)
+async def follow_to_end(
+    client: Client,
+    started: StartedJob,
+    refresh_seconds: float,
+    files: JobFiles | None = None,
+    keep_remote: bool = False,
+) -> int:
+    """Follow the job with a progress line, then print its summary: run's and attach's end.
+
+    With BATCH_STORE's copies (files), the results come back to the local paths
+    the user named, unless keep_remote.
+    """
+    handle = started.handle
     link = web_ui_link(client, handle.id)
-    print(f"started {handle.id}\nweb ui:  {link}", file=sys.stderr)
-    if files.bring_back:
-        print_locations(job, handle.id, sys.stderr)
-    follower = asyncio.create_task(follow(handle, sys.stderr, args.refresh_seconds))
+    if started.started:
+        print(f"started {handle.id}", file=sys.stderr)
+    else:
+        print(f"already running as {handle.id}; following it", file=sys.stderr)
+    print(f"web ui:  {link}", file=sys.stderr)
+    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
     try:
-        result = await result_through_outages(handle, args.refresh_seconds)
+        result = await result_through_outages(handle, refresh_seconds)
     except WorkflowFailureError as exc:
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
-        if not args.keep_remote:
-            await remove_job_copies(files)
         return EXIT_FAILED
     finally:
         follower.cancel()
         with suppress(asyncio.CancelledError, TemporalError):
             await follower
-    if files.bring_back and not args.keep_remote:
+    if files is not None and files.bring_back and not keep_remote:
         try:
             result = await _results_brought_back(result, files)
         except (LocationError, StorageUnavailable) as exc:
@@ -163,7 +222,18 @@ async def cmd_run(args: argparse.Namespace, client: Client) -> int:
 
 
 async def _results_brought_back(result: BatchJobResult, files: JobFiles) -> BatchJobResult:
-    """The result with the local paths the results were written to; the store's copies removed."""
+    """The result with the local paths the results were written to; the store's copies removed.
+
+    The transfers point at the result's own locations: a run that found the same
+    job running follows that job's folder, not the one it had planned.
+    """
+    actual = {files.output_path: result.output_path, files.errors_path: result.errors_path}
+    files = replace(
+        files,
+        bring_back=tuple(
+            replace(t, remote=actual.get(t.remote) or t.remote) for t in files.bring_back
+        ),
+    )
     brought = await bring_back(files)
     await remove_job_copies(files)
     local = {t.remote: str(t.local) for t in brought}
@@ -175,12 +245,27 @@ async def _results_brought_back(result: BatchJobResult, files: JobFiles) -> Batc
     )
 
 
-async def cmd_start(args: argparse.Namespace, client: Client) -> int:
-    handle, job, _ = await start_with_files(args, client)
-    print(handle.id)
-    print(f"web ui:  {web_ui_link(client, handle.id)}", file=sys.stderr)
-    print_locations(job, handle.id, sys.stderr)
+def print_started(client: Client, started: StartedJob) -> int:
+    """start's output: the workflow id on stdout, for scripts; the rest on stderr."""
+    if not started.started:
+        print(f"already running as {started.id}", file=sys.stderr)
+    print(started.id)
+    print(f"web ui: {web_ui_link(client, started.id)}", file=sys.stderr)
     return EXIT_OK
+
+
+async def cmd_run(args: argparse.Namespace, client: Client) -> int:
+    started, job, files = await start_with_files(args, client)
+    if files.bring_back:
+        print_locations(job, started.id, sys.stderr)
+    return await follow_to_end(client, started, args.refresh_seconds, files, args.keep_remote)
+
+
+async def cmd_start(args: argparse.Namespace, client: Client) -> int:
+    started, job, _ = await start_with_files(args, client)
+    code = print_started(client, started)
+    print_locations(job, started.id, sys.stderr)
+    return code
 
 
 async def cmd_status(args: argparse.Namespace, client: Client) -> int:
@@ -189,10 +274,18 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     status = description.status.name if description.status else "UNKNOWN"
     print(f"workflow: {handle.id} ({status})")
     try:
-        progress, trouble = await live_progress(handle)
+        progress, trouble = await live_progress(handle, QUERY_TIMEOUT)
     except TemporalError as exc:
-        # Not a batch job (another workflow type), or one whose task is failing.
-        print(f"progress: not available ({exc})")
+        if no_worker_answered(exc):
+            print(
+                f"progress: no worker answered within {QUERY_TIMEOUT.total_seconds():g}s on "
+                f"task queue {description.task_queue!r} (python worker.py); "
+                f"{last_known_state(description)}"
+            )
+        else:
+            # Not a batch job (another workflow type), or one whose task is failing.
+            print(f"progress: not available ({exc}); {last_known_state(description)}")
+        print(f"web ui:   {web_ui_link(client, handle.id)}")
         return EXIT_OK
     print(f"progress: {render_progress(progress, trouble)}")
     if progress.reason:
@@ -215,16 +308,6 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     else:
         print(summarise(result, web_ui_link(client, handle.id)))
     return exit_code(result)
-
-
-async def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
-    handle = client.get_workflow_handle(args.workflow_id)
-    await handle.cancel()
-    print(
-        f"cancel requested for {handle.id}: the batch is cancelled at the gateway and finished "
-        f"results are still collected (python starter.py result {handle.id})"
-    )
-    return EXIT_OK
 
 
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:

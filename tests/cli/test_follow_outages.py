@@ -141,7 +141,12 @@ async def test_the_starter_follows_a_job_through_a_temporal_restart(tmp_path: Pa
     data.mkdir()
     emulator = EmulatorProcess(
         tmp_path / "emulator",
-        knobs={"validating_seconds": 0.5, "finalizing_seconds": 0.5, "line_latency_seconds": 0.3},
+        knobs={
+            "validating_seconds": 0.5,
+            "finalizing_seconds": 0.5,
+            "line_latency_seconds": 0.3,
+            "batch_concurrency": 1,  # ~6 s in progress: long enough to see, and restart in
+        },
     )
     worker: WorkerProcess | None = None
     starter: StarterProcess | None = None
