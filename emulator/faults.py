@@ -116,11 +116,13 @@ class FaultsMiddleware:
         self.dropped = 0
         self.injected = 0
         self.ambiguous_creates = 0
+        self.api_requests = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
+        self.api_requests += 1
         knobs = self.knobs()
         if knobs.auth_required and not authorised(scope, knobs):
             await send_json(
