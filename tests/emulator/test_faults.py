@@ -80,3 +80,16 @@ def test_bad_knob_patches_are_rejected_whole(emu: EmulatorProcess, http: httpx.C
         assert "error" in resp.json()
 
     assert emu.get_knobs() == before
+
+
+def test_stats_count_api_requests_and_not_admin_ones(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    before = emu.stats()["api_requests"]
+    emu.set_knobs(error_rate=0.0)
+
+    http.get("/batches")
+    http.get("/files")
+    http.get("/batches/batch_missing")
+
+    assert emu.stats()["api_requests"] - before == 3
