@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -49,6 +50,10 @@ DESIGNS = {
     "B": "long poll: one activity per wait that polls in a loop and heartbeats",
 }
 RSS_GOAL_MB = 1000.0
+CREATED_QUERY = (
+    f'WorkflowType="{WORKFLOW_NAME}" AND '
+    f'{SEARCH_ATTRIBUTE_BATCH_STATUS} IN ("validating", "in_progress")'
+)
 WAITING_QUERY = f'WorkflowType="{WORKFLOW_NAME}" AND {SEARCH_ATTRIBUTE_BATCH_STATUS}="in_progress"'
 
 
@@ -139,16 +144,34 @@ def server_process(known: set[int]) -> psutil.Process:
 
 
 async def start_jobs(
-    client: Client, ids: list[str], job: BatchJobInput, queue: str, concurrency: int
+    client: Client,
+    ids: list[str],
+    job: BatchJobInput,
+    queue: str,
+    concurrency: int,
+    setting_up: int,
 ) -> None:
+    """Start every job, keeping at most ``setting_up`` of them before their batch exists.
+
+    Jobs in set-up (validate, upload, create) need the worker; unbounded, they
+    outnumber its workflow cache and every workflow task becomes a replay. A
+    job whose batch exists waits on a server-side retry timer and needs nothing.
+    """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(workflow_id: str) -> None:
         async with gate:
             await client.start_workflow(WORKFLOW_NAME, job, id=workflow_id, task_queue=queue)
 
-    for chunk in range(0, len(ids), 500):
-        await asyncio.gather(*(one(i) for i in ids[chunk : chunk + 500]))
+    started = 0
+    while started < len(ids):
+        created = (await client.count_workflows(CREATED_QUERY)).count
+        room = min(setting_up - (started - created), len(ids) - started)
+        if room < min(100, len(ids) - started):
+            await asyncio.sleep(2)
+            continue
+        await asyncio.gather(*(one(i) for i in ids[started : started + room]))
+        started += room
 
 
 async def wait_all_waiting(
@@ -280,7 +303,7 @@ async def run(args: argparse.Namespace) -> bool:
         ids = [f"wait-{i:05d}" for i in range(args.jobs)]
         began = time.monotonic()
         starting = asyncio.create_task(
-            start_jobs(env.client, ids, job, queue, args.start_concurrency)
+            start_jobs(env.client, ids, job, queue, args.start_concurrency, args.setting_up)
         )
         try:
             waiting = await wait_all_waiting(
@@ -318,13 +341,29 @@ def main() -> int:
     )
     parser.add_argument("--start-concurrency", type=int, default=20)
     parser.add_argument(
+        "--setting-up",
+        type=int,
+        default=500,
+        help="most jobs started whose batch is not created yet (below the worker's cache of 1000)",
+    )
+    parser.add_argument(
         "--timeout-seconds",
         type=float,
         default=2400.0,
         help="give up waiting for every job to be in progress after this, and report",
     )
     args = parser.parse_args()
-    return 0 if asyncio.run(run(args)) else 1
+    return 0 if asyncio.run(run_until_terminated(args)) else 1
+
+
+async def run_until_terminated(args: argparse.Namespace) -> bool:
+    """SIGTERM or SIGINT cancels the run, so its processes are stopped on the way out."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    return await run(args)
 
 
 if __name__ == "__main__":
