@@ -314,7 +314,7 @@ async def run(args: argparse.Namespace) -> bool:
         ramp = time.monotonic() - began
 
         window = args.window_seconds or max(20.0, args.poll_seconds)
-        sample = ids[:: max(1, len(ids) // 5)][:5]
+        sample = [w.id async for w in env.client.list_workflows(WAITING_QUERY, limit=5)]
         events_before = await history_events(env.client, sample)
         calls_before = emulator.stats()["api_requests"]
         busy = await asyncio.to_thread(measure, procs, window)
