@@ -7,10 +7,11 @@ server's and the emulator's CPU, the gateway calls per job per hour and the
 history events per job, against the same processes idle before any job
 started (the baseline, same run).
 
-Built to finish on a 2-core machine at 10,000 jobs: jobs start in bounded
-batches, readiness is one visibility count per round (not a query per job,
-which makes the worker replay evicted workflows), and every phase has a
-deadline after which the run reports what it reached and exits.
+Built to scale on 2 cores: at most ``--setting-up`` jobs are between start
+and batch creation at once, readiness is one visibility count per round (not
+a query per job, which makes the worker replay evicted workflows), and the
+ramp has a deadline after which the run measures and reports what it reached.
+SIGTERM or SIGINT stops every process it started.
 
     python -m bench.waiting_jobs [--jobs 1000] [--poll-seconds 300] [--design A]
 
