@@ -59,6 +59,7 @@ def admin_router() -> APIRouter:
             "batches_by_status": await rt.store.count_by_status(),
             "active_batches": len(rt.scheduler.active),
             "lines_executed": rt.scheduler.lines_executed,
+            "api_requests": faults.api_requests if faults else 0,
             "dropped_connections": faults.dropped if faults else 0,
             "injected_errors": faults.injected if faults else 0,
             "ambiguous_creates": faults.ambiguous_creates if faults else 0,

@@ -131,12 +131,14 @@ class FaultsMiddleware:
         self.ambiguous_creates = 0
         # Every API call as it arrived, refused or not: what a client costs the gateway.
         self.calls: Counter[str] = Counter()
+        self.api_requests = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
         self.calls[route_of(scope)] += 1
+        self.api_requests += 1
         knobs = self.knobs()
         if knobs.auth_required and not authorised(scope, knobs):
             await send_json(

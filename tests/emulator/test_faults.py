@@ -103,3 +103,16 @@ def test_stats_count_api_calls_by_route(emu: EmulatorProcess, client: openai.Ope
         "POST /batches": 1,
         "POST /files": 1,
     }
+
+
+def test_stats_count_api_requests_and_not_admin_ones(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    before = emu.stats()["api_requests"]
+    emu.set_knobs(error_rate=0.0)
+
+    http.get("/batches")
+    http.get("/files")
+    http.get("/batches/batch_missing")
+
+    assert emu.stats()["api_requests"] - before == 3
