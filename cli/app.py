@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
-from cli import jobs, schedules
+from cli import jobs, schedules, sharded
 from cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from cli.job_input import add_job_options
 from contracts.job import WORKFLOW_ID_PLACEHOLDER
@@ -47,7 +47,15 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start a job and follow it to the end")
     add_job_options(run)
     run.add_argument("--refresh-seconds", type=float, default=1.0)
-    add_job_options(commands.add_parser("start", help="start a job and return its workflow id"))
+    begin = commands.add_parser("start", help="start a job and return its workflow id")
+    add_job_options(begin)
+    for sub in (run, begin):
+        sharded.add_sharding_options(sub)
+        sub.add_argument("--prices", help="price file over the committed table, for the cost")
+    cost = commands.add_parser("estimate", help="requests, shards, tokens and cost of an input")
+    cost.add_argument("file")
+    cost.add_argument("--prices", help="price file over the committed table (shards/prices.json)")
+    sharded.add_limit_options(cost)
     for name, text in (("status", "live progress"), ("cancel", "cancel the job and its batch")):
         commands.add_parser(name, help=text).add_argument("workflow_id")
     result = commands.add_parser("result", help="wait for and print a job's result")
@@ -97,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
 async def main_async(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return jobs.cmd_schema(args)
+    if args.command == "estimate":
+        return sharded.cmd_estimate(args)
     if args.command == "schedule" and args.schedule_command == "create":
         schedules.build_schedule(args)  # bad arguments are reported before connecting
     client = await connect()

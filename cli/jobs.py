@@ -23,8 +23,15 @@ from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
 from cli.follow import follow, result_through_outages
 from cli.job_input import build_input
 from cli.progress import live_progress, render_progress
+from cli.sharded import needs_shards, sharded_input, start_sharded, summarise_sharded
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
-from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
+from contracts.names import (
+    SEARCH_ATTRIBUTE_BATCH_ID,
+    SEARCH_ATTRIBUTE_BATCH_STATUS,
+    SHARDED_JOB_WORKFLOW_NAME,
+    WORKFLOW_NAME,
+)
+from contracts.sharding import ShardedJobResult
 
 
 async def warn_if_no_worker(client: Client, out: TextIO) -> None:
@@ -59,7 +66,18 @@ async def start_job(
     )
 
 
-def summarise(result: BatchJobResult, link: str) -> str:
+async def start_any(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
+    """One batch, or the sharded parent when the input needs more than one (or it is asked for)."""
+    job = build_input(args)
+    if needs_shards(args, Path(args.file)):
+        await warn_if_no_worker(client, sys.stderr)
+        return await start_sharded(client, sharded_input(args, job), args.id)
+    return await start_job(client, job, args.id)
+
+
+def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
+    if isinstance(result, ShardedJobResult):
+        return summarise_sharded(result, link)
     r = result.requests
     lines = [
         f"status:   {result.status.value}" + (f" ({result.reason})" if result.reason else ""),
@@ -82,7 +100,7 @@ def summarise(result: BatchJobResult, link: str) -> str:
     return "\n".join(lines)
 
 
-def exit_code(result: BatchJobResult) -> int:
+def exit_code(result: BatchJobResult | ShardedJobResult) -> int:
     return EXIT_OK if result.status is JobStatus.SUCCEEDED else EXIT_NOT_ALL_SUCCEEDED
 
 
@@ -98,8 +116,7 @@ def failure_text(exc: WorkflowFailureError) -> str:
 
 
 async def cmd_run(args: argparse.Namespace, client: Client) -> int:
-    job = build_input(args)
-    handle = await start_job(client, job, args.id)
+    handle = await start_any(client, args)
     link = web_ui_link(client, handle.id)
     print(f"started {handle.id}\nweb ui:  {link}", file=sys.stderr)
     follower = asyncio.create_task(follow(handle, sys.stderr, args.refresh_seconds))
@@ -117,7 +134,7 @@ async def cmd_run(args: argparse.Namespace, client: Client) -> int:
 
 
 async def cmd_start(args: argparse.Namespace, client: Client) -> int:
-    handle = await start_job(client, build_input(args), args.id)
+    handle = await start_any(client, args)
     print(handle.id)
     print(f"web ui: {web_ui_link(client, handle.id)}", file=sys.stderr)
     return EXIT_OK
@@ -142,7 +159,11 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
 
 
 async def cmd_result(args: argparse.Namespace, client: Client) -> int:
-    handle = client.get_workflow_handle(args.workflow_id, result_type=BatchJobResult)
+    described = await client.get_workflow_handle(args.workflow_id).describe()
+    result_type: type[BatchJobResult | ShardedJobResult] = (
+        ShardedJobResult if described.workflow_type == SHARDED_JOB_WORKFLOW_NAME else BatchJobResult
+    )
+    handle = client.get_workflow_handle(args.workflow_id, result_type=result_type)
     try:
         result = await handle.result()
     except WorkflowFailureError as exc:

@@ -203,7 +203,10 @@ class ShardGateway:
                 else:
                     status, code = outcome
                     body = {"error": {"code": code, "message": "scripted"}}
-                    line = {"custom_id": custom_id, "response": {"status_code": status, "body": body}}
+                    line = {
+                        "custom_id": custom_id,
+                        "response": {"status_code": status, "body": body},
+                    }
                     errors.write(json.dumps(line) + "\n")
                     tally["failed"] += 1
                     failures[code] += 1
@@ -224,9 +227,7 @@ class ShardGateway:
         )
 
     @asynccontextmanager
-    async def serving(
-        self, env: WorkflowEnvironment
-    ) -> AsyncIterator[Callable[..., Any]]:
+    async def serving(self, env: WorkflowEnvironment) -> AsyncIterator[Callable[..., Any]]:
         """A worker with the sharded job on these activities; yields a function starting one."""
         from workflows.batch_job import BatchJobWorkflow
         from workflows.sharded_job import ShardedBatchJobWorkflow

@@ -165,9 +165,7 @@ async def test_cancel_of_the_parent_cancels_shards_in_flight_and_keeps_what_fini
     time_skipping_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     ids = write_input(tmp_path / "in.jsonl", 8)
-    gateway = ShardGateway(
-        tmp_path, hang=lambda key: "-shard-2/" in key or "-shard-3/" in key
-    )
+    gateway = ShardGateway(tmp_path, hang=lambda key: "-shard-2/" in key or "-shard-3/" in key)
     async with gateway.serving(time_skipping_env) as start:
         handle = await start(sharded(max_batch_requests=2, max_concurrent_batches=4))
         await shards_done(time_skipping_env, handle, 2)
