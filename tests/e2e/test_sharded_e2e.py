@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -12,6 +15,7 @@ import pytest
 from contracts.job import JobStatus
 from contracts.names import SHARDED_JOB_WORKFLOW_NAME
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
+from devstack.process import REPO_ROOT
 from emulator.fake_model import prompt_tokens
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import fast_job, ids_in
@@ -59,3 +63,45 @@ async def test_shards_refused_for_the_token_quota_wait_and_are_admitted_later(
     if refusal == "failed_batch":
         assert result.quota_refusals >= 1, "the gateway refused at least one create"
     assert result.cost is not None and result.cost.total > 0
+
+
+async def test_the_starter_runs_a_sharded_job_as_one_job(stack: Stack) -> None:
+    stack.write_input("in.jsonl", 10)
+    env = {**os.environ, **stack.worker_env(), "TEMPORAL_WEB_UI": "http://ui.example:8233"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "starter.py", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    with stack.worker():
+        run = await asyncio.to_thread(
+            cli,
+            "run",
+            str(stack.data_dir / "in.jsonl"),
+            "--max-batch-requests",
+            "3",
+            "--max-concurrent-batches",
+            "2",
+            "--poll-seconds",
+            "1",
+            "--id",
+            "cli-sharded-1",
+        )
+        assert run.returncode == 0, run.stderr
+        assert "status:   succeeded" in run.stdout
+        assert "shards:   4 in 1 round(s)" in run.stdout
+        assert "requests: 10 total, 10 succeeded, 0 failed" in run.stdout
+        assert "cost:     total: $" in run.stdout
+        assert ids_in(stack.data_dir / "in.output.jsonl") == [f"req-{i}" for i in range(10)]
+
+        result = await asyncio.to_thread(cli, "result", "cli-sharded-1", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["shards"] == 4
+        status = await asyncio.to_thread(cli, "status", "cli-sharded-1")
+        assert "COMPLETED" in status.stdout and "10/10 finished" in status.stdout
