@@ -12,7 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.job import BatchJobInput, JobStatus, TokenTotals
+from contracts.job import (
+    WORKFLOW_ID_PLACEHOLDER,
+    BatchJobInput,
+    JobStatus,
+    TokenTotals,
+    expand_workflow_id,
+)
 
 Order = Literal["input", "gateway"]
 
@@ -223,7 +229,10 @@ def resubmit_input(round_location: str) -> str:
     return f"{round_location}/resubmit.jsonl"
 
 
-def work_dir_for(output_path: str) -> str:
-    """The job's shard folder, beside its results file."""
+def work_dir_for(output_path: str, workflow_id: str) -> str:
+    """The job's shard folder: beside its results file, or on the data directory when they
+    are in an object store (shard files are many and short-lived)."""
+    if "://" in output_path and not output_path.startswith("file://"):
+        return expand_workflow_id(f".shards/{WORKFLOW_ID_PLACEHOLDER}", workflow_id)
     stem = output_path[: -len(".jsonl")] if output_path.endswith(".jsonl") else output_path
     return f"{stem}.shards"

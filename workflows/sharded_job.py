@@ -90,7 +90,7 @@ class ShardedBatchJobWorkflow:
         self._in_flight: dict[int, int] = {}
         self._children: dict[int, ChildWorkflowHandle[BatchJobWorkflow, BatchJobResult]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._tokens: dict[int, int] = {}
+        self._tokens: dict[tuple[int, int], int] = {}
         self._window = 1
         self._started_this_run = 0
         self._quota_backoff: timedelta | None = None
@@ -121,7 +121,7 @@ class ShardedBatchJobWorkflow:
         self._request = request
         info = workflow.info()
         output, errors = request.job.output_paths_for(info.workflow_id)
-        self._work_dir = work_dir_for(output)
+        self._work_dir = work_dir_for(output, info.workflow_id)
         self._state = request.carried or ShardedProgress(started_at=workflow.now())
         self._window = request.sharding.max_concurrent_batches
         try:
@@ -241,20 +241,21 @@ class ShardedBatchJobWorkflow:
     async def _tokens_of(self, index: int) -> int:
         if self._request.sharding.max_enqueued_tokens is None:
             return 0
-        if index not in self._tokens:
+        number = self._state.round
+        if (number, index) not in self._tokens:
             start = index - index % TOKEN_WINDOW
             window = await workflow.execute_activity_method(
                 ShardingActivities.shard_tokens,
                 ShardTokensRequest(
-                    round_dir=round_dir(self._work_dir, self._state.round),
+                    round_dir=round_dir(self._work_dir, number),
                     start=start,
                     count=TOKEN_WINDOW,
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=step_options.LOCAL_RETRY,
             )
-            self._tokens = {start + offset: count for offset, count in enumerate(window)}
-        return self._tokens.get(index, 0)
+            self._tokens = {(number, start + n): count for n, count in enumerate(window)}
+        return self._tokens.get((number, index), 0)
 
     # -- one shard: one child BatchJobWorkflow ---------------------------------------------
 

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.sharding import ShardingActivities
 from contracts.job import BatchJobInput, JobStatus
 from contracts.names import QUERY_SHARDS
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardedProgress, ShardingOptions
+from observability.names import METRIC_JOB_COST, METRIC_TOKENS
 from shards.cost import load_prices
+from storage import LocalStorage, Stores
 from tests.workflows.shard_gateway import (
     COMPLETION_TOKENS,
     PROMPT_TOKENS,
@@ -24,6 +32,8 @@ from tests.workflows.shard_gateway import (
     read_ids,
     write_input,
 )
+from workflows.batch_job import BatchJobWorkflow
+from workflows.sharded_job import ShardedBatchJobWorkflow
 
 
 def sharded(**options: Any) -> ShardedJobInput:
@@ -213,3 +223,42 @@ async def test_cost_comes_from_the_responses_usage(
     expected = (5 * PROMPT_TOKENS * price.input + 5 * COMPLETION_TOKENS * price.output) / 1e6
     assert result.cost.total == pytest.approx(expected)
     assert result.usage.prompt_tokens == 5 * PROMPT_TOKENS
+
+
+async def test_tokens_and_cost_metrics_are_recorded_once_per_job(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    buffer = MetricBuffer(10_000)
+    worker_client = await Client.connect(
+        time_skipping_env.client.service_client.config.target_host,
+        namespace=time_skipping_env.client.namespace,
+        data_converter=pydantic_data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer)),
+    )
+    write_input(tmp_path / "in.jsonl", 4)
+    gateway = ShardGateway(tmp_path)
+    sharding = ShardingActivities(Stores(LocalStorage(tmp_path)), "openai")
+    queue = f"test-{uuid.uuid4()}"
+    async with Worker(
+        worker_client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow, ShardedBatchJobWorkflow],
+        activities=[*gateway.activities(), *sharding.all()],
+        max_cached_workflows=0,  # every workflow task replays the history from the start
+    ):
+        result = await time_skipping_env.client.execute_workflow(
+            ShardedBatchJobWorkflow.run,
+            sharded(max_batch_requests=2),
+            id=f"job-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+    tokens: Counter[str] = Counter()
+    costs: list[float] = []
+    for update in buffer.retrieve_updates():
+        if update.metric.name == METRIC_TOKENS:
+            tokens[str(update.attributes["direction"])] += int(update.value)
+        elif update.metric.name == METRIC_JOB_COST:
+            costs.append(float(update.value))
+    assert tokens == {"input": 4 * PROMPT_TOKENS, "output": 4 * COMPLETION_TOKENS}
+    assert result.cost is not None
+    assert costs == [pytest.approx(result.cost.total)]
