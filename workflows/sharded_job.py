@@ -275,9 +275,9 @@ class ShardedBatchJobWorkflow:
         except asyncio.CancelledError:
             state.unrun.append(index)
         except ChildWorkflowError as exc:
-            if is_cancelled_exception(exc):
+            if is_cancelled_exception(exc) or (quota_refused(exc) and self._state.cancelled):
                 state.unrun.append(index)
-            elif quota_refused(exc) and not self._state.cancelled:
+            elif quota_refused(exc):
                 self._quota_refused(state, index)
             else:
                 state.failed[index] = str(exc.cause or exc)
