@@ -69,7 +69,7 @@ async def start_job(
 async def start_any(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
     """One batch, or the sharded parent when the input needs more than one (or it is asked for)."""
     job = build_input(args)
-    if needs_shards(args, Path(args.file)):
+    if needs_shards(args, Path(args.file), job.limits):
         await warn_if_no_worker(client, sys.stderr)
         return await start_sharded(client, sharded_input(args, job), args.id)
     return await start_job(client, job, args.id)

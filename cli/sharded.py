@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from cli.environment import location, storage, task_queue
 from cli.exits import EXIT_OK, UsageError
-from contracts.job import BatchJobInput
+from contracts.job import BatchJobInput, InputLimits
 from contracts.names import SHARDED_JOB_WORKFLOW_NAME
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
 from gateway.settings import ENV_GATEWAY_DIALECT
@@ -85,13 +85,16 @@ def limits_from(args: argparse.Namespace) -> ShardLimits:
         raise UsageError(str(exc)) from None
 
 
-def needs_shards(args: argparse.Namespace, path: Path) -> bool:
+def needs_shards(args: argparse.Namespace, path: Path, single: InputLimits | None = None) -> bool:
     """Whether this input runs as a sharded job: too large for one batch, or asked for.
 
-    Reads the file once (a line at a time); a request that alone is over the
-    byte limit is refused here, naming its line and custom_id.
+    One batch is bounded by the dialect's limits and by what a one-batch job
+    accepts (``single``). Reads the file once (a line at a time); a request
+    that alone is over the byte limit is refused here, naming its line and
+    custom_id.
     """
     limits = limits_from(args)
+    one = single or InputLimits()
     requests = size = 0
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
@@ -107,7 +110,8 @@ def needs_shards(args: argparse.Namespace, path: Path) -> bool:
                 requests += 1
                 size += len(raw)
     asked = any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
-    return asked or requests > limits.max_requests or size > limits.max_bytes
+    most_requests = min(limits.max_requests, one.max_requests)
+    return asked or requests > most_requests or size > min(limits.max_bytes, one.max_bytes)
 
 
 def sharded_input(args: argparse.Namespace, job: BatchJobInput) -> ShardedJobInput:

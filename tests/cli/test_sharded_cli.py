@@ -11,7 +11,7 @@ import pytest
 from cli.app import main, parser
 from cli.exits import EXIT_OK, EXIT_USAGE
 from cli.sharded import needs_shards, sharded_input
-from contracts.job import BatchJobInput
+from contracts.job import BatchJobInput, InputLimits
 
 
 def write_requests(path: Path, count: int, content: str = "Describe the item") -> None:
@@ -75,6 +75,8 @@ def test_an_input_over_one_batch_or_a_sharding_flag_makes_a_sharded_job(tmp_path
     assert needs_shards(run_args(str(path), "--resubmit", "2"), path)  # type: ignore[arg-type]
     line = len(path.read_text().splitlines()[0]) + 1
     assert needs_shards(run_args(str(path), "--max-batch-bytes", str(3 * line)), path)  # type: ignore[arg-type]
+    one_batch = InputLimits(max_requests=4)
+    assert needs_shards(run_args(str(path)), path, one_batch), "over what one job accepts"  # type: ignore[arg-type]
     args = run_args(str(path), "--max-concurrent-batches", "2", "--order", "gateway")
     request = sharded_input(args, BatchJobInput(input_path="in.jsonl"))  # type: ignore[arg-type]
     assert request.sharding.max_concurrent_batches == 2
