@@ -15,10 +15,10 @@ children, carrying only counts.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.names import (
         QUERY_PROGRESS,
         QUERY_SHARDS,
-        QUOTA_REFUSAL_CODE,
         SHARDED_JOB_WORKFLOW_NAME,
     )
     from contracts.sharding import (
@@ -60,22 +59,12 @@ with workflow.unsafe.imports_passed_through():
     from shards.limits import DIALECT_LIMITS
 
 from workflows import metrics, step_options
+from workflows.admission import Admission, quota_refused
 from workflows.batch_job import BatchJobWorkflow
 from workflows.progress import describe
 
 TOKEN_WINDOW = 1000
 """Shards whose token estimates one activity reads at a time."""
-
-
-def quota_refused(exc: BaseException) -> bool:
-    """A child failed because the gateway refused its batch for the enqueued-token quota."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        text = cause.message if isinstance(cause, FailureError) else str(cause)
-        if QUOTA_REFUSAL_CODE in text:
-            return True
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    return False
 
 
 @workflow.defn(name=SHARDED_JOB_WORKFLOW_NAME, failure_exception_types=[ValidationError])
@@ -87,14 +76,11 @@ class ShardedBatchJobWorkflow:
         self._state = ShardedProgress()
         self._phase = JobPhase.VALIDATING_INPUT
         self._reason: str | None = None
-        self._in_flight: dict[int, int] = {}
         self._children: dict[int, ChildWorkflowHandle[BatchJobWorkflow, BatchJobResult]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._tokens: dict[tuple[int, int], int] = {}
-        self._window = 1
+        self._admission = Admission(1, None, timedelta(0), timedelta(0))
         self._started_this_run = 0
-        self._quota_backoff: timedelta | None = None
-        self._retry_at: datetime | None = None
         self._ended = 0
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -114,7 +100,7 @@ class ShardedBatchJobWorkflow:
 
     @workflow.query(name=QUERY_SHARDS)
     def shards(self) -> ShardedProgress:
-        return self._state.model_copy(update={"in_flight": len(self._in_flight)})
+        return self._state.model_copy(update={"in_flight": len(self._admission.in_flight)})
 
     @workflow.run
     async def run(self, request: ShardedJobInput) -> ShardedJobResult:
@@ -123,7 +109,13 @@ class ShardedBatchJobWorkflow:
         output, errors = request.job.output_paths_for(info.workflow_id)
         self._work_dir = work_dir_for(output, info.workflow_id)
         self._state = request.carried or ShardedProgress(started_at=workflow.now())
-        self._window = request.sharding.max_concurrent_batches
+        options = request.sharding
+        self._admission = Admission(
+            max_concurrent=options.max_concurrent_batches,
+            max_tokens=options.max_enqueued_tokens,
+            quota_retry=options.quota_retry,
+            quota_retry_max=options.quota_retry_max,
+        )
         try:
             await self._run_rounds()
         except asyncio.CancelledError:
@@ -195,19 +187,20 @@ class ShardedBatchJobWorkflow:
     async def _run_round(self, state: RoundState) -> bool:
         """Run the round's shards within the admission limits; False: continue as new first."""
         self._phase = JobPhase.WAITING
-        while state.retry or state.next_shard < state.shards or self._in_flight:
+        admission = self._admission
+        while state.retry or state.next_shard < state.shards or admission.in_flight:
             if self._should_continue_as_new():
-                if not self._in_flight:
+                if not admission.in_flight:
                     return False
             else:
                 await self._admit(state)
             self._show()
-            if self._in_flight:
+            if admission.in_flight:
                 await self._one_shard_ends()
-            elif self._retry_at is not None:
+            elif admission.retry_at is not None:
                 # Refused with nothing else in flight: only time frees the quota.
-                await workflow.sleep(max(self._retry_at - workflow.now(), timedelta(0)))
-                self._retry_at = None
+                await workflow.sleep(max(admission.retry_at - workflow.now(), timedelta(0)))
+                admission.waited()
         return True
 
     async def _one_shard_ends(self) -> None:
@@ -215,28 +208,20 @@ class ShardedBatchJobWorkflow:
         await workflow.wait_condition(lambda: self._ended > ended)
 
     async def _admit(self, state: RoundState) -> None:
-        while self._retry_at is None or self._in_flight:
+        while True:
             index = state.retry[0] if state.retry else state.next_shard
             if index >= state.shards:
                 return
             tokens = await self._tokens_of(index)
-            if not self._admits(tokens):
+            if not self._admission.admits(tokens):
                 return
             if state.retry:
                 state.retry.pop(0)
             else:
                 state.next_shard += 1
-            self._in_flight[index] = tokens
+            self._admission.start(index, tokens)
             self._started_this_run += 1
             self._tasks[index] = asyncio.create_task(self._run_shard(state, index))
-
-    def _admits(self, tokens: int) -> bool:
-        if not self._in_flight:
-            return True  # one shard alone over the budget still runs, alone
-        budget = self._request.sharding.max_enqueued_tokens
-        if len(self._in_flight) >= self._window:
-            return False
-        return budget is None or sum(self._in_flight.values()) + tokens <= budget
 
     async def _tokens_of(self, index: int) -> int:
         if self._request.sharding.max_enqueued_tokens is None:
@@ -285,7 +270,7 @@ class ShardedBatchJobWorkflow:
         else:
             self._shard_ended(state, index, result)
         finally:
-            self._in_flight.pop(index, None)
+            self._admission.end(index)
             self._children.pop(index, None)
             self._tasks.pop(index, None)
             self._ended += 1
@@ -329,28 +314,15 @@ class ShardedBatchJobWorkflow:
         s.usage.total_tokens += result.usage.total_tokens
         if result.status is JobStatus.DEADLINE_EXCEEDED:
             state.deadline_cancelled.append(index)
-        self._window = min(self._window + 1, self._request.sharding.max_concurrent_batches)
-        self._quota_backoff = None
+        self._admission.succeeded()
 
     def _quota_refused(self, state: RoundState, index: int) -> None:
         """Start the shard again later, and admit no more than are in flight now."""
-        options = self._request.sharding
         self._state.quota_refusals += 1
         state.retry.append(index)
-        others = len(self._in_flight) - 1
-        self._window = max(1, others)
-        self._quota_backoff = (
-            options.quota_retry
-            if self._quota_backoff is None
-            else min(self._quota_backoff * 2, options.quota_retry_max)
-        )
-        if not others:
-            self._retry_at = workflow.now() + self._quota_backoff
+        when = self._admission.refused(index, workflow.now())
         workflow.logger.warning(
-            "shard %d refused for the enqueued-token quota; retried after %s, window now %d",
-            index,
-            "another shard ends" if others else self._quota_backoff,
-            self._window,
+            "shard %d refused for the enqueued-token quota; started again %s", index, when
         )
 
     async def _cancel_children(self) -> None:
@@ -447,7 +419,8 @@ class ShardedBatchJobWorkflow:
     def _describe_shards(self) -> str:
         s = self._state
         total = sum(r.shards for r in s.rounds)
-        text = f"shards: {s.shards_done}/{total} done, {len(self._in_flight)} in flight"
+        in_flight = len(self._admission.in_flight)
+        text = f"shards: {s.shards_done}/{total} done, {in_flight} in flight"
         if s.round:
             text += f", resubmission round {s.round} ({s.resubmitted} requests)"
         if s.quota_refusals:
