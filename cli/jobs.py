@@ -182,14 +182,14 @@ async def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
     handle = client.get_workflow_handle(args.workflow_id)
     await handle.cancel()
     print(
-        f"cancel requested for {handle.id}: the batch is cancelled at the gateway and finished "
-        f"results are still collected (python starter.py result {handle.id})"
+        f"cancel requested for {handle.id}: its batches are cancelled at the gateway and "
+        f"finished results are still collected (python starter.py result {handle.id})"
     )
     return EXIT_OK
 
 
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    query = f"WorkflowType = '{WORKFLOW_NAME}'"
+    query = f"WorkflowType = '{WORKFLOW_NAME}' OR WorkflowType = '{SHARDED_JOB_WORKFLOW_NAME}'"
     rows = 0
     async for execution in client.list_workflows(query, limit=args.limit):
         attrs = execution.search_attributes

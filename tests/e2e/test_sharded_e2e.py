@@ -105,3 +105,5 @@ async def test_the_starter_runs_a_sharded_job_as_one_job(stack: Stack) -> None:
         assert json.loads(result.stdout)["shards"] == 4
         status = await asyncio.to_thread(cli, "status", "cli-sharded-1")
         assert "COMPLETED" in status.stdout and "10/10 finished" in status.stdout
+        listing = await asyncio.to_thread(cli, "list")
+        assert "cli-sharded-1 " in listing.stdout and "cli-sharded-1-shard-3" in listing.stdout
