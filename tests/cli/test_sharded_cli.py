@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from cli.app import main, parser
 from cli.exits import EXIT_OK, EXIT_USAGE
+from cli.progress import live_progress
 from cli.sharded import needs_shards, sharded_input
-from contracts.job import BatchJobInput, InputLimits
+from contracts.job import BatchCounts, BatchJobInput, InputLimits, JobPhase, JobProgress
 
 
 def write_requests(path: Path, count: int, content: str = "Describe the item") -> None:
@@ -82,3 +84,46 @@ def test_an_input_over_one_batch_or_a_sharding_flag_makes_a_sharded_job(tmp_path
     assert request.sharding.max_concurrent_batches == 2
     assert request.sharding.order == "gateway"
     assert request.sharding.resubmit == 1
+
+
+class FakeHandle:
+    """A workflow as live_progress reads it: the progress query and describe()."""
+
+    def __init__(self, client: FakeClient, id: str, progress: JobProgress, children: list[str]):
+        self._client, self.id, self.progress, self.children = client, id, progress, children
+
+    async def query(self, *_: object, **__: object) -> JobProgress:
+        return self.progress
+
+    async def describe(self) -> SimpleNamespace:
+        pending = [SimpleNamespace(workflow_id=child) for child in self.children]
+        return SimpleNamespace(
+            raw_description=SimpleNamespace(pending_activities=[], pending_children=pending)
+        )
+
+
+class FakeClient:
+    data_converter = None
+
+    def __init__(self) -> None:
+        self.handles: dict[str, FakeHandle] = {}
+
+    def get_workflow_handle(self, workflow_id: str) -> FakeHandle:
+        return self.handles[workflow_id]
+
+
+async def test_the_progress_bar_counts_the_shards_in_flight_too() -> None:
+    client = FakeClient()
+
+    def add(id: str, completed: int, failed: int, total: int, children: list[str]) -> FakeHandle:
+        counts = BatchCounts(total=total, completed=completed, failed=failed)
+        progress = JobProgress(phase=JobPhase.WAITING, counts=counts)
+        client.handles[id] = FakeHandle(client, id, progress, children)
+        return client.handles[id]
+
+    parent = add("job", 10, 2, 40, ["job-shard-2", "job-shard-3", "job-r1-shard-0"])
+    add("job-shard-2", 4, 1, 10, [])
+    add("job-shard-3", 3, 0, 10, [])
+    add("job-r1-shard-0", 2, 0, 2, [])  # a follow-up: its requests are counted already
+    progress, _ = await live_progress(parent)  # type: ignore[arg-type]
+    assert progress.counts == BatchCounts(total=40, completed=17, failed=3)
