@@ -262,3 +262,18 @@ async def test_tokens_and_cost_metrics_are_recorded_once_per_job(
     assert tokens == {"input": 4 * PROMPT_TOKENS, "output": 4 * COMPLETION_TOKENS}
     assert result.cost is not None
     assert costs == [pytest.approx(result.cost.total)]
+
+
+async def test_gateway_order_still_holds_each_custom_id_once_across_rounds(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ids = write_input(tmp_path / "in.jsonl", 9)
+    gateway = ShardGateway(
+        tmp_path,
+        rule=lambda cid, sent: (503, "server_error") if cid == "req-0004" and not sent else None,
+    )
+    result = await run(time_skipping_env, gateway, sharded(max_batch_requests=3, order="gateway"))
+    written = read_ids(tmp_path / "in.output.jsonl")
+    assert sorted(written) == ids and len(set(written)) == len(written)
+    assert read_ids(tmp_path / "in.errors.jsonl") == []
+    assert (result.resubmitted, result.recovered) == (1, 1)
