@@ -27,6 +27,15 @@ def quota_refused(exc: BaseException) -> bool:
     return False
 
 
+def innermost_message(exc: BaseException) -> str:
+    """The deepest cause's message: the one that says what went wrong (a 413, bad input)."""
+    message, cause = str(exc), exc.__cause__
+    while cause is not None:
+        message = cause.message if isinstance(cause, FailureError) else str(cause)
+        cause = cause.__cause__
+    return message
+
+
 @dataclass
 class Admission:
     max_concurrent: int

@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from shards.limits import DIALECT_LIMITS
 
 from workflows import metrics, step_options
-from workflows.admission import Admission, quota_refused
+from workflows.admission import Admission, innermost_message, quota_refused
 from workflows.batch_job import BatchJobWorkflow
 from workflows.progress import describe
 
@@ -265,7 +265,7 @@ class ShardedBatchJobWorkflow:
             elif quota_refused(exc):
                 self._quota_refused(state, index)
             else:
-                state.failed[index] = str(exc.cause or exc)
+                state.failed[index] = innermost_message(exc)
                 self._state.shards_done += 1
         else:
             self._shard_ended(state, index, result)
@@ -385,7 +385,9 @@ class ShardedBatchJobWorkflow:
             status, reason = JobStatus.SUCCEEDED, None
         failed_shards = sum(len(r.failed) for r in s.rounds)
         if failed_shards:
-            reason = f"{reason}; {failed_shards} shard(s) failed" if reason else reason
+            # The first one's cause says what to change (e.g. a 413 names --max-batch-bytes).
+            first = next(why for r in s.rounds for why in r.failed.values())
+            reason = f"{reason}; {failed_shards} shard(s) failed, the first: {first[:500]}"
         s.succeeded, s.failed = merged.succeeded, merged.failed
         self._phase, self._reason = JobPhase.DONE, reason
         metrics.record_cost(merged.cost)

@@ -77,6 +77,8 @@ class ShardGateway:
     hang: Callable[[str], bool] = lambda input_path: False
     """Batches of these shard inputs stay in_progress until cancelled."""
     quota_refusals: int = 0
+    upload_refusal: tuple[str, str] | None = None
+    """(part of the job key, message): that upload fails for good, as a 413 does."""
     """The first creates, this many, answer a batch already failed for the token quota."""
     sent: Counter[str] = field(default_factory=Counter)
     batches: dict[str, _Batch] = field(default_factory=dict)
@@ -110,6 +112,11 @@ class ShardGateway:
 
         @activity.defn(name="upload_input")
         async def upload_input(request: UploadInputRequest) -> UploadedInput:
+            refusal = gateway.upload_refusal
+            if refusal is not None and refusal[0] in request.job_key:
+                raise ApplicationError(
+                    refusal[1], type="RejectedByGatewayError", non_retryable=True
+                )
             return UploadedInput(file_id=request.job_key, bytes=request.bytes, adopted=False)
 
         @activity.defn(name="create_batch")

@@ -277,3 +277,18 @@ async def test_gateway_order_still_holds_each_custom_id_once_across_rounds(
     assert sorted(written) == ids and len(set(written)) == len(written)
     assert read_ids(tmp_path / "in.errors.jsonl") == []
     assert (result.resubmitted, result.recovered) == (1, 1)
+
+
+async def test_a_shard_whose_child_fails_is_reported_with_its_cause_and_the_rest_kept(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    ids = write_input(tmp_path / "in.jsonl", 6)
+    gateway = ShardGateway(
+        tmp_path, upload_refusal=("-shard-1/", "upload answered 413; use --max-batch-bytes")
+    )
+    result = await run(time_skipping_env, gateway, sharded(max_batch_requests=2))
+    assert result.status is JobStatus.COMPLETED_WITH_FAILURES
+    assert result.failed_shards == 1
+    assert result.reason is not None and "--max-batch-bytes" in result.reason
+    assert read_ids(tmp_path / "in.output.jsonl") == ids[:2] + ids[4:]
+    assert error_codes(tmp_path / "in.errors.jsonl") == dict.fromkeys(ids[2:4], "shard_failed")
