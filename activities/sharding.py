@@ -40,11 +40,11 @@ from contracts.sharding import (
 )
 from shards.cost import CostReport, ModelUsage, cost_of, load_prices, tally_usage
 from shards.files import ShardFiles
-from shards.limits import limits_for
+from shards.limits import ShardLimits, limits_for
 from shards.lines import LineError, custom_ids
 from shards.merge import MergeError, merge_rounds
 from shards.resubmit import select_resubmissions
-from shards.split import LineTooLarge, read_plan, split_jsonl
+from shards.split import LineTooLarge, SplitPlan, read_plan, split_jsonl
 from storage import LocationError, Stores
 
 SHARD_FAILED_CODE = "shard_failed"
@@ -218,8 +218,8 @@ class ShardingActivities:
 
 
 def _fresh_split(
-    path: Path, out_dir: Path, label: str, limits: Any, request: SplitInputRequest
-) -> Any:
+    path: Path, out_dir: Path, label: str, limits: ShardLimits, request: SplitInputRequest
+) -> SplitPlan:
     """Split, first removing results an earlier run under the same workflow id left here."""
     if out_dir.is_dir():
         for stale in (
