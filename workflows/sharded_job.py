@@ -267,6 +267,11 @@ class ShardedBatchJobWorkflow:
             else:
                 state.failed[index] = innermost_message(exc)
                 self._state.shards_done += 1
+        except Exception as exc:
+            # E.g. a child of this id still running from an earlier run: this shard
+            # is reported failed, the job goes on.
+            state.failed[index] = f"shard {index} could not start: {innermost_message(exc)}"
+            self._state.shards_done += 1
         else:
             self._shard_ended(state, index, result)
         finally:
