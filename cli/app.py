@@ -64,7 +64,13 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="recent batch jobs")
     listing.add_argument("--limit", type=int, default=20)
     schema = commands.add_parser("schema", help="JSON Schemas of the workflow's input and result")
-    schema.add_argument("which", nargs="?", choices=("input", "result", "all"), default="all")
+    schema.add_argument(
+        "which",
+        nargs="?",
+        choices=("input", "result", "sharded-input", "sharded-result", "all"),
+        default="all",
+        help="sharded-*: ShardedBatchJobWorkflow, one job of any size",
+    )
 
     schedule = commands.add_parser("schedule", help="run a job on a schedule (Temporal Schedules)")
     subcommands = schedule.add_subparsers(dest="schedule_command", required=True)

@@ -31,7 +31,7 @@ from contracts.names import (
     SHARDED_JOB_WORKFLOW_NAME,
     WORKFLOW_NAME,
 )
-from contracts.sharding import ShardedJobResult
+from contracts.sharding import ShardedJobInput, ShardedJobResult
 
 
 async def warn_if_no_worker(client: Client, out: TextIO) -> None:
@@ -211,6 +211,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     schemas = {
         "input": BatchJobInput.model_json_schema(),
         "result": BatchJobResult.model_json_schema(),
+        "sharded-input": ShardedJobInput.model_json_schema(),
+        "sharded-result": ShardedJobResult.model_json_schema(),
     }
     chosen: Any = schemas if args.which == "all" else schemas[args.which]
     print(json.dumps(chosen, indent=2, sort_keys=True))

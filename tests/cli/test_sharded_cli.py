@@ -127,3 +127,12 @@ async def test_the_progress_bar_counts_the_shards_in_flight_too() -> None:
     add("job-r1-shard-0", 2, 0, 2, [])  # a follow-up: its requests are counted already
     progress, _ = await live_progress(parent)  # type: ignore[arg-type]
     assert progress.counts == BatchCounts(total=40, completed=17, failed=3)
+
+
+def test_the_sharded_contract_is_printed_for_callers_in_other_languages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schema", "sharded-input"]) == EXIT_OK
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["required"] == ["job"]
+    assert "max_enqueued_tokens" in json.dumps(schema)
