@@ -23,6 +23,7 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from activities.batch_activities import BatchActivities
+from activities.sharding import ShardingActivities
 from activities.watch import hand_over_watches
 from contracts.constants import ENV_DATA_DIR, ENV_MAX_CONCURRENT_ACTIVITIES, ENV_TASK_QUEUE
 from contracts.names import TASK_QUEUE
@@ -40,6 +41,7 @@ from storage import LocalStorage, Stores
 from temporal_client import TemporalUnreachableError, connect, exit_process
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
+from workflows.sharded_job import ShardedBatchJobWorkflow
 
 log = logging.getLogger("worker")
 
@@ -77,11 +79,12 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     async with MeteredGatewayClient(settings) as gateway:
         await check_gateway(gateway)
         activities = BatchActivities(gateway, storage)
+        sharding = ShardingActivities(storage, settings.dialect.value)
         worker = Worker(
             client,
             task_queue=task_queue,
-            workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
-            activities=activities.all(),
+            workflows=[BatchJobWorkflow, BatchFanOutWorkflow, ShardedBatchJobWorkflow],
+            activities=[*activities.all(), *sharding.all()],
             max_concurrent_activities=int(os.environ.get(ENV_MAX_CONCURRENT_ACTIVITIES, "100")),
             graceful_shutdown_timeout=timedelta(seconds=20),
             interceptors=[LogContextInterceptor()],

@@ -3,6 +3,11 @@
 Each is safe to run twice: uploads and batches are tagged with the job key and
 a retry looks them up before it creates anything, so a worker that dies after
 the gateway acted but before Temporal heard of it costs nothing on the retry.
+
+Over 400 lines on purpose: Temporal registers the bound methods of this one
+class, built with its gateway client and storage (the samples' shape); what is
+not an activity already lives beside it (validation, results, input_index,
+watch, failures). Splitting it by step is the next move if it grows again.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ baseline of the same run. ``NAME@REV`` runs variant NAME with the worker's
 code from git revision REV (exported with ``git archive``; the starter's and
 the benchmark's code stay this tree's): a code change against the code
 before it, in the same run.
+
+One file over 400 lines on purpose: both sides of the comparison, the variants
+and the report read as one script a reviewer follows top to bottom.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
-from cli import attach, cancel, jobs, schedules
+from cli import attach, cancel, jobs, schedules, sharded
 from cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from cli.job_input import add_job_options
 from contracts.job import WORKFLOW_ID_PLACEHOLDER
@@ -54,7 +54,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with BATCH_STORE: leave the results in the store and print their URIs",
     )
-    add_job_options(commands.add_parser("start", help="start a job and return its workflow id"))
+    begin = commands.add_parser("start", help="start a job and return its workflow id")
+    add_job_options(begin)
+    for sub in (run, begin):
+        sharded.add_sharding_options(sub)
+        sub.add_argument("--prices", help="price file over the committed table, for the cost")
+    cost = commands.add_parser("estimate", help="requests, shards, tokens and cost of an input")
+    cost.add_argument("file")
+    cost.add_argument("--prices", help="price file over the committed table (shards/prices.json)")
+    sharded.add_limit_options(cost)
     attach.add_attach_parser(commands)
     commands.add_parser("status", help="live progress").add_argument("workflow_id")
     cancelling = commands.add_parser(
@@ -73,7 +81,13 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="recent batch jobs")
     listing.add_argument("--limit", type=int, default=20)
     schema = commands.add_parser("schema", help="JSON Schemas of the workflow's input and result")
-    schema.add_argument("which", nargs="?", choices=("input", "result", "all"), default="all")
+    schema.add_argument(
+        "which",
+        nargs="?",
+        choices=("input", "result", "sharded-input", "sharded-result", "all"),
+        default="all",
+        help="sharded-*: ShardedBatchJobWorkflow, one job of any size",
+    )
 
     schedule = commands.add_parser("schedule", help="run a job on a schedule (Temporal Schedules)")
     subcommands = schedule.add_subparsers(dest="schedule_command", required=True)
@@ -114,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
 async def main_async(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return jobs.cmd_schema(args)
+    if args.command == "estimate":
+        return sharded.cmd_estimate(args)
     if args.command == "schedule" and args.schedule_command == "create":
         schedules.build_schedule(args)  # bad arguments are reported before connecting
     client = await connect()

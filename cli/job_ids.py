@@ -107,7 +107,7 @@ def default_workflow_id(results: str, task_queue: str) -> str:
 class StartedJob:
     """A job the starter started (started=True), or the same job already running."""
 
-    handle: WorkflowHandle[Any, BatchJobResult]
+    handle: WorkflowHandle[Any, Any]
     started: bool
 
     @property

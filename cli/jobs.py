@@ -33,9 +33,16 @@ from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_u
 from cli.job_input import build_input
 from cli.locations import JobFiles, is_uri, plan_job_files
 from cli.progress import live_progress, render_progress
+from cli.sharded import needs_shards, sharded_input, start_sharded, summarise_sharded
 from cli.transfers import bring_back, remove_job_copies, upload_input
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
-from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
+from contracts.names import (
+    SEARCH_ATTRIBUTE_BATCH_ID,
+    SEARCH_ATTRIBUTE_BATCH_STATUS,
+    SHARDED_JOB_WORKFLOW_NAME,
+    WORKFLOW_NAME,
+)
+from contracts.sharding import ShardedJobInput, ShardedJobResult
 from storage import LocationError, StorageUnavailable
 
 
@@ -120,6 +127,14 @@ async def start_with_files(
     files = plan_job_files(args.file, args.output, args.errors, job_folder(workflow_id))
     job = build_input(args, files)
     source = _local_source(args.file, files)
+    if source is not None and needs_shards(args, source, job.limits):
+        # Larger than one batch: the sharded parent, one job over every shard.
+        await warn_if_no_worker(client, sys.stderr)
+        return (
+            StartedJob(await start_sharded(client, sharded_input(args, job), args.id), True),
+            job,
+            files,
+        )
     if files.upload is not None:
         print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
@@ -141,7 +156,9 @@ def print_locations(job: BatchJobInput, workflow_id: str, out: TextIO) -> None:
     print(f"results: {output}\nerrors:  {errors}", file=out)
 
 
-def summarise(result: BatchJobResult, link: str) -> str:
+def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
+    if isinstance(result, ShardedJobResult):
+        return summarise_sharded(result, link)
     r = result.requests
     lines = [
         f"status:   {result.status.value}" + (f" ({result.reason})" if result.reason else ""),
@@ -164,7 +181,7 @@ def summarise(result: BatchJobResult, link: str) -> str:
     return "\n".join(lines)
 
 
-def exit_code(result: BatchJobResult) -> int:
+def exit_code(result: BatchJobResult | ShardedJobResult) -> int:
     return EXIT_OK if result.status is JobStatus.SUCCEEDED else EXIT_NOT_ALL_SUCCEEDED
 
 
@@ -295,7 +312,11 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
 
 
 async def cmd_result(args: argparse.Namespace, client: Client) -> int:
-    handle = client.get_workflow_handle(args.workflow_id, result_type=BatchJobResult)
+    described = await client.get_workflow_handle(args.workflow_id).describe()
+    result_type: type[BatchJobResult | ShardedJobResult] = (
+        ShardedJobResult if described.workflow_type == SHARDED_JOB_WORKFLOW_NAME else BatchJobResult
+    )
+    handle = client.get_workflow_handle(args.workflow_id, result_type=result_type)
     try:
         result = await handle.result()
     except WorkflowFailureError as exc:
@@ -311,7 +332,7 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
 
 
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    query = f"WorkflowType = '{WORKFLOW_NAME}'"
+    query = f"WorkflowType = '{WORKFLOW_NAME}' OR WorkflowType = '{SHARDED_JOB_WORKFLOW_NAME}'"
     rows = 0
     async for execution in client.list_workflows(query, limit=args.limit):
         attrs = execution.search_attributes
@@ -333,6 +354,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     schemas = {
         "input": BatchJobInput.model_json_schema(),
         "result": BatchJobResult.model_json_schema(),
+        "sharded-input": ShardedJobInput.model_json_schema(),
+        "sharded-result": ShardedJobResult.model_json_schema(),
     }
     chosen: Any = schemas if args.which == "all" else schemas[args.which]
     print(json.dumps(chosen, indent=2, sort_keys=True))

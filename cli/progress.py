@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import TemporalError
 
-from contracts.job import JobProgress
+from contracts.job import BatchCounts, JobProgress
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
     ACTIVITY_WATCH_BATCH,
@@ -53,7 +54,40 @@ async def live_progress(
             and pending.last_failure.application_failure_info.type != FAILURE_BATCH_NOT_CHANGED
         ):
             trouble = f"{name} attempt {pending.attempt}: {pending.last_failure.message}"
+    shards = [
+        child.workflow_id
+        for child in description.raw_description.pending_children
+        if child.workflow_id.startswith(f"{handle.id}-shard-")
+    ]
+    if shards and progress.counts is not None:
+        progress = await _with_shards_in_flight(handle, progress, shards, query_timeout)
     return progress, trouble
+
+
+async def _with_shards_in_flight(
+    handle: WorkflowHandle[Any, Any],
+    progress: JobProgress,
+    shards: list[str],
+    query_timeout: timedelta | None,
+) -> JobProgress:
+    """A sharded job's counts cover the shards that ended; add those of the shards running.
+
+    Only the first round's shards (``<id>-shard-<n>``) are added: a follow-up
+    round's requests are already counted, as failures, until they succeed.
+    """
+    assert progress.counts is not None
+    completed, failed = progress.counts.completed, progress.counts.failed
+    for workflow_id in shards:
+        child = handle._client.get_workflow_handle(workflow_id)
+        try:
+            seen, _ = await live_progress(child, query_timeout)
+        except TemporalError:
+            continue  # it just ended, or has not run its first task: counted later
+        if seen.counts is not None:
+            completed += seen.counts.completed
+            failed += seen.counts.failed
+    counts = BatchCounts(total=progress.counts.total, completed=completed, failed=failed)
+    return progress.model_copy(update={"counts": counts})
 
 
 def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR_WIDTH) -> str:

@@ -303,6 +303,14 @@ class BatchJobResult(_Contract):
     finished_at: datetime
 
 
+class FanOutProgress(_Contract):
+    """What the example parent carries when it continues as new."""
+
+    next_job: int = 0
+    results: dict[int, BatchJobResult] = Field(default_factory=dict)
+    failed_jobs: dict[str, str] = Field(default_factory=dict)
+
+
 class FanOutInput(_Input):
     """An example parent: several inputs, one child BatchJobWorkflow each."""
 
@@ -310,6 +318,13 @@ class FanOutInput(_Input):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[BatchJobInput] = Field(min_length=1)
+    max_concurrent: int = Field(default=4, ge=1, description="Children in flight at once.")
+    children_per_run: int = Field(
+        default=500, ge=1, description="Children a run starts before it continues as new."
+    )
+    carried: FanOutProgress | None = Field(
+        default=None, description="Set by the parent itself when it continues as new."
+    )
 
     @field_validator("jobs", mode="before")
     @classmethod
@@ -334,5 +349,7 @@ class FanOutInput(_Input):
 class FanOutResult(_Contract):
     results: list[BatchJobResult]
     failed_jobs: dict[str, str] = Field(
-        default_factory=dict, description="input_path -> why its child failed"
+        default_factory=dict,
+        description="Child workflow id (<parent>-job-<index>, one per job, so two jobs on the "
+        "same input stay apart) -> why it failed",
     )

@@ -69,3 +69,14 @@ PATCH_UPLOAD_READY = "upload-ready-v1"
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.
 JOB_KEY_METADATA = "temporal_job_key"
+
+# The sharded job (workflows/sharded_job.py): one job of any size, one child
+# BatchJobWorkflow per shard, each named "<parent id>-shard-<round>-<n>".
+SHARDED_JOB_WORKFLOW_NAME = "ShardedBatchJobWorkflow"
+QUERY_SHARDS = "shards"
+ACTIVITY_SPLIT_INPUT = "split_input"
+ACTIVITY_SHARD_TOKENS = "shard_tokens"
+ACTIVITY_SELECT_RESUBMISSIONS = "select_resubmissions"
+ACTIVITY_MERGE_SHARDS = "merge_shards"
+QUOTA_REFUSAL_CODE = "token_limit_exceeded"
+"""The error code of a batch the gateway refused for its enqueued-token quota."""

@@ -192,6 +192,14 @@ def error_for_response(
             retry_after=parse_retry_after(response),
             outcome_unknown=status >= 500 and status != 501,
         )
+    if status == 413:
+        return RejectedByGatewayError(
+            message + " (the gateway refuses a body this large: Kong's max_request_body_size is "
+            "often far below 200 MB; run the job with --max-batch-bytes below the gateway's limit "
+            "so each shard's upload fits)",
+            status_code=status,
+            code=code,
+        )
     if status in (401, 403):
         return AuthenticationError(
             message + " (check GATEWAY_API_KEY and GATEWAY_API_KEY_HEADER on the worker)",

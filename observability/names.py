@@ -14,6 +14,12 @@ METRIC_REQUESTS = "llm_batch_requests_total"
 """Counter, label outcome: succeeded, failed, not_run; added when a job ends."""
 METRIC_BATCH_WAIT = "llm_batch_wait_seconds"
 """Histogram, label batch_status: from batch created to terminal, as the job saw it."""
+METRIC_TOKENS = "llm_batch_tokens_total"
+"""Counter, labels model and direction (input, output): from the responses' usage, added when a
+sharded job ends."""
+METRIC_JOB_COST = "llm_batch_job_cost"
+"""Histogram, label currency: a sharded job's cost at batch prices (shards/prices.json), recorded
+when it ends; its _sum is the spend."""
 
 # Activity side (activity.metric_meter()).
 METRIC_BYTES_UPLOADED = "llm_batch_bytes_uploaded_total"

@@ -8,6 +8,10 @@ its length, and a healthy wait shows no failure. A phase's deadline runs from
 the gateway's own timestamps; past it, the batch is read again before the job
 acts. Jobs started before the watch existed keep the retry-as-poll wait
 (await_status_change) through workflow.patched(PATCH_WATCH).
+
+Over 400 lines on purpose: the story and its failure paths (cancel during
+create, deadline, giving up) share the run's state; rules, options, summaries,
+progress text and the watch already live in their own modules.
 """
 
 from __future__ import annotations

@@ -9,7 +9,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.batch_status import BatchStatus
     from contracts.job import RequestTally
-    from observability.names import METRIC_BATCH_WAIT, METRIC_JOBS, METRIC_REQUESTS
+    from contracts.sharding import JobCost
+    from observability.names import (
+        METRIC_BATCH_WAIT,
+        METRIC_JOB_COST,
+        METRIC_JOBS,
+        METRIC_REQUESTS,
+        METRIC_TOKENS,
+    )
 
 
 def count_job(status: str) -> None:
@@ -34,3 +41,17 @@ def record_wait(waited: timedelta, status: BatchStatus) -> None:
     workflow.metric_meter().create_histogram_float(
         METRIC_BATCH_WAIT, "From batch created to batch terminal, as the job saw it", "s"
     ).record(waited.total_seconds(), {"batch_status": status.value})
+
+
+def record_cost(cost: JobCost) -> None:
+    """A finished sharded job's tokens by model and its cost (the histogram's sum is the spend)."""
+    meter = workflow.metric_meter()
+    tokens = meter.create_counter(
+        METRIC_TOKENS, "Tokens of finished jobs by model, from the responses' usage", "tokens"
+    )
+    for row in cost.by_model:
+        tokens.add(row.input_tokens, {"model": row.model, "direction": "input"})
+        tokens.add(row.output_tokens, {"model": row.model, "direction": "output"})
+    meter.create_histogram_float(
+        METRIC_JOB_COST, "Cost of each finished job at batch prices", cost.currency
+    ).record(cost.total, {"currency": cost.currency})

@@ -148,6 +148,7 @@ async def test_upload_failure_is_classified_and_secret_free(tmp_path):
     assert caught.value.status_code == 413
     assert caught.value.retryable is False
     assert "upload x.jsonl" in str(caught.value)
+    assert "--max-batch-bytes" in str(caught.value), "a 413 names the setting that fixes it"
     assert_secret_free(caught.value)
 
 

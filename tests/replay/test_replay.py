@@ -13,13 +13,14 @@ from temporalio.worker import Replayer
 
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
+from workflows.sharded_job import ShardedBatchJobWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_there_are_histories_to_replay():
     names = {path.stem for path in HISTORIES}
-    assert {"succeeded_24h", "cancelled", "deadline_exceeded", "fan_out"} <= names
+    assert {"succeeded_24h", "cancelled", "deadline_exceeded", "fan_out", "sharded"} <= names
     # Paths behind workflow.patched, recorded with the patch's marker.
     assert {"file_pending", "cancelled_during_create"} <= names
     assert {"attached", "create_outcome_unknown", "cancelled_during_create_lookup"} <= names
@@ -44,7 +45,7 @@ def load_history(path: Path) -> WorkflowHistory:
 async def test_history_replays_deterministically(path: Path):
     history = load_history(path)
     replayer = Replayer(
-        workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
+        workflows=[BatchJobWorkflow, BatchFanOutWorkflow, ShardedBatchJobWorkflow],
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -1,0 +1,188 @@
+"""One job of any size from the command line: sharding options, the sharded parent, estimate.
+
+``run`` and ``start`` start the sharded parent (ShardedBatchJobWorkflow) when
+the input exceeds one batch's limits or a sharding option is given; the user
+still follows one workflow id, whose progress query covers every shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from cli.environment import location, storage, task_queue
+from cli.exits import EXIT_OK, UsageError
+from contracts.job import BatchJobInput, InputLimits
+from contracts.names import SHARDED_JOB_WORKFLOW_NAME
+from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
+from gateway.settings import ENV_GATEWAY_DIALECT
+from shards.cost import CostReport, describe_cost, describe_estimate, estimate, load_prices
+from shards.limits import ShardLimits, limits_for
+from shards.lines import custom_id_of
+from shards.split import LineTooLarge
+
+SHARDING_FLAGS = (
+    "max_batch_requests",
+    "max_batch_bytes",
+    "max_concurrent_batches",
+    "max_enqueued_tokens",
+    "resubmit",
+    "order",
+)
+
+
+def add_limit_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--max-batch-requests",
+        type=int,
+        help="requests per batch (default the gateway dialect's: 50,000 OpenAI, 100,000 Azure)",
+    )
+    sub.add_argument(
+        "--max-batch-bytes",
+        type=int,
+        help="bytes per batch input file (default 200 MiB; behind Kong, below the route's "
+        "max_request_body_size)",
+    )
+
+
+def add_sharding_options(sub: argparse.ArgumentParser) -> None:
+    add_limit_options(sub)
+    sub.add_argument(
+        "--max-concurrent-batches", type=int, help="shards in flight at once (default 4)"
+    )
+    sub.add_argument(
+        "--max-enqueued-tokens",
+        type=int,
+        help="estimated input tokens of the shards in flight at most (the deployment's quota)",
+    )
+    sub.add_argument(
+        "--resubmit",
+        type=int,
+        help="rounds that resubmit requests which failed transiently (default 1)",
+    )
+    sub.add_argument(
+        "--order",
+        choices=("input", "gateway"),
+        help="results in input order (default) or as the gateway wrote them (faster)",
+    )
+
+
+def dialect() -> str:
+    return os.environ.get(ENV_GATEWAY_DIALECT, "kong")
+
+
+def limits_from(args: argparse.Namespace) -> ShardLimits:
+    try:
+        return limits_for(
+            dialect(), max_requests=args.max_batch_requests, max_bytes=args.max_batch_bytes
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def needs_shards(args: argparse.Namespace, path: Path, single: InputLimits | None = None) -> bool:
+    """Whether this input runs as a sharded job: too large for one batch, or asked for.
+
+    One batch is bounded by the dialect's limits and by what a one-batch job
+    accepts (``single``). Reads the file once (a line at a time); a request
+    that alone is over the byte limit is refused here, naming its line and
+    custom_id.
+    """
+    limits = limits_from(args)
+    one = single or InputLimits()
+    requests = size = 0
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if len(raw) > limits.max_bytes:
+                raise UsageError(
+                    str(
+                        LineTooLarge(
+                            str(path), number, custom_id_of(raw), len(raw), limits.max_bytes
+                        )
+                    )
+                )
+            if raw.strip():
+                requests += 1
+                size += len(raw)
+    asked = any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
+    most_requests = min(limits.max_requests, one.max_requests)
+    return asked or requests > most_requests or size > min(limits.max_bytes, one.max_bytes)
+
+
+def sharded_input(args: argparse.Namespace, job: BatchJobInput) -> ShardedJobInput:
+    given = {
+        flag: getattr(args, flag)
+        for flag in SHARDING_FLAGS
+        if getattr(args, flag, None) is not None
+    }
+    prices = getattr(args, "prices", None)
+    try:
+        return ShardedJobInput(
+            job=job,
+            sharding=ShardingOptions(**given),
+            prices_path=location(storage(), prices) if prices else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[-1]) from None
+
+
+async def start_sharded(
+    client: Client, request: ShardedJobInput, workflow_id: str | None
+) -> WorkflowHandle[Any, ShardedJobResult]:
+    return await client.start_workflow(
+        SHARDED_JOB_WORKFLOW_NAME,
+        request,
+        id=workflow_id or f"batch-{Path(request.job.input_path).stem}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue(),
+        result_type=ShardedJobResult,
+    )
+
+
+def summarise_sharded(result: ShardedJobResult, link: str) -> str:
+    lines = [
+        f"status:   {result.status.value}" + (f" ({result.reason})" if result.reason else ""),
+        f"shards:   {result.shards} in {result.rounds} round(s)"
+        + (f", {result.failed_shards} failed" if result.failed_shards else "")
+        + (
+            f", {result.quota_refusals} quota refusal(s) waited out"
+            if result.quota_refusals
+            else ""
+        ),
+        f"requests: {result.requests} total, {result.succeeded} succeeded, {result.failed} failed",
+    ]
+    if result.resubmitted:
+        lines.append(
+            f"resubmitted: {result.resubmitted} transient failure(s), {result.recovered} recovered"
+        )
+    usage = result.usage
+    lines.append(f"tokens:   {usage.prompt_tokens} prompt, {usage.completion_tokens} completion")
+    if result.cost is not None:
+        report = CostReport.model_validate(result.cost.model_dump())
+        lines += [f"cost:     {line}" for line in describe_cost(report)]
+    lines += [
+        f"results:  {result.output_path}",
+        f"errors:   {result.errors_path}",
+        f"took:     {result.finished_at - result.started_at}",
+        f"web ui:   {link}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Needs no Temporal: what the input will cost, before it is sent."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    try:
+        prices = load_prices(Path(args.prices) if args.prices else None)
+        found = estimate(path, limits_from(args), prices=prices, label=args.file)
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    for line in describe_estimate(found):
+        print(line)
+    return EXIT_OK

@@ -1,0 +1,238 @@
+"""Inputs and results of the sharded job (one job of any size) and of its activities.
+
+Only locations, counts and settings cross this boundary: never shard
+payloads, and never one entry per shard in the result.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.job import (
+    WORKFLOW_ID_PLACEHOLDER,
+    BatchJobInput,
+    JobStatus,
+    TokenTotals,
+    expand_workflow_id,
+)
+
+Order = Literal["input", "gateway"]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShardingOptions(_Contract):
+    """How the input is cut into batches and how many of them run at once."""
+
+    max_batch_requests: int | None = Field(
+        default=None, ge=1, description="Requests per shard; default the gateway dialect's limit."
+    )
+    max_batch_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bytes per shard file; default the dialect's (set it below Kong's "
+        "max_request_body_size).",
+    )
+    max_concurrent_batches: int = Field(default=4, ge=1)
+    max_enqueued_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Estimated input tokens of the shards in flight at most (the quota).",
+    )
+    resubmit: int = Field(default=1, ge=0, description="Rounds for transient failures.")
+    order: Order = "input"
+    quota_retry: timedelta = Field(
+        default=timedelta(minutes=1),
+        description="First wait after a create refused for quota with nothing else in flight; "
+        "doubles up to quota_retry_max.",
+    )
+    quota_retry_max: timedelta = timedelta(minutes=15)
+    children_per_run: int = Field(
+        default=500,
+        ge=1,
+        description="Children a run starts before it continues as new (history stays bounded).",
+    )
+
+
+class RoundState(_Contract):
+    """One round of shards: the input's, or a follow-up of transient failures."""
+
+    shards: int = Field(description="How many shards the split wrote.")
+    requests: int
+    next_shard: int = Field(default=0, description="Shards below this one have been started.")
+    deadline_cancelled: list[int] = Field(
+        default_factory=list, description="Shards the job cancelled at a phase deadline."
+    )
+    failed: dict[int, str] = Field(
+        default_factory=dict, description="Shard -> why its child failed (results not written)."
+    )
+    unrun: list[int] = Field(
+        default_factory=list, description="Shards started but cancelled before their child ran."
+    )
+    retry: list[int] = Field(
+        default_factory=list, description="Shards refused for quota, waiting to start again."
+    )
+
+
+class ShardedProgress(_Contract):
+    """What the parent carries across continue-as-new, and answers the `shards` query with."""
+
+    round: int = 0
+    rounds: list[RoundState] = Field(default_factory=list)
+    shards_done: int = 0
+    in_flight: int = 0
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    usage: TokenTotals = Field(default_factory=TokenTotals)
+    quota_refusals: int = 0
+    resubmitted: int = 0
+    cancelled: bool = False
+    started_at: datetime | None = None
+    runs: int = Field(default=1, description="Runs of the parent so far (continue-as-new).")
+
+
+class ShardedJobInput(_Contract):
+    job: BatchJobInput = Field(description="The whole input and the settings every shard shares.")
+    sharding: ShardingOptions = Field(default_factory=ShardingOptions)
+    prices_path: str | None = Field(
+        default=None, description="A price file over the committed table (shards/prices.json)."
+    )
+    carried: ShardedProgress | None = Field(
+        default=None, description="Set by the job itself when it continues as new."
+    )
+
+
+class ModelCostLine(_Contract):
+    model: str
+    priced_as: str | None
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+class JobCost(_Contract):
+    currency: str
+    prices_as_of: str
+    total: float
+    by_model: list[ModelCostLine] = Field(default_factory=list)
+    unpriced_models: list[str] = Field(default_factory=list)
+
+
+class ShardedJobResult(_Contract):
+    status: JobStatus
+    reason: str | None = None
+    output_path: str
+    errors_path: str
+    work_dir: str = Field(description="Where the shards' own files are (kept for inspection).")
+    requests: int
+    succeeded: int
+    failed: int
+    shards: int
+    rounds: int
+    resubmitted: int = 0
+    recovered: int = 0
+    quota_refusals: int = 0
+    failed_shards: int = 0
+    usage: TokenTotals = Field(default_factory=TokenTotals)
+    cost: JobCost | None = None
+    started_at: datetime
+    finished_at: datetime
+
+
+# -- the activities' requests and answers ----------------------------------------------
+
+
+class SplitInputRequest(_Contract):
+    input_path: str
+    round_dir: str = Field(description="Folder location the shards and shards.json go to.")
+    max_batch_requests: int | None = None
+    max_batch_bytes: int | None = None
+    count_tokens: bool = False
+
+
+class SplitSummary(_Contract):
+    requests: int
+    bytes: int
+    shards: int
+    estimated_input_tokens: int
+
+
+class ShardTokensRequest(_Contract):
+    round_dir: str
+    start: int
+    count: int
+
+
+class SelectResubmissionsRequest(_Contract):
+    previous_round_dir: str
+    previous: RoundState
+    out_path: str
+
+
+class ResubmissionSummary(_Contract):
+    requests: int
+    transient_by_code: dict[str, int] = Field(default_factory=dict)
+    permanent: int = 0
+
+
+class MergeShardsRequest(_Contract):
+    work_dir: str
+    rounds: list[RoundState]
+    output_path: str
+    errors_path: str
+    order: Order = "input"
+    not_run_code: str = Field(description="Error code of requests whose shard never ran.")
+    prices_path: str | None = None
+
+
+class MergeSummary(_Contract):
+    requests: int
+    succeeded: int
+    failed: int
+    resubmitted: int
+    recovered: int
+    usage: TokenTotals
+    cost: JobCost
+
+
+class ShardPhase(StrEnum):
+    SPLITTING = "splitting"
+    RUNNING = "running"
+    MERGING = "merging"
+    DONE = "done"
+
+
+def round_dir(work_dir: str, number: int) -> str:
+    return f"{work_dir}/round-{number}"
+
+
+def shard_input(round_location: str, index: int) -> str:
+    return f"{round_location}/shard-{index:05d}.jsonl"
+
+
+def shard_results(round_location: str, index: int) -> str:
+    return f"{round_location}/shard-{index:05d}.results.jsonl"
+
+
+def shard_errors(round_location: str, index: int) -> str:
+    return f"{round_location}/shard-{index:05d}.errors.jsonl"
+
+
+def resubmit_input(round_location: str) -> str:
+    return f"{round_location}/resubmit.jsonl"
+
+
+def work_dir_for(output_path: str, workflow_id: str) -> str:
+    """The job's shard folder: beside its results file, or on the data directory when they
+    are in an object store (shard files are many and short-lived)."""
+    if "://" in output_path and not output_path.startswith("file://"):
+        return expand_workflow_id(f".shards/{WORKFLOW_ID_PLACEHOLDER}", workflow_id)
+    stem = output_path[: -len(".jsonl")] if output_path.endswith(".jsonl") else output_path
+    return f"{stem}.shards"
