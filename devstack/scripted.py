@@ -70,6 +70,8 @@ class ScriptedBatch:
         default_factory=lambda: [("validating", 1), ("in_progress", 3), ("finalizing", 1)]
     )
     final: str = "completed"
+    # A batch that fails mid-run still reports the output of what finished.
+    output_on_failure: bool = False
     errors: list[str] = field(default_factory=list)
     collected: CollectedResults = field(
         default_factory=lambda: CollectedResults(
@@ -126,7 +128,12 @@ class ScriptedBatch:
             id=self.batch_id,
             status=status,
             input_file_id="file-1",
-            output_file_id="file-out" if status in ("completed", "expired", "cancelled") else None,
+            output_file_id=(
+                "file-out"
+                if status in ("completed", "expired", "cancelled")
+                or (status == "failed" and self.output_on_failure)
+                else None
+            ),
             error_file_id=None,
             counts=BatchCounts(total=REQUESTS, completed=done),
             errors=self.errors if status == "failed" else [],

@@ -265,6 +265,17 @@ async def capture_watch_scenarios(
         simple(job()),
         env,
     )
+    await capture(
+        "watch_failed_mid_run",
+        ScriptedBatch(
+            path=[("validating", 1), ("in_progress", 2)],
+            final="failed",
+            errors=["[token_limit_exceeded] enqueued token limit reached"],
+            output_on_failure=True,
+        ),
+        simple(job()),
+        env,
+    )
     await capture("watch_cancelled", ScriptedBatch(path=[("in_progress", 10**6)]), cancelled, env)
     await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
 

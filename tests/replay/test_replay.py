@@ -32,6 +32,7 @@ def test_there_are_histories_to_replay():
         "watch_moved_on_after_outage",
         "watch_collect_after_outage",
         "watch_gateway_gave_up",
+        "watch_failed_mid_run",
     } <= names
     assert {"upload_ready"} <= names
 
