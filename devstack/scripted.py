@@ -72,6 +72,8 @@ class ScriptedBatch:
     final: str = "completed"
     # A batch that fails mid-run still reports the output of what finished.
     output_on_failure: bool = False
+    # A gateway without a cancel route: a cancel leaves the batch running.
+    cancel_unsupported: bool = False
     errors: list[str] = field(default_factory=list)
     collected: CollectedResults = field(
         default_factory=lambda: CollectedResults(
@@ -275,9 +277,14 @@ class ScriptedBatch:
         @activity.defn(name="cancel_batch")
         async def cancel_batch(request: CancelBatchRequest) -> BatchSnapshot | None:
             script.calls.append(("cancel_batch", request))
-            script.cancel_requested = True
             if request.batch_id is None:
+                script.cancel_requested = True
                 return None
+            if script.cancel_unsupported:
+                # Kong without a cancel route: the batch runs on, as the gateway last said.
+                now = activity.info().current_attempt_scheduled_time
+                return script.snapshot(script.status_at(now), now)
+            script.cancel_requested = True
             return script.snapshot("cancelling")
 
         return [

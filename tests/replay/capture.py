@@ -277,6 +277,12 @@ async def capture_watch_scenarios(
         env,
     )
     await capture("watch_cancelled", ScriptedBatch(path=[("in_progress", 10**6)]), cancelled, env)
+    await capture(
+        "watch_cancel_without_route",
+        ScriptedBatch(path=[("validating", 1), ("in_progress", 30)], cancel_unsupported=True),
+        cancelled,
+        env,
+    )
     await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
 
 

@@ -33,6 +33,7 @@ def test_there_are_histories_to_replay():
         "watch_collect_after_outage",
         "watch_gateway_gave_up",
         "watch_failed_mid_run",
+        "watch_cancel_without_route",
     } <= names
     assert {"upload_ready"} <= names
 
