@@ -133,8 +133,12 @@ async def start_or_use_existing(
     workflow_id: str,
     task_queue: str,
     explicit_id: bool = False,
+    summary: tuple[str, str] | None = None,
 ) -> StartedJob:
-    """Start the job, or return the same job already running; refuse another job's id."""
+    """Start the job, or return the same job already running; refuse another job's id.
+
+    summary is the workflow's static summary and details (cli/job_summary.py).
+    """
     handle: WorkflowHandle[Any, BatchJobResult] = await client.start_workflow(
         WORKFLOW_NAME,
         job,
@@ -144,6 +148,8 @@ async def start_or_use_existing(
         id_conflict_policy=ID_CONFLICT_POLICY,
         id_reuse_policy=ID_REUSE_POLICY,
         memo={MEMO_KEY: identity},
+        static_summary=summary[0] if summary else None,
+        static_details=summary[1] if summary else None,
     )
     if started_a_new_run(handle):
         return StartedJob(handle, started=True)

@@ -31,6 +31,7 @@ from cli.follow import (
 )
 from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_use_existing
 from cli.job_input import build_input
+from cli.job_summary import input_facts, job_summary
 from cli.locations import JobFiles, is_uri, plan_job_files
 from cli.progress import live_progress, render_progress
 from cli.sharded import needs_shards, sharded_input, start_sharded, summarise_sharded
@@ -92,6 +93,7 @@ async def start_job(
     await warn_if_no_worker(client, sys.stderr)
     queue = task_queue()
     results = results or job.resolved_output_path
+    requests, model = input_facts(source)
     return await start_or_use_existing(
         client,
         job,
@@ -99,6 +101,7 @@ async def start_job(
         workflow_id=workflow_id or default_workflow_id(results, queue),
         task_queue=queue,
         explicit_id=workflow_id is not None,
+        summary=job_summary(job, results, requests, model),
     )
 
 
@@ -290,6 +293,9 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     description = await handle.describe()
     status = description.status.name if description.status else "UNKNOWN"
     print(f"workflow: {handle.id} ({status})")
+    summary = await description.static_summary()
+    if summary:
+        print(f"job:      {summary}")
     try:
         progress, trouble = await live_progress(handle, QUERY_TIMEOUT)
     except TemporalError as exc:

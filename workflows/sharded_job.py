@@ -254,6 +254,11 @@ class ShardedBatchJobWorkflow:
                 BatchJobWorkflow.run,
                 self._shard_job(number, index),
                 id=self._child_id(number, index),
+                static_summary=(
+                    f"shard {index + 1} of {state.shards}"
+                    + (f", resubmission round {number}" if number else "")
+                    + f" of {workflow.info().workflow_id}"
+                ),
                 # A parent terminated or timed out asks its children to cancel, so
                 # each cancels its batch and keeps what finished; none is killed.
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

@@ -159,6 +159,12 @@ async def test_the_starter_runs_a_job_and_reports_it(stack: Stack):
         assert json.loads(result.stdout)["requests"]["succeeded"] == 5
         status = await asyncio.to_thread(cli, "status", "cli-job-1")
         assert "COMPLETED" in status.stdout and "5/5 finished" in status.stdout
+        # What the Web UI's list and workflow page show at the top, and status repeats.
+        said = "5 requests to gpt-4o-mini · /v1/chat/completions · in.jsonl → out.jsonl"
+        described = await stack.client.get_workflow_handle("cli-job-1").describe()
+        assert await described.static_summary() == said
+        assert "**model** gpt-4o-mini" in (await described.static_details() or "")
+        assert f"job:      {said}" in status.stdout
         listing = await asyncio.to_thread(cli, "list")
         assert "cli-job-1" in listing.stdout
 
