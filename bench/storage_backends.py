@@ -159,7 +159,7 @@ def main() -> None:
         child(opts.child, opts.step, opts.src, opts.prefix)
         return
 
-    from scripts.storage_servers import ROOT, MotoServer
+    from devstack.storage_servers import ROOT, MotoServer
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         lib: {step: [] for step in STEPS} for lib in LIBRARIES

@@ -1,7 +1,7 @@
 """Benchmark: the worker's peak memory and throughput with a 200 MB job in an S3 server.
 
 Like bench.worker_memory, but the job's files live in moto's S3 server
-(scripts/storage_servers.py) and the worker has no data folder: it reads the
+(devstack/storage_servers.py) and the worker has no data folder: it reads the
 ~200 MB input from s3:// (validate, upload, collect each stream it) and
 publishes the ~200 MB results file there. The worker's RSS is sampled every
 20 ms; the history's activity events give each step's window.
@@ -45,9 +45,9 @@ from bench.worker_memory import (
 )
 from contracts.job import BatchJobInput, BatchJobResult, InputLimits, JobStatus
 from devstack.emulator import EmulatorProcess
+from devstack.storage_servers import MotoServer
 from devstack.temporal import start_dev_server
 from devstack.worker import WorkerProcess
-from scripts.storage_servers import MotoServer
 from storage.objects import PART_BYTES, PARTS_IN_FLIGHT
 
 BUCKET = "bench"

@@ -22,8 +22,8 @@ from contracts.steps import (
     UploadInputRequest,
     ValidateInputRequest,
 )
+from devstack.storage_servers import Azurite, MotoServer
 from gateway.client import GatewayClient
-from scripts.storage_servers import Azurite, MotoServer
 from storage import LocalStorage, Stores
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
 from tests.activities.test_batch_activities import Job

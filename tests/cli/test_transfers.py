@@ -12,7 +12,7 @@ from cli.exits import UsageError
 from cli.locations import JobFiles, Transfer, plan_job_files
 from cli.transfers import bring_back, remove_job_copies, upload_input
 from contracts.constants import ENV_BATCH_STORE, ENV_DATA_DIR
-from scripts.storage_servers import MotoServer
+from devstack.storage_servers import MotoServer
 from storage import ObjectStorage
 from tests.storage.conftest import moto  # noqa: F401  (session fixture)
 

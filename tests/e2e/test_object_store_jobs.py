@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from contracts.job import BatchJobResult, JobStatus
-from scripts.storage_servers import Azurite, MotoServer
+from devstack.storage_servers import Azurite, MotoServer
 from storage import ObjectStorage
 from tests.cli.starter_process import StarterProcess
 from tests.e2e.conftest import Stack

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from scripts.storage_servers import Azurite, MotoServer
+from devstack.storage_servers import Azurite, MotoServer
 from storage import ObjectStorage
 
 _names = itertools.count()

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from contracts.names import FAILURE_STORAGE_UNAVAILABLE
-from scripts.storage_servers import ROOT, MotoServer, free_port
+from devstack.storage_servers import ROOT, MotoServer, free_port
 from storage import AccessDenied, LocationError, ObjectStorage, Stores
 from storage.local import LocalStorage
 from tests.storage.conftest import Backend
