@@ -98,7 +98,7 @@ class QuotaRetry(_Input):
     """
 
     first: timedelta = timedelta(seconds=30)
-    most: timedelta = timedelta(minutes=5)
+    most: timedelta = timedelta(minutes=10)
 
     @field_validator("first", "most")
     @classmethod
