@@ -70,9 +70,7 @@ def _tokens(stack: Stack, name: str) -> int:
 
 
 @pytest.mark.parametrize("refusal", ["failed_batch", "http_429"])
-async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(
-    stack: Stack, refusal: str
-):
+async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(stack: Stack, refusal: str):
     count = 12
     stack.write_input("first.jsonl", count)
     stack.write_input("second.jsonl", count)

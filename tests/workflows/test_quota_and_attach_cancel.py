@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from contracts.job import JobPhase, JobProgress, JobStatus, QuotaRetry
 from contracts.names import FAILURE_QUOTA_REFUSED, QUOTA_REFUSAL_CODE
@@ -47,6 +47,23 @@ async def test_a_plain_job_refused_for_quota_waits_says_why_and_then_runs(time_s
     assert result.status is JobStatus.SUCCEEDED
     assert len(script.called("create_batch")) == 2
     assert not script.called("cancel_batch"), "a refused create made nothing to look for"
+
+
+async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_running(
+    time_skipping_env,
+):
+    script = ScriptedBatch(create_quota_refusals=1000)
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job())
+        await _progress_until(handle, lambda p: p.gateway_error is not None)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+
+    assert is_cancelled_exception(failure.value.cause)
+    assert len(script.called("create_batch")) == 1, "no create after the cancel"
+    [look] = script.called("cancel_batch")
+    assert look.batch_id is None, "only a look-up by job key: the refused create made nothing"
 
 
 async def test_quota_refusals_back_off_doubling_to_the_most_without_a_limit(time_skipping_env):
