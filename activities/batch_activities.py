@@ -3,6 +3,9 @@
 Each is safe to run twice: uploads and batches are tagged with the job key and
 a retry looks them up before it creates anything, so a worker that dies after
 the gateway acted but before Temporal heard of it costs nothing on the retry.
+Where the gateway cannot list batches, a create records at Temporal that its
+POST may be out before sending it, and a retry that finds that mark creates
+nothing (activities.create_mark).
 
 Over 400 lines on purpose: Temporal registers the bound methods of this one
 class, built with its gateway client and storage (the samples' shape); what is
