@@ -79,7 +79,7 @@ async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(stack: S
     stack.emulator.set_knobs(
         enqueued_token_limit=one + one // 2,
         enqueued_token_refusal=refusal,
-        line_latency_seconds=0.3,
+        line_latency_seconds=0.5,
         batch_concurrency=1,
     )
     retry = QuotaRetry(first=timedelta(seconds=1), most=timedelta(seconds=2))
