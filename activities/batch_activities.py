@@ -3,6 +3,9 @@
 Each is safe to run twice: uploads and batches are tagged with the job key and
 a retry looks them up before it creates anything, so a worker that dies after
 the gateway acted but before Temporal heard of it costs nothing on the retry.
+Where the gateway cannot list batches, a create records at Temporal that its
+POST may be out before sending it, and a retry that finds that mark creates
+nothing (activities.create_mark).
 
 Over 400 lines on purpose: Temporal registers the bound methods of this one
 class, built with its gateway client and storage (the samples' shape); what is
@@ -24,6 +27,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.create_mark import PostMark, marked
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.input_index import ids_to_join, input_index_location, write_input_index
@@ -40,7 +44,9 @@ from contracts.names import (
     FAILURE_CREATE_OUTCOME_UNKNOWN,
     FAILURE_FILE_NOT_PROCESSED,
     FAILURE_INPUT_FILE_UNUSABLE,
+    FAILURE_QUOTA_REFUSED,
     JOB_KEY_METADATA,
+    QUOTA_REFUSAL_CODE,
 )
 from contracts.steps import (
     AttachBatchRequest,
@@ -233,18 +239,28 @@ class BatchActivities:
 
     @activity.defn
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
-        async with temporal_failures(), heartbeating():
+        mark = PostMark()
+        async with temporal_failures(), heartbeating(mark.details):
+            info = activity.info()
+            # An earlier attempt's POST may have made a batch no look-up here can see.
+            if marked(info.heartbeat_details) and not await self._lists_batches():
+                raise _create_outcome_unknown(
+                    request.job_key,
+                    "an earlier attempt's worker was lost while its POST /batches may have "
+                    "been in flight",
+                )
             existing = None
             # A fresh input has no batch before this step's first attempt; a retry, or an
             # input adopted from an earlier run, may, and looks first. The look after
             # creating runs on every attempt: it closes the two-attempts-alive window.
-            if not request.fresh_input or activity.info().attempt > 1:
+            if not request.fresh_input or info.attempt > 1:
                 existing = await self._keep_one_batch(
                     request.job_key, request.not_before, input_file_id=request.input_file_id
                 )
             if existing is not None:
                 activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
                 return snapshot(existing, adopted=True)
+            await mark.before_post()
             try:
                 batch = await self.client.create_batch(
                     input_file_id=request.input_file_id,
@@ -253,9 +269,21 @@ class BatchActivities:
                     metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
                 )
             except GatewayError as exc:
-                if exc.outcome_unknown and not await self._lists_batches():
-                    raise _create_outcome_unknown(request.job_key, exc) from None
+                if exc.outcome_unknown:
+                    if not await self._lists_batches():
+                        answer = f"HTTP {exc.status_code}" if exc.status_code else "no answer"
+                        raise _create_outcome_unknown(
+                            request.job_key, f"its create got {answer}"
+                        ) from None
+                    raise
+                await mark.nothing_made()
+                if _quota_refusal(exc):
+                    raise _quota_refused(exc.message, exc.retry_after) from None
                 raise
+            if _refused_for_quota(batch):
+                await mark.nothing_made()
+                reason = "; ".join(e.describe() for e in batch.errors.data)
+                raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
             activity.logger.info("created batch %s", batch.id)
             keeper = await self._keep_one_batch(
                 request.job_key, request.not_before, batch, input_file_id=request.input_file_id
@@ -339,7 +367,10 @@ class BatchActivities:
                     if seen_in_order:
                         break
                     continue
-                if batch.metadata.get(JOB_KEY_METADATA) == job_key:
+                # A batch refused for quota never ran: nothing to adopt or cancel.
+                if batch.metadata.get(JOB_KEY_METADATA) == job_key and not _refused_for_quota(
+                    batch
+                ):
                     mine.append(batch)
         except RouteNotSupportedError as exc:
             activity.logger.warning(
@@ -605,15 +636,41 @@ class BatchActivities:
         ]
 
 
-def _create_outcome_unknown(job_key: str, cause: GatewayError) -> ApplicationError:
-    answer = f"HTTP {cause.status_code}" if cause.status_code else "no answer"
+def _create_outcome_unknown(job_key: str, what_happened: str) -> ApplicationError:
     return ApplicationError(
         f"job {job_key}: the gateway may hold a batch tagged {JOB_KEY_METADATA}={job_key}: "
-        f"its create got {answer} and the gateway cannot list batches, so the job did not "
+        f"{what_happened} and the gateway cannot list batches, so the job did not "
         "create again (a second batch would bill twice); find that batch at the gateway and "
         "attach a job to it (starter.py attach BATCH_ID, or the input's batch_id), or start "
         "the job again if there is none",
         type=FAILURE_CREATE_OUTCOME_UNKNOWN,
+        non_retryable=True,
+    )
+
+
+def _quota_refusal(exc: GatewayError) -> bool:
+    """A create refused for the enqueued-token quota (Azure, OpenAI): no batch was made."""
+    if exc.code == QUOTA_REFUSAL_CODE and exc.status_code is not None:
+        return 400 <= exc.status_code < 500
+    return exc.status_code == 429 and "enqueued" in exc.message.lower()
+
+
+def _refused_for_quota(batch: Batch) -> bool:
+    """A batch the gateway failed at once for its quota (Azure's fail-fast): it never ran."""
+    return batch.status is BatchStatus.FAILED and any(
+        error.code == QUOTA_REFUSAL_CODE for error in batch.errors.data
+    )
+
+
+def _quota_refused(gateway_message: str, retry_after: float | None) -> ApplicationError:
+    """The workflow decides what a refusal means: wait and create again, or, as a shard,
+    fail so the parent admits it later. Details: the gateway's words, its Retry-After."""
+    return ApplicationError(
+        f"the gateway refused the batch for its enqueued-token quota "
+        f"[{QUOTA_REFUSAL_CODE}]: {gateway_message}",
+        gateway_message,
+        retry_after,
+        type=FAILURE_QUOTA_REFUSED,
         non_retryable=True,
     )
 

@@ -24,6 +24,8 @@ class CancelTrail:
 
     scheduled: set[str] = field(default_factory=set)
     cancel_answers: list[BatchSnapshot | None] = field(default_factory=list)
+    attach_to: str | None = None
+    """The input's batch_id: the job was to attach to this batch, made outside it."""
 
 
 async def cancel_trail(handle: WorkflowHandle[Any, Any]) -> CancelTrail:
@@ -31,7 +33,12 @@ async def cancel_trail(handle: WorkflowHandle[Any, Any]) -> CancelTrail:
     types: dict[int, str] = {}
     converter = handle._client.data_converter
     async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [job] = await converter.decode(payloads) if payloads else [None]
+            if isinstance(job, dict) and isinstance(job.get("batch_id"), str):
+                trail.attach_to = job["batch_id"]
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             types[event.event_id] = name
             trail.scheduled.add(name)
@@ -64,5 +71,15 @@ def cancelled_without_result(workflow_id: str, trail: CancelTrail, last_known: s
             f"gateway made one ({last_known}): look for it at the gateway"
         )
     if ACTIVITY_ATTACH_BATCH in trail.scheduled:
-        return f"{lead} while attaching; the job did not cancel the batch ({last_known})"
+        # Since cancel-during-attach-v1 such a job cancels the batch and returns a result.
+        return (
+            f"{lead} while attaching, on a worker from before a cancel there cancelled the "
+            f"batch: batch {trail.attach_to or '?'} was not cancelled ({last_known}); cancel "
+            "it at the gateway"
+        )
+    if trail.attach_to is not None:
+        return (
+            f"{lead} before it attached to batch {trail.attach_to}: the job did not touch it, "
+            "and it runs on at the gateway unless cancelled there"
+        )
     return f"{lead} before it made a batch: nothing was sent to run"

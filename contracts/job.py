@@ -90,6 +90,24 @@ class InputLimits(_Input):
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
+class QuotaRetry(_Input):
+    """How a job waits when the gateway refuses its batch for the enqueued-token quota.
+
+    The quota frees as other batches end, which may take hours: the job tries
+    again after `first`, doubling up to `most`, for as long as it takes.
+    """
+
+    first: timedelta = timedelta(seconds=30)
+    most: timedelta = timedelta(minutes=10)
+
+    @field_validator("first", "most")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError(f"quota_retry.{info.field_name} must be at least 1 second")
+        return value
+
+
 class BatchJobInput(_Input):
     input_path: str = Field(
         description=(
@@ -135,6 +153,14 @@ class BatchJobInput(_Input):
             "Attach to this existing batch (made by hand, or left by a create whose outcome "
             "was unknown) instead of uploading and creating one: the job validates input_path, "
             "checks the batch runs that input, then waits and collects as usual."
+        ),
+    )
+    quota_retry: QuotaRetry | None = Field(
+        default_factory=QuotaRetry,
+        description=(
+            "A create the gateway refuses for its enqueued-token quota (token_limit_exceeded) "
+            "is tried again after this back-off, without limit. None: the job fails at once "
+            "with the refusal, for a caller that admits batches itself (the sharded job)."
         ),
     )
 

@@ -60,11 +60,15 @@ FAILURE_BATCH_NOT_FOR_INPUT = "BatchNotForInput"
 """Non-retryable: the batch to attach to does not run this job's input."""
 FAILURE_INVALID_JOB = "InvalidJob"
 """Non-retryable: the workflow input does not validate (a field is named)."""
+FAILURE_QUOTA_REFUSED = "QuotaRefused"
+"""Non-retryable for the step: the gateway refused the batch for its enqueued-token quota
+(nothing runs); the workflow waits and creates again, or, as a shard, fails for its parent."""
 
 # workflow.patched ids: recorded in running jobs' histories, so never reused or renamed.
 PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
 PATCH_UPLOAD_READY = "upload-ready-v1"
+PATCH_CANCEL_DURING_ATTACH = "cancel-during-attach-v1"
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

@@ -36,6 +36,7 @@ from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_FILE_NOT_PROCESSED,
     FAILURE_INPUT_FILE_UNUSABLE,
+    FAILURE_QUOTA_REFUSED,
 )
 from contracts.steps import (
     AttachBatchRequest,
@@ -91,6 +92,10 @@ class ScriptedBatch:
     upload_adopted: bool = False
     file_error: str | None = None
     attach_failure: ApplicationError | None = None
+    # The attach reads the batch until `release` is set (a cancel lands meanwhile).
+    attach_holds: bool = False
+    # The first creates are refused for the enqueued-token quota (nothing made).
+    create_quota_refusals: int = 0
     collect_hangs_once: bool = False
     poll_failure: ApplicationError | None = None
     # No worker for this long: before the first watch in this status runs, or
@@ -191,6 +196,16 @@ class ScriptedBatch:
             script.calls.append(("create_batch", request))
             if script.create_failure is not None:
                 raise script.create_failure
+            if len(script.called("create_batch")) <= script.create_quota_refusals:
+                said = "Enqueued token limit reached for gpt-4o-mini"
+                raise ApplicationError(
+                    f"the gateway refused the batch for its enqueued-token quota "
+                    f"[token_limit_exceeded]: {said}",
+                    said,
+                    None,
+                    type=FAILURE_QUOTA_REFUSED,
+                    non_retryable=True,
+                )
             script.created_at = activity.info().current_attempt_scheduled_time
             if script.create_hangs or script.create_finishes_on_cancel:
                 try:
@@ -227,6 +242,9 @@ class ScriptedBatch:
             script.calls.append(("attach_batch", request))
             if script.attach_failure is not None:
                 raise script.attach_failure
+            while script.attach_holds and not script.release.is_set():
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
             script.batch_id = request.batch_id
             # The batch was made by hand before the job: its clock starts now.
             script.created_at = script.created_at or activity.info().current_attempt_scheduled_time

@@ -56,7 +56,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.names import (
         FAILURE_BATCH_NOT_CHANGED,
         FAILURE_INVALID_JOB,
+        FAILURE_QUOTA_REFUSED,
         PATCH_CANCEL_AFTER_CREATE,
+        PATCH_CANCEL_DURING_ATTACH,
         PATCH_FILE_PROCESSED,
         PATCH_UPLOAD_READY,
         QUERY_PROGRESS,
@@ -138,10 +140,9 @@ class BatchJobWorkflow(Watching):
         summary = await self._validate()
         if job.batch_id is None:
             uploaded = await self._upload(summary)
-            batch = await self._create(uploaded)
+            outcome = await self._wait(await self._create(uploaded))
         else:
-            batch = await self._attach(job.batch_id, summary)
-        outcome = await self._wait(batch)
+            outcome = await self._attach(job.batch_id, summary)
         rejected = rejection(outcome.batch)
         if rejected is not None:
             self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
@@ -200,41 +201,59 @@ class BatchJobWorkflow(Watching):
             )
         return uploaded
 
-    async def _attach(self, batch_id: str, summary: InputSummary) -> BatchSnapshot:
-        """Start at the wait, for a batch made outside this job (by hand, or a lost create)."""
+    async def _attach(self, batch_id: str, summary: InputSummary) -> Outcome:
+        """Start at the wait, for a batch made outside this job (by hand, or a lost create).
+
+        A cancel that lands while the batch is read lets the read finish, so only
+        a batch shown to run this input is cancelled; then it settles as a cancel
+        during the wait does.
+        """
         self._set_phase(JobPhase.CREATING_BATCH, reason=f"attaching to batch {batch_id}")
-        batch = await self._step(
-            BatchActivities.attach_batch,
-            AttachBatchRequest(
-                batch_id=batch_id,
-                input_path=self._job.input_path,
-                input_bytes=summary.bytes,
-                endpoint=self._job.endpoint,
-            ),
-            step_options.ATTACH,
+        request = AttachBatchRequest(
+            batch_id=batch_id,
+            input_path=self._job.input_path,
+            input_bytes=summary.bytes,
+            endpoint=self._job.endpoint,
         )
+        if not workflow.patched(PATCH_CANCEL_DURING_ATTACH):
+            batch = await self._step(BatchActivities.attach_batch, request, step_options.ATTACH)
+            self._input_file_id = batch.input_file_id
+            self._observe(batch)
+            return await self._wait(batch)
+        attaching = asyncio.ensure_future(
+            self._step(BatchActivities.attach_batch, request, step_options.ATTACH)
+        )
+        try:
+            batch = await asyncio.shield(attaching)
+            cancelled = workflow.cancellation_reason() is not None
+        except asyncio.CancelledError:
+            batch, cancelled = await attaching, True
         self._input_file_id = batch.input_file_id
         self._observe(batch)
-        return batch
+        if not cancelled:
+            return await self._wait(batch)
+        self._watching = self._watches()
+        settled, note = await self._cancel_and_settle(batch, run_on_if_uncancellable=True)
+        reason = _joined("the workflow was cancelled while attaching", note)
+        return Outcome(settled, JobStatus.CANCELLED, reason)
 
     async def _create(self, uploaded: UploadedInput) -> BatchSnapshot:
         job = self._job
         self._set_phase(JobPhase.CREATING_BATCH)
+        request = CreateBatchRequest(
+            input_file_id=uploaded.file_id,
+            endpoint=job.endpoint,
+            completion_window=job.completion_window,
+            metadata=job.metadata,
+            job_key=self._job_key,
+            not_before=self._started,
+            fresh_input=self._fresh(uploaded),
+        )
         try:
-            batch = await self._step(
-                BatchActivities.create_batch,
-                CreateBatchRequest(
-                    input_file_id=uploaded.file_id,
-                    endpoint=job.endpoint,
-                    completion_window=job.completion_window,
-                    metadata=job.metadata,
-                    job_key=self._job_key,
-                    not_before=self._started,
-                    fresh_input=self._fresh(uploaded),
-                ),
-                step_options.CREATE,
-            )
+            batch = await self._create_within_quota(request)
         except (asyncio.CancelledError, ActivityError) as exc:
+            if _quota_refused(exc) is not None:
+                raise  # a shard: nothing runs, and its parent admits it again later
             # The gateway may have created the batch before the create gave up or
             # the cancel arrived: find it by the job key and cancel it.
             try:
@@ -259,6 +278,41 @@ class BatchJobWorkflow(Watching):
                 )
             raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
         return batch
+
+    async def _create_within_quota(self, request: CreateBatchRequest) -> BatchSnapshot:
+        """Create; while the gateway refuses for its enqueued-token quota, wait and try again.
+
+        The quota frees as other batches end, hours later perhaps: the job waits
+        with a back-off (the input's quota_retry), without limit, and says so in
+        its progress. A job given no quota_retry (a shard) fails with the refusal.
+        """
+        retry = self._job.quota_retry
+        wait: timedelta | None = None
+        refusals = 0
+        while True:
+            try:
+                return await self._step(BatchActivities.create_batch, request, step_options.CREATE)
+            except ActivityError as exc:
+                refused = _quota_refused(exc)
+                if refused is None or retry is None:
+                    raise
+                message, retry_after = refused
+            refusals += 1
+            wait = retry.first if wait is None else min(wait * 2, retry.most)
+            if retry_after is not None:
+                wait = max(wait, timedelta(seconds=retry_after))
+            self._progress.gateway_error = message
+            self._set_phase(
+                JobPhase.CREATING_BATCH,
+                reason=(
+                    f"waiting for enqueued-token quota: the gateway refused the batch "
+                    f"({refusals} time(s)); trying again at {_at(workflow.now() + wait)}"
+                ),
+            )
+            workflow.logger.warning("batch refused for the enqueued-token quota: %s", message)
+            await workflow.sleep(wait, summary="wait for enqueued-token quota")
+            self._progress.gateway_error = None
+            self._set_phase(JobPhase.CREATING_BATCH)
 
     def _fresh(self, uploaded: UploadedInput) -> bool:
         """Whether no batch can use this input yet: this run uploaded it, and no run came before.
@@ -496,6 +550,21 @@ def _parsed(job: JobArgument) -> BatchJobInput:
             type=FAILURE_INVALID_JOB,
             non_retryable=True,
         ) from None
+
+
+def _quota_refused(exc: BaseException) -> tuple[str, float | None] | None:
+    """The gateway's message and Retry-After of a create refused for quota, else None."""
+    cause = exc.cause if isinstance(exc, ActivityError) else None
+    if not isinstance(cause, ApplicationError) or cause.type != FAILURE_QUOTA_REFUSED:
+        return None
+    details = list(cause.details)
+    message = str(details[0]) if details else cause.message
+    retry_after = details[1] if len(details) > 1 else None
+    return message, float(retry_after) if isinstance(retry_after, int | float) else None
+
+
+def _at(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S UTC")
 
 
 def _joined(reason: str, note: str | None) -> str:

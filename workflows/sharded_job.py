@@ -301,6 +301,8 @@ class ShardedBatchJobWorkflow:
                 "output_path": shard_results(folder, index),
                 "errors_path": shard_errors(folder, index),
                 "job_key": None,
+                # A refusal for quota fails the child at once: admission starts it again.
+                "quota_retry": None,
                 "limits": InputLimits(
                     max_requests=max(options.max_batch_requests or 0, most_requests),
                     max_bytes=max(options.max_batch_bytes or 0, most_bytes),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -53,10 +53,18 @@ class ActivityRunner:
         self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
 
     async def run(
-        self, fn: Callable[[Req], Awaitable[Res]], request: Req, *, attempt: int = 1
+        self,
+        fn: Callable[[Req], Awaitable[Res]],
+        request: Req,
+        *,
+        attempt: int = 1,
+        heartbeat_details: Sequence[Any] = (),
     ) -> Res:
-        """attempt > 1 runs it as Temporal's retry of an attempt that died or failed."""
-        self.env.info = dataclasses.replace(self.env.info, attempt=attempt)
+        """attempt > 1 runs it as Temporal's retry of an attempt that died or failed, which
+        hands it the last heartbeat details of the attempt before (decoded as plain JSON)."""
+        self.env.info = dataclasses.replace(
+            self.env.info, attempt=attempt, heartbeat_details=heartbeat_details
+        )
         converter = self.env.payload_converter
         (sent,) = converter.from_payloads(converter.to_payloads([request]), [type(request)])
         result = await self.env.run(fn, sent)

@@ -80,3 +80,16 @@ def test_a_create_whose_batch_could_not_be_looked_up_is_not_called_cancelled():
     trail.cancel_answers = [None]
     text = cancelled_without_result("job-1", trail, NO_BATCH_KNOWN)
     assert text.endswith("the gateway held no batch of the job's")
+
+
+def test_a_job_cancelled_before_or_while_attaching_never_says_its_batch_was_cancelled():
+    before = CancelTrail(scheduled={"validate_input"}, attach_to="batch_by_hand")
+    text = cancelled_without_result("job-1", before, NO_BATCH_KNOWN)
+    assert "before it attached to batch batch_by_hand" in text
+    assert "runs on at the gateway" in text and "nothing was sent" not in text
+    old_worker = CancelTrail(
+        scheduled={"validate_input", "attach_batch"}, attach_to="batch_by_hand"
+    )
+    text = cancelled_without_result("job-1", old_worker, NO_BATCH_KNOWN)
+    assert "batch batch_by_hand was not cancelled" in text
+    assert "cancelled at the gateway" not in text

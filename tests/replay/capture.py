@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -202,6 +203,7 @@ async def main() -> None:
             env,
         )
         await capture_watch_scenarios(env, cancelled, fan_out)
+        await capture_create_and_attach_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -284,6 +286,50 @@ async def capture_watch_scenarios(
         env,
     )
     await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
+
+
+async def capture_create_and_attach_scenarios(env: WorkflowEnvironment) -> None:
+    """Quota refusals waited out (or failed fast, as a shard), and a cancel while attaching
+    (patch cancel-during-attach-v1)."""
+    await capture(
+        "quota_waited",
+        ScriptedBatch(create_quota_refusals=2),
+        lambda c, q: _run(c, q, job()),
+        env,
+    )
+    await capture(
+        "quota_refused_shard",
+        ScriptedBatch(create_quota_refusals=1),
+        lambda c, q: _run(c, q, job(quota_retry=None)),
+        env,
+    )
+
+    async def cancelled_while_attaching(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+        handle = await client.start_workflow(
+            BatchJobWorkflow.run,
+            job(batch_id="batch_by_hand"),
+            id=f"replay-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        for _ in range(200):
+            if script.called("attach_batch"):
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        for _ in range(200):
+            events = (await handle.fetch_history()).events
+            if any(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+                for e in events
+            ) and events[-1].event_type == (EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED):
+                break
+            await asyncio.sleep(0.05)
+        script.release.set()
+        await handle.result()
+        return handle
+
+    script = ScriptedBatch(path=[("in_progress", 10**6)], attach_holds=True)
+    await capture("cancelled_while_attaching", script, cancelled_while_attaching, env)
 
 
 if __name__ == "__main__":

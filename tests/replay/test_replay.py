@@ -36,6 +36,9 @@ def test_there_are_histories_to_replay():
         "watch_cancel_without_route",
     } <= names
     assert {"upload_ready"} <= names
+    # Quota refusals waited out, or failed fast as a shard; a cancel while attaching
+    # (patch cancel-during-attach-v1).
+    assert {"quota_waited", "quota_refused_shard", "cancelled_while_attaching"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

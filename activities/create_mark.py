@@ -1,0 +1,79 @@
+"""Whether a create's POST /batches may be out unanswered, recorded at Temporal before it leaves.
+
+A worker killed while its POST is in flight leaves no answer to judge. Where
+the gateway lists batches, the retry finds the batch by its job key; where it
+cannot (Kong may not route GET /batches), a retry that created again could
+bill a second, unwatched batch. So create_batch keeps a mark in its heartbeat
+details, which Temporal hands to the next attempt:
+
+- every heartbeat of an attempt carries the mark from the attempt's start, so
+  no earlier beat, delivered late, can erase it;
+- before the POST, the mark is sent through the client's activity handle and
+  awaited, so it is at the server before the request leaves (activity.heartbeat
+  is buffered and throttled by the worker);
+- it is cleared only when the gateway answered that it created nothing.
+
+A retry that finds the mark on a gateway that cannot list fails at once
+(CreateOutcomeUnknown). The price: a worker lost before its POST, on such a
+gateway, fails the job too; the failure says how to start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.client import AsyncActivityCancelledError
+
+
+class CreateMark(BaseModel):
+    """create_batch's heartbeat details, shown in the Web UI as the pending create's."""
+
+    post_may_be_out: bool
+
+
+def marked(details: Sequence[Any]) -> bool:
+    """Whether an earlier attempt's heartbeat said its POST may be out unanswered."""
+    for detail in details:
+        if isinstance(detail, CreateMark):
+            return detail.post_may_be_out
+        if isinstance(detail, dict):
+            return bool(detail.get("post_may_be_out"))
+    return False
+
+
+class PostMark:
+    """The mark of one attempt: set from its start, cleared on a definitive 'nothing made'."""
+
+    def __init__(self) -> None:
+        self.current = CreateMark(post_may_be_out=True)
+
+    def details(self) -> CreateMark:
+        return self.current
+
+    async def before_post(self) -> None:
+        """Durably at the server before the POST leaves; a create being cancelled sends nothing."""
+        await self._record(CreateMark(post_may_be_out=True))
+
+    async def nothing_made(self) -> None:
+        """The gateway answered that it created nothing: the next attempt may create freely."""
+        await self._record(CreateMark(post_may_be_out=False))
+
+    async def _record(self, mark: CreateMark) -> None:
+        self.current = mark
+        activity.heartbeat(mark)
+        info = activity.info()
+        try:
+            client = activity.client()
+        except RuntimeError:
+            return  # ActivityEnvironment: there is no server to reach
+        try:
+            await client.get_async_activity_handle(task_token=info.task_token).heartbeat(mark)
+        except AsyncActivityCancelledError:
+            # The workflow is cancelling this create: send nothing, and end as
+            # cancelled once the worker delivers the cancel (its own next beat).
+            await activity.wait_for_cancelled()
+            raise asyncio.CancelledError from None
