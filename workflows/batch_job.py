@@ -26,6 +26,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     TimeoutError,
     TimeoutType,
@@ -397,7 +398,8 @@ class BatchJobWorkflow(Watching):
                 why = "a cancel reached it"
             else:
                 assert isinstance(exc, ActivityError)
-                why = str(exc.cause or exc)
+                error = exc.cause or exc
+                why = error.message if isinstance(error, FailureError) else str(error)
             workflow.logger.warning("clean-up did not finish: %s", why)
             done = GatewayFiles(left={f: f"the delete did not finish: {why}" for f in delete})
         done.left.update(left)

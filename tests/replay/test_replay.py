@@ -36,6 +36,14 @@ def test_there_are_histories_to_replay():
         "watch_cancel_without_route",
     } <= names
     assert {"upload_ready"} <= names
+    # The job's last step (patch clean-up-v1) on each way it ends.
+    assert {
+        "clean_up_succeeded",
+        "clean_up_kept",
+        "clean_up_rejected",
+        "clean_up_cancelled_during_create",
+        "clean_up_failing",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

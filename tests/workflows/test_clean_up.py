@@ -161,7 +161,9 @@ async def test_a_clean_up_that_keeps_failing_never_fails_the_job(time_skipping_e
     assert result.gateway_files is not None
     assert result.gateway_files.deleted == []
     assert set(result.gateway_files.left) == {"file-1", "file-out"}
-    assert "gateway answered 503" in result.gateway_files.left["file-1"]
+    assert result.gateway_files.left["file-1"] == (
+        "the delete did not finish: delete file: gateway answered 503"
+    )
 
 
 async def test_a_job_whose_input_does_not_validate_has_nothing_to_clean(time_skipping_env):
