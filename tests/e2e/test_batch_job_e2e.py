@@ -48,8 +48,8 @@ async def test_a_job_completes_end_to_end_with_every_response(stack: Stack):
     assert result.gateway_files is not None
     assert result.gateway_files.deleted == [result.input_file_id, result.output_file_id]
     assert stack.emulator.stats()["api_calls"]["POST /files"] == 1
-    with httpx.Client(base_url=stack.emulator.base_url, timeout=10) as http:
-        assert http.get(f"/files/{result.output_file_id}").status_code == 404
+    async with httpx.AsyncClient(base_url=stack.emulator.base_url, timeout=10) as http:
+        assert (await http.get(f"/files/{result.output_file_id}")).status_code == 404
     assert batches[0]["metadata"]["team"] == "catalog"
     history = await handle.fetch_history()
     assert len(history.events) < 60
