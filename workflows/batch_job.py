@@ -128,7 +128,10 @@ class BatchJobWorkflow(Watching):
         try:
             result = await self._run(_parsed(job))
         except (Exception, asyncio.CancelledError) as exc:
-            await self._clean_up(None, collected=False)
+            # Only when the job ends: any other exception (a payload this worker cannot
+            # decode) fails the workflow task, which replays on a newer worker.
+            if isinstance(exc, FailureError) or is_cancelled_exception(exc):
+                await self._clean_up(None, collected=False)
             # The SDK's workflow meter records nothing while replaying: counted once.
             metrics.count_job("cancelled" if is_cancelled_exception(exc) else "failed")
             raise

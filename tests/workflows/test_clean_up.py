@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus, PhaseDeadlines
-from contracts.names import ACTIVITY_COLLECT_RESULTS
-from contracts.steps import CleanUpRequest, CollectedResults, CollectResultsRequest
+from contracts.names import ACTIVITY_COLLECT_RESULTS, ACTIVITY_WATCH_BATCH
+from contracts.steps import (
+    BatchWatch,
+    CleanUpRequest,
+    CollectedResults,
+    CollectResultsRequest,
+    WatchBatchRequest,
+)
 from devstack.scripted import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
 from tests.workflows.test_failure_paths import wait_for_call
@@ -178,13 +186,40 @@ async def test_a_job_whose_input_does_not_validate_has_nothing_to_clean(time_ski
     assert clean_ups(script) == [], "validation writes the index only once the input is valid"
 
 
-async def run_on(
-    env: WorkflowEnvironment,
-    script: ScriptedBatch,
-    request: BatchJobInput,
-    replacement: Callable[..., Any],
-) -> BatchJobResult:
-    """Run the job on the script's activities, one of them replaced."""
+async def test_an_error_that_fails_only_the_workflow_task_cleans_nothing_up(time_skipping_env):
+    """A bug (here, a gateway timestamp past year 9999) fails the workflow task, not the job:
+    fixed code replays past it, and a clean-up step scheduled here would break that replay."""
+    script = ScriptedBatch()
+
+    @activity.defn(name=ACTIVITY_WATCH_BATCH)
+    async def watch_batch(request: WatchBatchRequest) -> BatchWatch:
+        moved = request.batch.model_copy(update={"status": "in_progress", "in_progress_at": 10**13})
+        return BatchWatch(batch=moved)
+
+    async def task_failed(handle: Any) -> bool:
+        history = await handle.fetch_history()
+        return any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events
+        )
+
+    async with serving(time_skipping_env, script, watch_batch) as start:
+        handle = await start(job())
+        for _ in range(400):
+            if await task_failed(handle):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the workflow task never failed")
+        await handle.terminate()
+    assert script.called("validate_input"), "the index exists by then"
+    assert clean_ups(script) == []
+
+
+@asynccontextmanager
+async def serving(
+    env: WorkflowEnvironment, script: ScriptedBatch, replacement: Callable[..., Any]
+) -> AsyncIterator[Callable[[BatchJobInput], Awaitable[Any]]]:
+    """A worker on the script's activities, one of them replaced; yields a starter."""
     activities = [fn for fn in script.activities() if fn.__name__ != replacement.__name__]
     queue = f"test-{uuid.uuid4()}"
     async with Worker(
@@ -193,7 +228,22 @@ async def run_on(
         workflows=[BatchJobWorkflow],
         activities=[*activities, replacement],
     ):
-        handle = await env.client.start_workflow(
-            BatchJobWorkflow.run, request, id=f"job-{uuid.uuid4()}", task_queue=queue
-        )
+
+        async def start(request: BatchJobInput) -> Any:
+            return await env.client.start_workflow(
+                BatchJobWorkflow.run, request, id=f"job-{uuid.uuid4()}", task_queue=queue
+            )
+
+        yield start
+
+
+async def run_on(
+    env: WorkflowEnvironment,
+    script: ScriptedBatch,
+    request: BatchJobInput,
+    replacement: Callable[..., Any],
+) -> BatchJobResult:
+    """Run the job on the script's activities, one of them replaced."""
+    async with serving(env, script, replacement) as start:
+        handle = await start(request)
         return await asyncio.wait_for(handle.result(), 60)
