@@ -25,7 +25,7 @@ async def forget_input_index(storage: Storage, output_path: str, sha256: str) ->
 async def forget_index(storage: Storage, index: str) -> None:
     try:
         await storage.delete(index)
-    except (LocationError, StorageUnavailable, PermissionError) as exc:
+    except (LocationError, StorageUnavailable, OSError) as exc:
         activity.logger.warning("input index %s left behind: %s", index, exc)
 
 

@@ -105,3 +105,21 @@ async def test_with_no_index_and_no_files_there_is_nothing_to_do(
     await storage.delete(index_of(summary))
     done = await job.runner.run(job.acts.clean_up, request_for(summary, []))
     assert done.deleted == [] and done.left == {}
+
+
+class UndeletableStorage(LocalStorage):
+    async def delete(self, location: str) -> None:
+        raise PermissionError(13, "Permission denied", location)
+
+
+async def test_an_index_that_cannot_be_removed_still_lets_the_files_go(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    summary, batch = await run_batch(job, chat_file(5))
+    acts = BatchActivities(job.acts.client, UndeletableStorage(storage.root))
+
+    done = await job.runner.run(acts.clean_up, request_for(summary, files_of(batch)))
+
+    assert done.deleted == files_of(batch)
+    assert await storage.exists(index_of(summary))
+    assert "left behind" in caplog.text
