@@ -34,8 +34,7 @@ from temporalio.exceptions import (
 )
 from temporalio.types import MethodAsyncSingleParam
 
-from workflows import metrics, step_options
-from workflows.leftovers import gateway_files
+from workflows import leftovers, metrics, step_options
 from workflows.outcome import Outcome, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
@@ -128,8 +127,8 @@ class BatchJobWorkflow(Watching):
         try:
             result = await self._run(_parsed(job))
         except (Exception, asyncio.CancelledError) as exc:
-            # Only when the job ends: any other exception (a payload this worker cannot
-            # decode) fails the workflow task, which replays on a newer worker.
+            # Only when the job ends: any other exception (a bug) fails the workflow
+            # task, which is retried and replays on fixed code: no step may be added here.
             if isinstance(exc, FailureError) or is_cancelled_exception(exc):
                 await self._clean_up(None, collected=False)
             # The SDK's workflow meter records nothing while replaying: counted once.
@@ -381,7 +380,7 @@ class BatchJobWorkflow(Watching):
         if self._cleaned_up or summary is None:
             return None
         self._cleaned_up = True
-        delete, left = gateway_files(
+        delete, left = leftovers.gateway_files(
             batch,
             uploaded=self._input_file_id if self._job.batch_id is None else None,
             attached=self._job.batch_id is not None,
