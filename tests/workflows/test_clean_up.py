@@ -27,6 +27,7 @@ from contracts.steps import (
     WatchBatchRequest,
 )
 from devstack.scripted import ScriptedBatch
+from devstack.temporal import start_time_skipping
 from tests.workflows.test_batch_job_workflow import job, run_job
 from tests.workflows.test_failure_paths import wait_for_call
 from workflows.batch_job import BatchJobWorkflow
@@ -186,9 +187,12 @@ async def test_a_job_whose_input_does_not_validate_has_nothing_to_clean(time_ski
     assert clean_ups(script) == [], "validation writes the index only once the input is valid"
 
 
-async def test_an_error_that_fails_only_the_workflow_task_cleans_nothing_up(time_skipping_env):
+async def test_an_error_that_fails_only_the_workflow_task_cleans_nothing_up():
     """A bug (here, a gateway timestamp past year 9999) fails the workflow task, not the job:
-    fixed code replays past it, and a clean-up step scheduled here would break that replay."""
+    fixed code replays past it, and a clean-up step scheduled here would break that replay.
+
+    Its own server: after it, the shared test server no longer skipped time for the next test.
+    """
     script = ScriptedBatch()
 
     @activity.defn(name=ACTIVITY_WATCH_BATCH)
@@ -202,15 +206,19 @@ async def test_an_error_that_fails_only_the_workflow_task_cleans_nothing_up(time
             e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events
         )
 
-    async with serving(time_skipping_env, script, watch_batch) as start:
-        handle = await start(job())
-        for _ in range(400):
-            if await task_failed(handle):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the workflow task never failed")
-        await handle.terminate()
+    env = await start_time_skipping()
+    try:
+        async with serving(env, script, watch_batch) as start:
+            handle = await start(job())
+            for _ in range(400):
+                if await task_failed(handle):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the workflow task never failed")
+            await handle.terminate()
+    finally:
+        await env.shutdown()
     assert script.called("validate_input"), "the index exists by then"
     assert clean_ups(script) == []
 
