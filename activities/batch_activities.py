@@ -27,6 +27,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
 from activities.create_mark import PostMark, marked
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
@@ -37,7 +38,7 @@ from activities.results import (
 )
 from activities.validation import ensure_unchanged, validate_jsonl
 from activities.watch import Watch, detach
-from contracts.job import BatchCounts
+from contracts.job import BatchCounts, GatewayFiles
 from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_BATCH_NOT_FOR_INPUT,
@@ -55,6 +56,7 @@ from contracts.steps import (
     BatchSnapshot,
     BatchWatch,
     CancelBatchRequest,
+    CleanUpRequest,
     CollectedResults,
     CollectResultsRequest,
     CreateBatchRequest,
@@ -68,7 +70,7 @@ from contracts.steps import (
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
 from gateway.models import Batch, BatchStatus, FileObject, FileStatus
-from storage import LocationError, Storage, StorageUnavailable
+from storage import Storage
 
 # How far back (by the gateway's clock) a lookup still considers a batch its own,
 # and how many objects it reads at most before it gives up looking.
@@ -463,10 +465,7 @@ class BatchActivities:
         A retry after this (the worker died before Temporal heard) finds no
         index and joins on the input, as an older workflow's job does.
         """
-        try:
-            await self.storage.delete(index)
-        except (LocationError, StorageUnavailable, PermissionError) as exc:
-            activity.logger.warning("input index %s left behind: %s", index, exc)
+        await forget_index(self.storage, index)
 
     async def _write_results(
         self,
@@ -621,6 +620,17 @@ class BatchActivities:
             # Deleted since (allowed once the batch exists): nothing left to compare.
             return None
 
+    @activity.defn
+    async def clean_up(self, request: CleanUpRequest) -> GatewayFiles:
+        """The job has ended: remove its input index, delete its files at the gateway.
+
+        Safe to run twice (a missing index or file is no error); never fails for
+        what it could not remove, except a gateway failing retryably (retried).
+        """
+        async with temporal_failures(), heartbeating():
+            await forget_input_index(self.storage, request.output_path, request.input_sha256)
+            return await delete_gateway_files(self.client, request.gateway_file_ids)
+
     def all(self) -> list[Callable[..., Any]]:
         """The bound methods a worker registers."""
         return [
@@ -633,6 +643,7 @@ class BatchActivities:
             self.cancel_batch,
             self.await_file_processed,
             self.attach_batch,
+            self.clean_up,
         ]
 
 

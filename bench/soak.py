@@ -277,6 +277,8 @@ def job_input(config: SoakConfig, workflow_id: str) -> BatchJobInput:
         metadata={"soak": workflow_id},
         poll_interval=timedelta(seconds=config.poll_seconds),
         heartbeat_timeout=timedelta(seconds=config.heartbeat_seconds),
+        # Each job's uploads are counted at the gateway once the run is over.
+        keep_gateway_files=True,
     )
 
 

@@ -29,6 +29,12 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
             "--id",
             help="workflow id (default from the results location: a rerun follows the first)",
         )
+    sub.add_argument(
+        "--keep-gateway-files",
+        action="store_true",
+        help="keep the uploaded input and the batch's output and error files at the gateway "
+        "(default: deleted once the results are collected)",
+    )
     for phase in PHASES_WITH_DEADLINES:
         sub.add_argument(
             f"--max-{phase.replace('_', '-')}-hours",
@@ -63,6 +69,7 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
             metadata=metadata,
             poll_interval=timedelta(seconds=args.poll_seconds),
             deadlines=deadlines,
+            keep_gateway_files=args.keep_gateway_files,
         )
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]

@@ -178,10 +178,21 @@ def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
         f"{result.usage.completion_tokens} completion",
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
+        *gateway_files_lines(result),
         f"took:     {result.finished_at - result.started_at}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
+
+
+def gateway_files_lines(result: BatchJobResult) -> list[str]:
+    """What the job deleted at the gateway, and each file it left there with why."""
+    files = result.gateway_files
+    if files is None:
+        return []
+    lines = [f"gateway:  {len(files.deleted)} file(s) deleted"] if files.deleted else []
+    lines += [f"gateway:  {file_id} left: {why}" for file_id, why in files.left.items()]
+    return lines
 
 
 def exit_code(result: BatchJobResult | ShardedJobResult) -> int:

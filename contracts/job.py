@@ -163,6 +163,14 @@ class BatchJobInput(_Input):
             "with the refusal, for a caller that admits batches itself (the sharded job)."
         ),
     )
+    keep_gateway_files: bool = Field(
+        default=False,
+        description=(
+            "Keep at the gateway the input file this job uploaded and its batch's output and "
+            "error files; by default they are deleted once the batch has ended and its results "
+            "are collected (Azure allows a limited number of files per resource)."
+        ),
+    )
 
     @classmethod
     def parse(cls, payload: object) -> BatchJobInput:
@@ -309,6 +317,17 @@ class JobProgress(_Contract):
     )
 
 
+class GatewayFiles(_Contract):
+    """What became of the job's files at the gateway once its batch had ended."""
+
+    deleted: list[str] = Field(default_factory=list, description="File ids deleted.")
+    left: dict[str, str] = Field(
+        default_factory=dict,
+        description="File id -> why it is still at the gateway (kept on request, an attached "
+        "batch's, a batch that had not ended, or the gateway refused or failed the delete).",
+    )
+
+
 class BatchJobResult(_Contract):
     # batch_status holds a BatchStatus value but is typed str: the published schema
     # (schemas/batch_job_result.schema.json) that other languages build on says string.
@@ -327,6 +346,11 @@ class BatchJobResult(_Contract):
     started_at: datetime
     batch_created_at: datetime | None = None
     finished_at: datetime
+    gateway_files: GatewayFiles | None = Field(
+        default=None,
+        description="The files deleted at the gateway and those left there, with why; "
+        "None for a job that had no file to look after, or started before this existed.",
+    )
 
 
 class FanOutProgress(_Contract):

@@ -29,6 +29,7 @@ ACTIVITY_COLLECT_RESULTS = "collect_results"
 ACTIVITY_CANCEL_BATCH = "cancel_batch"
 ACTIVITY_AWAIT_FILE_PROCESSED = "await_file_processed"
 ACTIVITY_ATTACH_BATCH = "attach_batch"
+ACTIVITY_CLEAN_UP = "clean_up"
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -69,6 +70,8 @@ PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
 PATCH_UPLOAD_READY = "upload-ready-v1"
 PATCH_CANCEL_DURING_ATTACH = "cancel-during-attach-v1"
+PATCH_CLEAN_UP = "clean-up-v1"
+"""A job's last step removes its input index and deletes its files at the gateway."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

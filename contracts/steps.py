@@ -185,3 +185,14 @@ class AttachBatchRequest(_Step):
     input_path: str
     input_bytes: int
     endpoint: str
+
+
+class CleanUpRequest(_Step):
+    """What a job leaves behind when it ends: its input index, and its files at the gateway."""
+
+    output_path: str = Field(description="The results location, beside which the index lies.")
+    input_sha256: str = Field(description="The input as validated: names its index.")
+    gateway_file_ids: list[str] = Field(
+        default_factory=list,
+        description="Files to delete at the gateway: ones this job made, of a batch that ended.",
+    )

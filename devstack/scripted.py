@@ -29,9 +29,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
+from contracts.job import BatchCounts, GatewayFiles, JobProgress, RequestTally, TokenTotals
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_CLEAN_UP,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_FILE_NOT_PROCESSED,
@@ -45,6 +46,7 @@ from contracts.steps import (
     BatchSnapshot,
     BatchWatch,
     CancelBatchRequest,
+    CleanUpRequest,
     CollectedResults,
     CollectResultsRequest,
     CreateBatchRequest,
@@ -117,6 +119,8 @@ class ScriptedBatch:
     final_progress: JobProgress | None = None
     created_at: datetime | None = None
     poll: timedelta = timedelta(minutes=10)
+    # The end-of-job clean-up fails on every attempt with this.
+    clean_up_failure: ApplicationError | None = None
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
         done = REQUESTS if status in ("finalizing", "completed") else 0
@@ -305,6 +309,13 @@ class ScriptedBatch:
             script.cancel_requested = True
             return script.snapshot("cancelling")
 
+        @activity.defn(name=ACTIVITY_CLEAN_UP)
+        async def clean_up(request: CleanUpRequest) -> GatewayFiles:
+            script.calls.append(("clean_up", request))
+            if script.clean_up_failure is not None:
+                raise script.clean_up_failure
+            return GatewayFiles(deleted=request.gateway_file_ids)
+
         return [
             await_file_processed,
             attach_batch,
@@ -315,6 +326,7 @@ class ScriptedBatch:
             watch_batch,
             collect_results,
             cancel_batch,
+            clean_up,
         ]
 
     async def watch(self, request: WatchBatchRequest) -> BatchWatch:

@@ -26,6 +26,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     TimeoutError,
     TimeoutType,
@@ -33,7 +34,7 @@ from temporalio.exceptions import (
 )
 from temporalio.types import MethodAsyncSingleParam
 
-from workflows import metrics, step_options
+from workflows import leftovers, metrics, step_options
 from workflows.outcome import Outcome, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_JOB_KEY,
         BatchJobInput,
         BatchJobResult,
+        GatewayFiles,
         JobPhase,
         JobProgress,
         JobStatus,
@@ -59,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         FAILURE_QUOTA_REFUSED,
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_CANCEL_DURING_ATTACH,
+        PATCH_CLEAN_UP,
         PATCH_FILE_PROCESSED,
         PATCH_UPLOAD_READY,
         QUERY_PROGRESS,
@@ -72,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         AwaitFileRequest,
         BatchSnapshot,
         CancelBatchRequest,
+        CleanUpRequest,
         CollectedResults,
         CollectResultsRequest,
         CreateBatchRequest,
@@ -112,6 +116,8 @@ class BatchJobWorkflow(Watching):
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
         self._watching = False
+        self._validated: InputSummary | None = None
+        self._cleaned_up = False
         super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -123,6 +129,10 @@ class BatchJobWorkflow(Watching):
         try:
             result = await self._run(_parsed(job))
         except (Exception, asyncio.CancelledError) as exc:
+            # Only when the job ends: any other exception (a bug) fails the workflow
+            # task, which is retried and replays on fixed code: no step may be added here.
+            if isinstance(exc, FailureError) or is_cancelled_exception(exc):
+                await self._clean_up(None, collected=False)
             # The SDK's workflow meter records nothing while replaying: counted once.
             metrics.count_job("cancelled" if is_cancelled_exception(exc) else "failed")
             raise
@@ -138,6 +148,7 @@ class BatchJobWorkflow(Watching):
         self._output_path, self._errors_path = job.output_paths_for(info.workflow_id)
 
         summary = await self._validate()
+        self._validated = summary
         if job.batch_id is None:
             uploaded = await self._upload(summary)
             outcome = await self._wait(await self._create(uploaded))
@@ -146,12 +157,14 @@ class BatchJobWorkflow(Watching):
         rejected = rejection(outcome.batch)
         if rejected is not None:
             self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
+            await self._clean_up(outcome.batch, collected=False)
             raise rejected
         outcome.read_batch_end()
         collected = await self._collect(outcome, summary)
         outcome.read_results(collected)
         self._set_phase(JobPhase.DONE, reason=outcome.reason)
-        return self._result(outcome, collected)
+        gateway_files = await self._clean_up(outcome.batch, collected=True)
+        return self._result(outcome, collected, gateway_files)
 
     # -- the phases, in the order they run ------------------------------------------------
 
@@ -381,7 +394,9 @@ class BatchJobWorkflow(Watching):
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
 
-    def _result(self, outcome: Outcome, collected: CollectedResults) -> BatchJobResult:
+    def _result(
+        self, outcome: Outcome, collected: CollectedResults, gateway_files: GatewayFiles | None
+    ) -> BatchJobResult:
         batch = outcome.batch
         return BatchJobResult(
             status=outcome.status,
@@ -401,7 +416,50 @@ class BatchJobWorkflow(Watching):
                 datetime.fromtimestamp(batch.created_at, tz=UTC) if batch.created_at else None
             ),
             finished_at=workflow.now(),
+            gateway_files=gateway_files,
         )
+
+    # -- what a job leaves behind ---------------------------------------------------------
+
+    async def _clean_up(
+        self, batch: BatchSnapshot | None, *, collected: bool
+    ) -> GatewayFiles | None:
+        """Once, at the end, best effort: the input index (collection removed it already
+        when it ran) and the job's files at the gateway, once their batch has ended.
+
+        Never changes how the job ends: what could not be removed is logged, and
+        for gateway files reported in the result.
+        """
+        summary = self._validated
+        if self._cleaned_up or summary is None:
+            return None
+        self._cleaned_up = True
+        delete, left = leftovers.gateway_files(
+            batch,
+            uploaded=self._input_file_id if self._job.batch_id is None else None,
+            attached=self._job.batch_id is not None,
+            keep=self._job.keep_gateway_files,
+        )
+        if collected and not delete:
+            return GatewayFiles(left=left) if left else None
+        if not workflow.patched(PATCH_CLEAN_UP):
+            return None
+        request = CleanUpRequest(
+            output_path=self._output_path, input_sha256=summary.sha256, gateway_file_ids=delete
+        )
+        try:
+            done = await self._step(BatchActivities.clean_up, request, step_options.CLEAN_UP)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if is_cancelled_exception(exc):
+                why = "a cancel reached it"
+            else:
+                assert isinstance(exc, ActivityError)
+                error = exc.cause or exc
+                why = error.message if isinstance(error, FailureError) else str(error)
+            workflow.logger.warning("clean-up did not finish: %s", why)
+            done = GatewayFiles(left={f: f"the delete did not finish: {why}" for f in delete})
+        done.left.update(left)
+        return done if done.deleted or done.left else None
 
     # -- waiting, cancelling, giving up ---------------------------------------------------
 

@@ -104,3 +104,15 @@ def file_processed(poll: timedelta) -> StepOptions:
         schedule_to_close=None,
         retry=RetryPolicy(initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll),
     )
+
+
+# Best effort at the end of a job: a few tries, then the workflow reports what is left.
+CLEAN_UP = StepOptions(
+    start_to_close=timedelta(minutes=5),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=5,
+    ),
+)

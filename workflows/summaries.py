@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
         AwaitChangeRequest,
         AwaitFileRequest,
         CancelBatchRequest,
+        CleanUpRequest,
         CollectResultsRequest,
         CreateBatchRequest,
         UploadInputRequest,
@@ -60,4 +61,9 @@ def summary(request: object) -> str | None:
         if request.batch_id is None:
             return "cancel any batch the create made"
         return f"cancel {request.batch_id}"
+    if isinstance(request, CleanUpRequest):
+        files = len(request.gateway_file_ids)
+        if not files:
+            return "clean up: remove the input index"
+        return f"clean up: delete {files} gateway file{'' if files == 1 else 's'}"
     return None

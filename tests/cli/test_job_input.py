@@ -65,3 +65,12 @@ def test_a_results_path_outside_the_data_folder_is_refused(data_dir: Path):
         build_input(args)
     assert "\n" not in str(raised.value)
     assert "/elsewhere/out.jsonl" in str(raised.value)
+
+
+@pytest.mark.parametrize("command", ["run", "start", "attach"])
+def test_keep_gateway_files_reaches_the_input(data_dir: Path, command: str):
+    extra = ["batch_abc"] if command == "attach" else []
+    default = build_input(parser().parse_args([command, *extra, "in.jsonl"]))
+    kept = build_input(parser().parse_args([command, *extra, "in.jsonl", "--keep-gateway-files"]))
+    assert default.keep_gateway_files is False, "deleted by default"
+    assert kept.keep_gateway_files is True

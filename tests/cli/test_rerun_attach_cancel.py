@@ -132,6 +132,11 @@ async def test_running_the_same_command_twice_runs_one_job_and_one_batch(stack: 
     assert len(gateway_batches(stack)) == 2
 
 
+def file_status(stack: Stack, file_id: str) -> int:
+    with httpx.Client(base_url=stack.emulator.base_url, timeout=10) as http:
+        return http.get(f"/files/{file_id}").status_code
+
+
 def batch_made_by_hand(stack: Stack, name: str) -> str:
     """POST /files and POST /batches, as the how-to does with curl."""
     with httpx.Client(base_url=stack.emulator.base_url, timeout=10) as http:
@@ -167,6 +172,8 @@ async def test_attach_collects_a_batch_made_at_the_gateway_by_hand(stack: Stack)
         f"req-{i}" for i in range(12)
     )
     assert [b["id"] for b in gateway_batches(stack)] == [batch_id], "no batch of its own"
+    [batch] = gateway_batches(stack)
+    assert file_status(stack, batch["input_file_id"]) == 200, "not its upload: never deleted"
     assert unknown.returncode == 1
     assert "cannot attach in.jsonl to batch batch_nope: the gateway has no such batch" in (
         unknown.stderr

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from contracts.job import JobPhase, JobStatus
@@ -42,7 +43,13 @@ async def test_a_job_completes_end_to_end_with_every_response(stack: Stack):
     assert result.usage.total_tokens > 0
     assert_each_request_exactly_once(stack, result, 20)
     files, batches = gateway_objects(stack, handle.id)
-    assert len(files) == 1 and len(batches) == 1
+    assert files == [], "the job deleted its upload once the results were collected"
+    assert len(batches) == 1
+    assert result.gateway_files is not None
+    assert result.gateway_files.deleted == [result.input_file_id, result.output_file_id]
+    assert stack.emulator.stats()["api_calls"]["POST /files"] == 1
+    async with httpx.AsyncClient(base_url=stack.emulator.base_url, timeout=10) as http:
+        assert (await http.get(f"/files/{result.output_file_id}")).status_code == 404
     assert batches[0]["metadata"]["team"] == "catalog"
     history = await handle.fetch_history()
     assert len(history.events) < 60
@@ -91,7 +98,8 @@ async def test_a_worker_killed_mid_step_loses_nothing_and_pays_once(stack: Stack
     assert result.requests.succeeded == count
     assert_each_request_exactly_once(stack, result, count)
     files, batches = gateway_objects(stack, handle.id)
-    assert len(files) == 1, f"{len(files)} input uploads at the gateway"
+    # The job deletes its own upload at the end: a second one would be left behind.
+    assert files == [], f"{len(files)} uploads left at the gateway"
     assert len(batches) == 1, f"{len(batches)} batches at the gateway"
     assert batches[0]["id"] == result.batch_id
 

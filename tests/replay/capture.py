@@ -204,6 +204,7 @@ async def main() -> None:
         )
         await capture_watch_scenarios(env, cancelled, fan_out)
         await capture_create_and_attach_scenarios(env)
+        await capture_clean_up_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -330,6 +331,55 @@ async def capture_create_and_attach_scenarios(env: WorkflowEnvironment) -> None:
 
     script = ScriptedBatch(path=[("in_progress", 10**6)], attach_holds=True)
     await capture("cancelled_while_attaching", script, cancelled_while_attaching, env)
+
+
+async def capture_clean_up_scenarios(env: WorkflowEnvironment) -> None:
+    """The job's last step: input index and gateway files (patch clean-up-v1)."""
+
+    def simple(request: BatchJobInput) -> Scenario:
+        return lambda c, q: _run(c, q, request)
+
+    async def cancelled_during_create(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+        handle = await client.start_workflow(
+            BatchJobWorkflow.run,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"replay-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        for _ in range(200):
+            progress = await handle.query(BatchJobWorkflow.progress)
+            if progress.phase == "creating_batch":
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        try:
+            await handle.result()
+        except Exception:  # cancelled on purpose
+            pass
+        return handle
+
+    await capture("clean_up_succeeded", ScriptedBatch(), simple(job()), env)
+    await capture("clean_up_kept", ScriptedBatch(), simple(job(keep_gateway_files=True)), env)
+    await capture(
+        "clean_up_rejected",
+        ScriptedBatch(path=[("validating", 2)], final="failed", errors=["line 3: bad"]),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "clean_up_cancelled_during_create",
+        ScriptedBatch(create_hangs=True),
+        cancelled_during_create,
+        env,
+    )
+    await capture(
+        "clean_up_failing",
+        ScriptedBatch(
+            clean_up_failure=ApplicationError("delete file: gateway answered 503", type="X")
+        ),
+        simple(job()),
+        env,
+    )
 
 
 if __name__ == "__main__":

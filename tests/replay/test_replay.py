@@ -39,6 +39,14 @@ def test_there_are_histories_to_replay():
     # Quota refusals waited out, or failed fast as a shard; a cancel while attaching
     # (patch cancel-during-attach-v1).
     assert {"quota_waited", "quota_refused_shard", "cancelled_while_attaching"} <= names
+    # The job's last step (patch clean-up-v1) on each way it ends.
+    assert {
+        "clean_up_succeeded",
+        "clean_up_kept",
+        "clean_up_rejected",
+        "clean_up_cancelled_during_create",
+        "clean_up_failing",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

@@ -85,7 +85,7 @@ async def test_a_healthy_wait_shows_no_failure_and_counts_that_advance(time_skip
     assert shown[:3] == ["validate batch.jsonl", "upload batch.jsonl (1000 B)", "create batch"]
     assert "wait: in_progress, 0/5 finished" in shown
     assert "wait: in_progress, 2/5 finished" in shown, "counts advance between watches"
-    assert shown[-1] == f"collect {REQUESTS} results"
+    assert shown[-2:] == [f"collect {REQUESTS} results", "clean up: delete 2 gateway files"]
 
 
 async def test_a_failing_gateway_shows_in_the_details_a_bounded_number_of_times(
