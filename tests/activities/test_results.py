@@ -153,6 +153,32 @@ def test_every_input_lands_once_across_results_and_errors(tmp_path: Path) -> Non
     assert collected.problems == []
 
 
+def test_both_files_are_in_input_order_whatever_order_the_gateway_wrote(tmp_path: Path) -> None:
+    ids = [f"r-{i}" for i in range(12)]
+    run = Run(tmp_path, ids)
+    in_output = [ok(cid) for cid in ids[:8] if cid != "r-5"]
+    in_output += [http_failure("r-5", 500, None, "server_error"), ok("stranger")]
+    in_errors = [line_error("r-9", "server_error")]
+
+    collected = run(shuffled(in_output), jsonl(in_errors), completed=False)
+
+    run.assert_each_input_exactly_once()
+    assert [row["custom_id"] for row in run.result_rows] == [c for c in ids[:8] if c != "r-5"]
+    # Failures and never-run requests in their input places; a line that joined
+    # no request after every request's own.
+    assert [row["custom_id"] for row in run.error_rows] == [
+        "r-5",
+        "r-8",
+        "r-9",
+        "r-10",
+        "r-11",
+        None,
+    ]
+    by_id = {row["custom_id"]: row for row in in_output}
+    assert all(row == by_id[row["custom_id"]] for row in run.result_rows)
+    assert collected.tally.not_run == 3
+
+
 def test_usage_is_summed_over_successful_lines(tmp_path: Path) -> None:
     run = Run(tmp_path, ["a", "b", "c", "d"])
     responses_style = ok("c")
