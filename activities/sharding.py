@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,15 +167,27 @@ class ShardingActivities:
                 self.storage.atomic_write(request.output_path) as results_tmp,
                 self.storage.atomic_write(request.errors_path) as errors_tmp,
             ):
+                started = time.monotonic()
                 try:
                     tally = await asyncio.to_thread(
                         merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
                     )
-                except MergeError as exc:
+                except (MergeError, LineError) as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
                     ) from None
+                merged = time.monotonic()
                 usage = await asyncio.to_thread(tally_usage, results_tmp)
+            activity.logger.info(
+                "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
+                "usage tallied in %.2f s",
+                tally.requests,
+                request.order,
+                tally.recovered,
+                tally.unjoined,
+                merged - started,
+                time.monotonic() - merged,
+            )
             report = cost_of(usage, prices)
             return MergeSummary(
                 requests=tally.requests,
@@ -192,6 +205,7 @@ class ShardingActivities:
         Every request of a shard that failed or never ran is written as an error
         line, so the merge still holds each custom_id exactly once.
         """
+        plan = read_plan(self._local(folder))
         files = []
         for index in range(state.shards):
             inputs = self._local(shard_input(folder, index))
@@ -209,6 +223,7 @@ class ShardingActivities:
                     results_path=results,
                     errors_path=errors,
                     cancelled_by_deadline=index in state.deadline_cancelled,
+                    requests=plan.shards[index].requests,
                 )
             )
         return files

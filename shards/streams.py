@@ -131,17 +131,17 @@ def _newlines(view: mmap.mmap, start: int, end: int) -> int:
     return sum(view[at : min(at + BLOCK, end)].count(b"\n") for at in range(start, end, BLOCK))
 
 
-def line_positions(input_path: Path, keys: Sequence[bytes]) -> list[int] | None:
-    """The 0-based line of each custom_id in a file of requests, the keys in its order.
+def find_lines(input_path: Path, keys: Sequence[bytes]) -> list[tuple[int, bytes]] | None:
+    """The 0-based line and the bytes of each custom_id's line, the keys in the file's order.
 
     Each key is found as a quoted string searching forward from the last one's
     line, then confirmed as that line's custom_id. None when one is not found
     that way (keys out of order, or written with other escapes in the input):
     the caller then reads the file line by line.
     """
-    positions: list[int] = []
+    found: list[tuple[int, bytes]] = []
     if not keys:
-        return positions
+        return found
     with input_path.open("rb") as stream:
         if os.fstat(stream.fileno()).st_size == 0:
             return None
@@ -157,9 +157,16 @@ def line_positions(input_path: Path, keys: Sequence[bytes]) -> list[int] | None:
                     end = view.find(b"\n", at) + 1 or size
                     line += _newlines(view, pos, start)
                     pos = end
-                    if custom_id_key(view[start:end]) == key:
-                        positions.append(line)
+                    raw = view[start:end]
+                    if custom_id_key(raw) == key:
+                        found.append((line, raw))
                         line += 1
                         break
                     line += 1
-    return positions
+    return found
+
+
+def line_positions(input_path: Path, keys: Sequence[bytes]) -> list[int] | None:
+    """The 0-based line of each custom_id in a file of requests, the keys in its order."""
+    found = find_lines(input_path, keys)
+    return None if found is None else [line for line, _ in found]
