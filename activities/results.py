@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from contracts.job import BatchCounts, RequestTally, TokenTotals
+from contracts.job import BatchCounts, ModelTokens, RequestTally, TokenTotals
 
 # Codes of the lines of the gateway's files that join no request of the input.
 UNPARSEABLE_LINE = "unparseable_output_line"
@@ -114,19 +114,45 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _add_usage(usage: TokenTotals, line: dict[str, Any]) -> TokenTotals:
-    body = (line.get("response") or {}).get("body")
-    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
-        return usage
-    found = body["usage"]
-    prompt = _count(found.get("prompt_tokens", found.get("input_tokens")))
-    completion = _count(found.get("completion_tokens", found.get("output_tokens")))
-    total = _count(found.get("total_tokens")) or prompt + completion
-    return TokenTotals(
-        prompt_tokens=usage.prompt_tokens + prompt,
-        completion_tokens=usage.completion_tokens + completion,
-        total_tokens=usage.total_tokens + total,
-    )
+class _Usage:
+    """Token counts of the successful lines, in total and by the model each names.
+
+    Plain integers while the lines stream by (this runs once per line); a
+    sharded job's parent sums the children's by-model counts to price the job
+    without reading every result line again.
+    """
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = self.total = 0
+        self.by_model: dict[str, list[int]] = {}
+
+    def add(self, line: dict[str, Any]) -> None:
+        body = (line.get("response") or {}).get("body")
+        if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+            return
+        found = body["usage"]
+        prompt = _count(found.get("prompt_tokens", found.get("input_tokens")))
+        completion = _count(found.get("completion_tokens", found.get("output_tokens")))
+        self.prompt += prompt
+        self.completion += completion
+        self.total += _count(found.get("total_tokens")) or prompt + completion
+        model = body.get("model")
+        counts = self.by_model.setdefault(
+            model if isinstance(model, str) and model else "unknown", [0, 0]
+        )
+        counts[0] += prompt
+        counts[1] += completion
+
+    def totals(self) -> TokenTotals:
+        return TokenTotals(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.total,
+            by_model={
+                model: ModelTokens(prompt_tokens=prompt, completion_tokens=completion)
+                for model, (prompt, completion) in sorted(self.by_model.items())
+            },
+        )
 
 
 class _Unjoined:
@@ -255,7 +281,7 @@ def collect_results(
     seen: dict[str, _Joined] = {}
     failures: Counter[str] = Counter()
     succeeded = 0
-    usage = TokenTotals()
+    usage = _Usage()
     problems: list[str] = []
     sources = (
         _Source("output", output_file_id, output_file, 0),
@@ -310,7 +336,7 @@ def collect_results(
                 seen[custom_id] = _Joined(source, number, offset, len(raw), not ok)
                 if ok:
                     succeeded += 1
-                    usage = _add_usage(usage, line)
+                    usage.add(line)
                 else:
                     failures[failure or "error"] += 1
         problems.extend(unjoined.problems())
@@ -353,6 +379,6 @@ def collect_results(
             not_run=not_run,
             failures_by_code=dict(sorted(failures.items())),
         ),
-        usage=usage,
+        usage=usage.totals(),
         problems=problems,
     )

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
-from contracts.job import TokenTotals
+from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
     JobCost,
@@ -177,15 +177,22 @@ class ShardingActivities:
                         str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
                     ) from None
                 merged = time.monotonic()
-                usage = await asyncio.to_thread(tally_usage, results_tmp)
+                usage = (
+                    _children_usage(request.usage.by_model)
+                    if request.usage is not None and request.usage.by_model is not None
+                    else await asyncio.to_thread(tally_usage, results_tmp)
+                )
             activity.logger.info(
                 "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
-                "usage tallied in %.2f s",
+                "usage %s in %.2f s",
                 tally.requests,
                 request.order,
                 tally.recovered,
                 tally.unjoined,
                 merged - started,
+                "summed from the children"
+                if request.usage is not None
+                else "read from the results",
                 time.monotonic() - merged,
             )
             report = cost_of(usage, prices)
@@ -255,6 +262,14 @@ def _write_not_run(inputs: Path, results: Path, errors: Path, code: str, message
                 "error": {"code": code, "message": message},
             }
             out.write(json.dumps(line).encode() + b"\n")
+
+
+def _children_usage(by_model: dict[str, ModelTokens]) -> dict[str, ModelUsage]:
+    """What tally_usage would read from the merged results, as the children counted it."""
+    return {
+        model: ModelUsage(input_tokens=t.prompt_tokens, output_tokens=t.completion_tokens)
+        for model, t in by_model.items()
+    }
 
 
 def _totals(usage: dict[str, ModelUsage]) -> TokenTotals:

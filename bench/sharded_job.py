@@ -128,6 +128,11 @@ async def run(opts: argparse.Namespace) -> bool:
                         sampler.stop()
                     job_s = time.perf_counter() - started
                     runs = await histories(env.client, handle.id, handle.result_run_id or "")
+                    merge_log = [
+                        line.strip()
+                        for line in (root / "worker.log").read_text(errors="replace").splitlines()
+                        if "merged " in line and " usage " in line
+                    ]
         finally:
             await env.shutdown()
 
@@ -147,6 +152,8 @@ async def run(opts: argparse.Namespace) -> bool:
     if split is not None and merge is not None:
         both = split.seconds + merge.seconds
         print(f"{'split + merge':<34} {both:7.2f} s  {both / copy_s:.1f}x")
+    for line in merge_log:  # the merge activity's own split of its time
+        print("  " + line[line.find("merged ") :])
     print(
         f"worker RSS: idle {idle / MB:.0f} MB, peak {peak / MB:.0f} MB (+{(peak - idle) / MB:.0f})"
     )

@@ -425,22 +425,34 @@ def test_read_input_ids_maps_custom_id_to_line(tmp_path: Path) -> None:
     assert read_input_ids(path) == {"x": 1, "y": 2, "z": 3}
 
 
-def test_odd_usage_from_a_model_server_does_not_fail_the_collection(tmp_path):
-    from activities.results import _add_usage
-    from contracts.job import TokenTotals
+def test_odd_usage_from_a_model_server_does_not_fail_the_collection(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["odd", "good"])
+    odd = ok("odd")
+    odd["response"]["body"]["usage"] = {
+        "prompt_tokens": "12",
+        "completion_tokens": None,
+        "total_tokens": 7.5,
+    }
+    good = ok("good")
+    good["response"]["body"]["usage"] = {"input_tokens": 3, "output_tokens": 4}
 
-    odd = {
-        "response": {
-            "status_code": 200,
-            "body": {
-                "usage": {"prompt_tokens": "12", "completion_tokens": None, "total_tokens": 7.5}
-            },
-        }
+    usage = run(jsonl([odd, good]), None).usage
+
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (3, 4, 7)
+
+
+def test_usage_is_counted_by_the_model_each_response_names(tmp_path: Path) -> None:
+    """What a sharded job's parent prices, without reading the results again."""
+    run = Run(tmp_path, ["a", "b", "c", "d"])
+    rows = [ok("a", 10, 1), ok("b", 20, 2), ok("c", 40, 4), http_failure("d", 500, None, "x")]
+    rows[0]["response"]["body"]["model"] = "gpt-4o-mini-2024-07-18"
+    rows[1]["response"]["body"]["model"] = "gpt-4o-mini-2024-07-18"
+    rows[3]["response"]["body"]["usage"] = {"prompt_tokens": 1000, "completion_tokens": 0}
+
+    by_model = run(jsonl(rows), None).usage.by_model
+
+    assert by_model is not None
+    assert {m: (t.prompt_tokens, t.completion_tokens) for m, t in by_model.items()} == {
+        "gpt-4o-mini-2024-07-18": (30, 3),
+        "unknown": (40, 4),
     }
-    assert _add_usage(TokenTotals(), odd) == TokenTotals()
-    good = {
-        "response": {"status_code": 200, "body": {"usage": {"input_tokens": 3, "output_tokens": 4}}}
-    }
-    assert _add_usage(TokenTotals(), good) == TokenTotals(
-        prompt_tokens=3, completion_tokens=4, total_tokens=7
-    )
