@@ -22,28 +22,31 @@ errors file by collect_results) are kept at the end of that shard's errors.
 from __future__ import annotations
 
 import json
-import mmap
 import os
-from array import array
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shards.files import ShardFiles
-from shards.lines import PLAIN_HEAD, LineError, custom_id_key, numbered_lines, require_key
+from shards.lines import LineError, custom_id_key, numbered_lines, require_key
 from shards.resubmit import is_transient
+from shards.shard_index import (
+    Entry,
+    MergeError,
+    index_shard,
+    input_positions,
+    is_unjoined,
+    name_of,
+    ordered_shard,
+)
 from shards.sink import Sink, SinkFile
 from shards.streams import LineCopier, copy_counting, count_lines, line_positions
 
+__all__ = ["MergeError", "MergeTally", "Order", "merge_rounds", "merge_shards"]
+
 Order = Literal["input", "gateway"]
-
-
-class MergeError(ValueError):
-    """The shards' files cannot be the results of their inputs; names file, line, custom_id."""
 
 
 class MergeTally(BaseModel):
@@ -56,20 +59,6 @@ class MergeTally(BaseModel):
     recovered: int = 0
     unjoined: int = 0
     """Gateway lines that joined no request, kept in the errors file (not requests)."""
-
-
-@dataclass(frozen=True)
-class _Entry:
-    custom_id: bytes
-    ok: bool
-    raw: bytes
-
-
-def _map(stack: ExitStack, path: Path) -> bytes | mmap.mmap:
-    stream = stack.enter_context(path.open("rb"))
-    if os.fstat(stream.fileno()).st_size == 0:
-        return b""
-    return stack.enter_context(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 class _Outputs:
@@ -99,100 +88,6 @@ class _Outputs:
             part.unlink(missing_ok=True)
 
 
-@dataclass
-class _ShardIndex:
-    """Where each of a shard's requests, in input order, sits in its results or errors file."""
-
-    ids: list[bytes]
-    offsets: array[int]
-    lengths: array[int]
-    in_errors: bytearray
-    unjoined: list[bytes] = field(default_factory=list)
-
-
-def _name(key: bytes) -> str:
-    return repr(key.decode("utf-8", "replace"))
-
-
-def _is_unjoined(raw: bytes) -> bool:
-    """A line collect_results kept though it joined no request (custom_id null)."""
-    try:
-        line: Any = json.loads(raw)
-    except ValueError:
-        return False
-    return isinstance(line, dict) and "custom_id" in line and line["custom_id"] is None
-
-
-def _input_positions(shard: ShardFiles) -> dict[bytes, int]:
-    """custom_id -> 0-based line of the shard's input, read line by line."""
-    position: dict[bytes, int] = {}
-    label = str(shard.input_path)
-    plain = PLAIN_HEAD.match
-    with shard.input_path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            if raw.isspace():
-                continue
-            found = plain(raw)
-            key = found.group(1) if found else require_key(raw, label, number)
-            if key in position:
-                raise MergeError(f"{label}:{number}: custom_id={_name(key)} twice")
-            position[key] = len(position)
-    return position
-
-
-def _index_shard(shard: ShardFiles) -> _ShardIndex:
-    """Every line of the shard's files placed by custom_id; files in any order."""
-    position = _input_positions(shard)
-    plain = PLAIN_HEAD.match
-    requests = len(position)
-    offsets = array("q", [-1]) * requests
-    lengths = array("q", [0]) * requests
-    in_errors = bytearray(requests)
-    unjoined: list[bytes] = []
-    for is_error, path in ((0, shard.results_path), (1, shard.errors_path)):
-        label, offset = str(path), 0
-        with path.open("rb") as stream:
-            for number, raw in enumerate(stream, start=1):
-                start, offset = offset, offset + len(raw)
-                if raw.isspace():
-                    continue
-                found = plain(raw)
-                if not found and is_error and _is_unjoined(raw):
-                    unjoined.append(raw if raw.endswith(b"\n") else raw + b"\n")
-                    continue
-                key = found.group(1) if found else require_key(raw, label, number)
-                where = position.get(key)
-                if where is None:
-                    raise MergeError(
-                        f"{path}:{number}: custom_id={_name(key)} is not in {shard.input_path}"
-                    )
-                if offsets[where] >= 0:
-                    raise MergeError(
-                        f"{path}:{number}: custom_id={_name(key)} appears twice "
-                        f"in the results and errors of {shard.input_path}"
-                    )
-                offsets[where], lengths[where], in_errors[where] = start, len(raw), is_error
-    ids = list(position)  # insertion order is input order
-    if -1 in offsets:
-        raise MergeError(
-            f"custom_id={_name(ids[offsets.index(-1)])} of {shard.input_path} is in neither "
-            f"{shard.results_path} nor {shard.errors_path}"
-        )
-    return _ShardIndex(ids, offsets, lengths, in_errors, unjoined)
-
-
-def _ordered_shard(shard: ShardFiles, unjoined: list[bytes]) -> Iterator[_Entry]:
-    """The shard's result and error lines in the order of its input (files in any order)."""
-    index = _index_shard(shard)
-    unjoined.extend(index.unjoined)
-    with ExitStack() as stack:
-        sources = (_map(stack, shard.results_path), _map(stack, shard.errors_path))
-        for where, start in enumerate(index.offsets):
-            failed = index.in_errors[where]
-            raw = sources[failed][start : start + index.lengths[where]]
-            yield _Entry(index.ids[where], not failed, raw)
-
-
 def _write(entry_raw: bytes, out: SinkFile) -> None:
     out.write(entry_raw if entry_raw.endswith(b"\n") else entry_raw + b"\n")
 
@@ -208,7 +103,7 @@ def _unjoined_tail(shard: ShardFiles, error_lines: int, extra: int) -> bool:
     first = error_lines - extra
     with shard.errors_path.open("rb") as stream:
         tail = [raw for n, raw in enumerate(stream) if n >= first]
-    return all(_is_unjoined(raw) for raw in tail)
+    return all(is_unjoined(raw) for raw in tail)
 
 
 def _checked(shard: ShardFiles, expected: int, ok: int, error_lines: int) -> int:
@@ -218,7 +113,7 @@ def _checked(shard: ShardFiles, expected: int, ok: int, error_lines: int) -> int
         return 0
     if _unjoined_tail(shard, error_lines, extra):
         return extra
-    _index_shard(shard)  # raises, naming the file, line and custom_id, when it can
+    index_shard(shard)  # raises, naming the file, line and custom_id, when it can
     raise MergeError(
         f"{shard.results_path} and {shard.errors_path} hold {ok + error_lines} lines for the "
         f"{expected} requests of {shard.input_path}"
@@ -311,10 +206,10 @@ class _Round:
     def __init__(self, number: int, shards: Sequence[ShardFiles]) -> None:
         self.number = number
         self.unjoined: list[bytes] = []
-        self._entries = (e for shard in shards for e in _ordered_shard(shard, self.unjoined))
-        self.head: _Entry | None = next(self._entries, None)
+        self._entries = (e for shard in shards for e in ordered_shard(shard, self.unjoined))
+        self.head: Entry | None = next(self._entries, None)
 
-    def take(self, custom_id: bytes) -> _Entry | None:
+    def take(self, custom_id: bytes) -> Entry | None:
         if self.head is None or self.head.custom_id != custom_id:
             return None
         found, self.head = self.head, next(self._entries, None)
@@ -332,7 +227,7 @@ def _merge_input_order(rounds: Sequence[Sequence[ShardFiles]], outputs: _Outputs
     for follow_up in later:
         if follow_up.head is not None:
             raise MergeError(
-                f"round {follow_up.number}: custom_id={_name(follow_up.head.custom_id)} is not a "
+                f"round {follow_up.number}: custom_id={name_of(follow_up.head.custom_id)} is not a "
                 "request of the job that failed before, or its round is not in input order"
             )
         for raw in follow_up.unjoined:
@@ -366,20 +261,20 @@ def _splice_shard(
     unjoined: list[bytes] = []
     for number, raw in numbered_lines(shard.errors_path):
         key = custom_id_key(raw)
-        if key is None and _is_unjoined(raw):
+        if key is None and is_unjoined(raw):
             unjoined.append(raw)
         else:
             errors.append((require_key(raw, str(shard.errors_path), number), raw))
     recovered: list[tuple[int, bytes]] = []  # (failures before it, line)
     for k, (key, raw) in enumerate(errors):
-        final: _Entry | None = None
+        final: Entry | None = None
         for follow_up in later:
             replacement = follow_up.take(key)
             if replacement is None:
                 continue
             if final is not None and final.ok:
                 raise MergeError(
-                    f"custom_id={_name(key)} is in round {follow_up.number} "
+                    f"custom_id={name_of(key)} is in round {follow_up.number} "
                     "though it had succeeded before"
                 )
             final = replacement
@@ -413,16 +308,16 @@ def _places(shard: ShardFiles, keys: list[bytes]) -> list[int]:
     found = line_positions(shard.input_path, keys)
     if found is not None:
         return found
-    position = _input_positions(shard)
+    position = input_positions(shard)
     places: list[int] = []
     for key in keys:
         if key not in position:
             raise MergeError(
-                f"{shard.errors_path}: custom_id={_name(key)} is not in {shard.input_path}"
+                f"{shard.errors_path}: custom_id={name_of(key)} is not in {shard.input_path}"
             )
         if places and position[key] <= places[-1]:
             raise MergeError(
-                f"{shard.errors_path}: custom_id={_name(key)} is out of input order; "
+                f"{shard.errors_path}: custom_id={name_of(key)} is out of input order; "
                 "the shard was collected by a worker that wrote the gateway's order"
             )
         places.append(position[key])
