@@ -28,6 +28,8 @@ class MergeError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
+    """One request's line in a shard's files, met in input order."""
+
     custom_id: bytes
     ok: bool
     raw: bytes
