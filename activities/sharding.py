@@ -182,9 +182,10 @@ class ShardingActivities:
                     if request.usage is not None and request.usage.by_model is not None
                     else await asyncio.to_thread(tally_usage, results_tmp)
                 )
+                tallied = time.monotonic()
             activity.logger.info(
                 "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
-                "usage %s in %.2f s",
+                "usage %s in %.2f s; published in %.2f s",
                 tally.requests,
                 request.order,
                 tally.recovered,
@@ -193,7 +194,8 @@ class ShardingActivities:
                 "summed from the children"
                 if request.usage is not None
                 else "read from the results",
-                time.monotonic() - merged,
+                tallied - merged,
+                time.monotonic() - tallied,
             )
             report = cost_of(usage, prices)
             return MergeSummary(
