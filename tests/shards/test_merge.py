@@ -287,3 +287,14 @@ def test_recovered_requests_land_in_place_across_read_blocks(
         len(again),
         len(again) - len(lost),
     )
+
+
+def test_unjoined_lines_amid_the_errors_are_kept_too(tmp_path: Path) -> None:
+    """As a collect before input order wrote them: among the errors, not after them."""
+    shards = run_shards(tmp_path, ["a", "b", "c"], {"b": http_failure("b", 400)}, 5, "job")
+    write_jsonl(shards[0].errors_path, [stranger(1), http_failure("b", 400)])
+
+    tally = merge_shards(shards, tmp_path / "o", tmp_path / "e")
+
+    assert ids_of(tmp_path / "e") == [None, "b"]
+    assert (tally.requests, tally.failed, tally.unjoined) == (3, 1, 1)
