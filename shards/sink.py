@@ -61,11 +61,22 @@ class Sink:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards-sink")
         self._pending: deque[Future[None]] = deque()
+        self.failed = False
+        """Set on the writer thread at the first failure: later writes are skipped."""
 
     def submit(self, work: Callable[..., None], *args: Any) -> None:
         while self._pending and (self._pending[0].done() or len(self._pending) >= MAX_PENDING):
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(work, *args))
+        self._pending.append(self._pool.submit(self._run, work, args))
+
+    def _run(self, work: Callable[..., None], args: tuple[Any, ...]) -> None:
+        if self.failed and work is not _close:
+            return  # nothing after a failed write may land, but every file is closed
+        try:
+            work(*args)
+        except BaseException:
+            self.failed = True
+            raise
 
     def drain(self) -> None:
         """Wait for every write asked for; raise the first failure."""
@@ -122,7 +133,7 @@ class SinkFile:
                 self._flush()
                 self.sink.submit(copy_range, source, self.fd, 0, size)
         finally:
-            self.sink.submit(os.close, source)
+            self.sink.submit(_close, self.sink, source, None)
 
     def _flush(self) -> None:
         if self._buffer:
@@ -130,15 +141,18 @@ class SinkFile:
             self._buffer.clear()
 
     def close(self, then: Callable[[], None] | None = None) -> None:
-        """Close once every write has run; then ``then`` (e.g. the rename), on the same thread."""
+        """Close once every write has run; then ``then`` (e.g. the rename), on the same thread.
+
+        ``then`` is skipped when a write before it failed.
+        """
         if self.closed:
             return
         self.closed = True
         self._flush()
-        self.sink.submit(_close, self.fd, then)
+        self.sink.submit(_close, self.sink, self.fd, then)
 
 
-def _close(fd: int, then: Callable[[], None] | None) -> None:
+def _close(sink: Sink, fd: int, then: Callable[[], None] | None) -> None:
     os.close(fd)
-    if then is not None:
+    if then is not None and not sink.failed:
         then()

@@ -219,8 +219,11 @@ class _Splitter:
         return SplitPlan(limits=self.limits, requests=requests, bytes=self.bytes, shards=self.specs)
 
     def abandon(self) -> None:
+        """After the sink has stopped: no part file stays (a write that failed skips renames)."""
         if self.writer is not None:
             self.writer.abandon()
+        for stale in self.out_dir.glob("shard-*.jsonl.part"):
+            stale.unlink(missing_ok=True)
 
 
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r\f\v]*\n")
