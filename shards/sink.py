@@ -19,8 +19,8 @@ from types import TracebackType
 from typing import Any
 
 BUFFER = 1024 * 1024
-MAX_PENDING = 64
-"""Writes queued at most; the caller waits for the oldest beyond that."""
+MAX_PENDING = 8
+"""Writes queued at most (each may hold a 4 MiB block); the caller then waits for the oldest."""
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
