@@ -3,6 +3,8 @@
 Generates an input of small chat requests, then, each timed ``--repeat`` times
 (the best of each is reported: other work on the machine only ever adds):
 - copy: the input copied once (``shutil.copyfile``), the baseline of the same run;
+  and the shards' results and errors copied once (the bytes the merge writes):
+  split and merge are also shown against both copies together;
 - split: ``shards.split.split_jsonl`` into shards of ``--shard-requests``, without
   the token estimate (only a job with an enqueued-token limit asks for it;
   ``--tokens`` adds a row with it);
@@ -184,6 +186,16 @@ def main() -> None:
         def merge(rounds: list[list[ShardFiles]], order: Order) -> MergeTally:
             return merge_rounds(rounds, root / "out.jsonl", root / "err.jsonl", order=order)
 
+        outputs = [p for shard in round0 for p in (shard.results_path, shard.errors_path)]
+        copies = root / "copies"
+
+        def copy_outputs() -> None:
+            copies.mkdir()
+            for n, path in enumerate(outputs):
+                shutil.copyfile(path, copies / f"{n}.jsonl")
+
+        copy_out_s, _ = best(copy_outputs, opts.repeat, removed(copies))
+        both_copies = copy_s + copy_out_s
         fresh = removed(root / "out.jsonl", root / "err.jsonl")
         rss = PeakRss()
         with rss:
@@ -211,6 +223,14 @@ def main() -> None:
         print(f"  the same, gateway order:     {splice_gateway_s.against(copy_s)}")
         print(f"split + merge (one round):     {(split_s + merge_s).against(copy_s)}")
         print(f"split + merge (recovered):     {(split_s + splice_s).against(copy_s)}")
+        print(
+            f"copy of the shards' outputs:   {copy_out_s.wall:7.2f} s wall          "
+            f"{copy_out_s.cpu:7.2f} s cpu   (the bytes the merge writes)"
+        )
+        print("against both copies (every byte split and merge write, copied once):")
+        print(f"  merge, one round:            {merge_s.against(copy_out_s)}")
+        print(f"  split + merge (one round):   {(split_s + merge_s).against(both_copies)}")
+        print(f"  split + merge (recovered):   {(split_s + splice_s).against(both_copies)}")
         print(
             f"peak RSS: {max(split_peak, rss.peak) / MB:.0f} MB (before: {before / MB:.0f} MB; "
             f"split {split_peak / MB:.0f}, merge {rss.peak / MB:.0f})"
