@@ -3,22 +3,30 @@
 Output lines come in no order and a request can fail inside a completed batch,
 so every line is joined to the input on custom_id: each input request lands
 exactly once in the results or the errors file (the ones the batch never ran
-get a line of their own). A line that joins no request (an unknown or repeated
-custom_id, a truncated line) is kept in the errors file under a code of its own
-and said out loud in the problems: it never costs the lines that do join.
+get a line of their own). Both files are written in input order: the join
+notes where each line sits in the downloaded files, then writes them in the
+order of the index, one read a line (a sharded job's merge is then a plain
+concatenation of its shards). A line that joins no request (an unknown or
+repeated custom_id, a truncated line) is kept at the end of the errors file
+under a code of its own and said out loud in the problems: it never costs the
+lines that do join.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from contracts.job import BatchCounts, RequestTally, TokenTotals
+from contracts.job import BatchCounts, ModelTokens, RequestTally, TokenTotals
 
 # Codes of the lines of the gateway's files that join no request of the input.
 UNPARSEABLE_LINE = "unparseable_output_line"
@@ -68,13 +76,16 @@ def read_input_ids_and_sha256(path: Path) -> tuple[dict[str, int] | None, str]:
     return ids, digest.hexdigest()
 
 
-def _lines(path: Path | None) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path | None) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of every non-blank line."""
     if path is None:
         return
+    offset = 0
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
             if raw.strip():
-                yield number, raw
+                yield number, offset, raw
+            offset += len(raw)
 
 
 def _failure_code(line: dict[str, Any]) -> str | None:
@@ -103,26 +114,52 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _add_usage(usage: TokenTotals, line: dict[str, Any]) -> TokenTotals:
-    body = (line.get("response") or {}).get("body")
-    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
-        return usage
-    found = body["usage"]
-    prompt = _count(found.get("prompt_tokens", found.get("input_tokens")))
-    completion = _count(found.get("completion_tokens", found.get("output_tokens")))
-    total = _count(found.get("total_tokens")) or prompt + completion
-    return TokenTotals(
-        prompt_tokens=usage.prompt_tokens + prompt,
-        completion_tokens=usage.completion_tokens + completion,
-        total_tokens=usage.total_tokens + total,
-    )
+class _Usage:
+    """Token counts of the successful lines, in total and by the model each names.
+
+    Plain integers while the lines stream by (this runs once per line); a
+    sharded job's parent sums the children's by-model counts to price the job
+    without reading every result line again.
+    """
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = self.total = 0
+        self.by_model: dict[str, list[int]] = {}
+
+    def add(self, line: dict[str, Any]) -> None:
+        body = (line.get("response") or {}).get("body")
+        if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+            return
+        found = body["usage"]
+        prompt = _count(found.get("prompt_tokens", found.get("input_tokens")))
+        completion = _count(found.get("completion_tokens", found.get("output_tokens")))
+        self.prompt += prompt
+        self.completion += completion
+        self.total += _count(found.get("total_tokens")) or prompt + completion
+        model = body.get("model")
+        counts = self.by_model.setdefault(
+            model if isinstance(model, str) and model else "unknown", [0, 0]
+        )
+        counts[0] += prompt
+        counts[1] += completion
+
+    def totals(self) -> TokenTotals:
+        return TokenTotals(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.total,
+            by_model={
+                model: ModelTokens(prompt_tokens=prompt, completion_tokens=completion)
+                for model, (prompt, completion) in sorted(self.by_model.items())
+            },
+        )
 
 
 class _Unjoined:
     """Lines of the gateway's files that join no request: kept, counted, a few named."""
 
-    def __init__(self, errors_out: IO[bytes]) -> None:
-        self.errors_out = errors_out
+    def __init__(self, spool: IO[bytes]) -> None:
+        self.errors_out = spool
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = {}
 
@@ -175,9 +212,50 @@ class _Source:
     label: str
     file_id: str | None
     path: Path | None
+    slot: int
 
     def where(self, number: int) -> str:
         return f"{self.label} file {self.file_id or '?'} line {number}"
+
+
+class _Joined(NamedTuple):
+    """Where a request's line sits in the downloaded files, and which output it goes to."""
+
+    source: _Source
+    number: int
+    offset: int
+    size: int
+    failed: bool
+
+
+def _write_in_input_order(
+    input_ids: dict[str, int],
+    seen: dict[str, _Joined],
+    sources: tuple[_Source, _Source],
+    results_out: IO[bytes],
+    errors_out: IO[bytes],
+    not_run: tuple[str, str],
+) -> None:
+    """Every request's line where the input has it; a not-run line for one never seen."""
+    code, message = not_run
+    with ExitStack() as stack:
+        fds = [
+            stack.enter_context(s.path.open("rb")).fileno() if s.path is not None else -1
+            for s in sources
+        ]
+        for custom_id in input_ids:  # insertion order is input order
+            hit = seen.get(custom_id)
+            if hit is None:
+                line = {
+                    "custom_id": custom_id,
+                    "response": None,
+                    "error": {"code": code, "message": message},
+                }
+                errors_out.write(json.dumps(line).encode() + b"\n")
+                continue
+            raw = os.pread(fds[hit.source.slot], hit.size, hit.offset)
+            out = errors_out if hit.failed else results_out
+            out.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
 
 def collect_results(
@@ -200,86 +278,85 @@ def collect_results(
     custom_id, a truncated line) costs that line, never the rest: it goes to
     the errors file with a code saying why, and into the problems.
     """
-    seen: dict[str, tuple[_Source, int]] = {}
+    seen: dict[str, _Joined] = {}
     failures: Counter[str] = Counter()
     succeeded = 0
-    usage = TokenTotals()
+    usage = _Usage()
     problems: list[str] = []
-    unjoined = _Unjoined(errors_out)
+    sources = (
+        _Source("output", output_file_id, output_file, 0),
+        _Source("error", error_file_id, error_file, 1),
+    )
+    with tempfile.TemporaryFile() as spool:
+        unjoined = _Unjoined(spool)
+        for source in sources:
+            for number, offset, raw in _lines(source.path):
+                try:
+                    line = json.loads(raw)
+                except ValueError as exc:
+                    # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
+                    # multi-byte character: both mean the same thing here.
+                    why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    unjoined.keep(
+                        UNPARSEABLE_LINE,
+                        source,
+                        number,
+                        raw,
+                        f"not JSON: {why}; truncated or corrupt",
+                    )
+                    continue
+                custom_id = line.get("custom_id") if isinstance(line, dict) else None
+                if not isinstance(custom_id, str):
+                    unjoined.keep(NO_CUSTOM_ID, source, number, raw, "no custom_id")
+                    continue
+                if custom_id not in input_ids:
+                    unjoined.keep(
+                        UNKNOWN_CUSTOM_ID,
+                        source,
+                        number,
+                        raw,
+                        f"custom_id={custom_id!r} is not in the input",
+                        custom_id,
+                    )
+                    continue
+                if custom_id in seen:
+                    first = seen[custom_id]
+                    unjoined.keep(
+                        DUPLICATE_RESULT,
+                        source,
+                        number,
+                        raw,
+                        f"custom_id={custom_id!r} again; the first, "
+                        f"{first.source.where(first.number)}, was kept",
+                        custom_id,
+                    )
+                    continue
+                failure = _failure_code(line)
+                ok = failure is None and source.label == "output"
+                seen[custom_id] = _Joined(source, number, offset, len(raw), not ok)
+                if ok:
+                    succeeded += 1
+                    usage.add(line)
+                else:
+                    failures[failure or "error"] += 1
+        problems.extend(unjoined.problems())
 
-    for source in (
-        _Source("output", output_file_id, output_file),
-        _Source("error", error_file_id, error_file),
-    ):
-        for number, raw in _lines(source.path):
-            try:
-                line = json.loads(raw)
-            except ValueError as exc:
-                # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
-                # multi-byte character: both mean the same thing here.
-                why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                unjoined.keep(
-                    UNPARSEABLE_LINE, source, number, raw, f"not JSON: {why}; truncated or corrupt"
-                )
-                continue
-            custom_id = line.get("custom_id") if isinstance(line, dict) else None
-            if not isinstance(custom_id, str):
-                unjoined.keep(NO_CUSTOM_ID, source, number, raw, "no custom_id")
-                continue
-            if custom_id not in input_ids:
-                unjoined.keep(
-                    UNKNOWN_CUSTOM_ID,
-                    source,
-                    number,
-                    raw,
-                    f"custom_id={custom_id!r} is not in the input",
-                    custom_id,
-                )
-                continue
-            if custom_id in seen:
-                first, at = seen[custom_id]
-                unjoined.keep(
-                    DUPLICATE_RESULT,
-                    source,
-                    number,
-                    raw,
-                    f"custom_id={custom_id!r} again; the first, {first.where(at)}, was kept",
-                    custom_id,
-                )
-                continue
-            seen[custom_id] = (source, number)
-            code = _failure_code(line)
-            if code is None and source.label == "output":
-                succeeded += 1
-                usage = _add_usage(usage, line)
-                results_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            else:
-                failures[code or "error"] += 1
-                errors_out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-    problems.extend(unjoined.problems())
-
-    missing = [cid for cid in input_ids if cid not in seen]
-    if missing and batch_completed:
-        problems.append(
-            f"{len(missing)} request(s) are missing from a completed batch's files "
-            f"(first: custom_id={missing[0]!r}, input line {input_ids[missing[0]]})"
-        )
-        code, message = "missing_from_output", "the gateway returned no line for this request"
-    else:
-        code, message = not_run_code, not_run_message
-    for custom_id in missing:
-        errors_out.write(
-            json.dumps(
-                {
-                    "custom_id": custom_id,
-                    "response": None,
-                    "error": {"code": code, "message": message},
-                }
-            ).encode()
-            + b"\n"
-        )
-    if missing:
-        failures[code] += len(missing)
+        missing = len(input_ids) - len(seen)
+        if missing and batch_completed:
+            first_missing = next(cid for cid in input_ids if cid not in seen)
+            problems.append(
+                f"{missing} request(s) are missing from a completed batch's files "
+                f"(first: custom_id={first_missing!r}, input line {input_ids[first_missing]})"
+            )
+            code, message = "missing_from_output", "the gateway returned no line for this request"
+        else:
+            code, message = not_run_code, not_run_message
+        if missing:
+            failures[code] += missing
+        _write_in_input_order(input_ids, seen, sources, results_out, errors_out, (code, message))
+        # The lines that joined nothing follow every request's own line.
+        spool.seek(0)
+        shutil.copyfileobj(spool, errors_out)
 
     if batch_counts is not None and batch_completed:
         if batch_counts.total and batch_counts.total != len(input_ids):
@@ -302,6 +379,6 @@ def collect_results(
             not_run=not_run,
             failures_by_code=dict(sorted(failures.items())),
         ),
-        usage=usage,
+        usage=usage.totals(),
         problems=problems,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
-from contracts.job import TokenTotals
+from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
     JobCost,
@@ -166,15 +167,36 @@ class ShardingActivities:
                 self.storage.atomic_write(request.output_path) as results_tmp,
                 self.storage.atomic_write(request.errors_path) as errors_tmp,
             ):
+                started = time.monotonic()
                 try:
                     tally = await asyncio.to_thread(
                         merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
                     )
-                except MergeError as exc:
+                except (MergeError, LineError) as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
                     ) from None
-                usage = await asyncio.to_thread(tally_usage, results_tmp)
+                merged = time.monotonic()
+                usage = (
+                    _children_usage(request.usage.by_model)
+                    if request.usage is not None and request.usage.by_model is not None
+                    else await asyncio.to_thread(tally_usage, results_tmp)
+                )
+                tallied = time.monotonic()
+            activity.logger.info(
+                "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
+                "usage %s in %.2f s; published in %.2f s",
+                tally.requests,
+                request.order,
+                tally.recovered,
+                tally.unjoined,
+                merged - started,
+                "summed from the children"
+                if request.usage is not None
+                else "read from the results",
+                tallied - merged,
+                time.monotonic() - tallied,
+            )
             report = cost_of(usage, prices)
             return MergeSummary(
                 requests=tally.requests,
@@ -192,6 +214,7 @@ class ShardingActivities:
         Every request of a shard that failed or never ran is written as an error
         line, so the merge still holds each custom_id exactly once.
         """
+        plan = read_plan(self._local(folder))
         files = []
         for index in range(state.shards):
             inputs = self._local(shard_input(folder, index))
@@ -209,6 +232,7 @@ class ShardingActivities:
                     results_path=results,
                     errors_path=errors,
                     cancelled_by_deadline=index in state.deadline_cancelled,
+                    requests=plan.shards[index].requests,
                 )
             )
         return files
@@ -240,6 +264,14 @@ def _write_not_run(inputs: Path, results: Path, errors: Path, code: str, message
                 "error": {"code": code, "message": message},
             }
             out.write(json.dumps(line).encode() + b"\n")
+
+
+def _children_usage(by_model: dict[str, ModelTokens]) -> dict[str, ModelUsage]:
+    """What tally_usage would read from the merged results, as the children counted it."""
+    return {
+        model: ModelUsage(input_tokens=t.prompt_tokens, output_tokens=t.completion_tokens)
+        for model, t in by_model.items()
+    }
 
 
 def _totals(usage: dict[str, ModelUsage]) -> TokenTotals:

@@ -3,9 +3,13 @@
 Starts a Temporal dev server, the gateway emulator and a worker process
 (worker.py) on 127.0.0.1, writes an input of small chat requests and runs it
 as one ShardedBatchJobWorkflow. Prints the job's wall time, the split and the
-merge (from the parent's history) against a plain copy of the same bytes
-measured in the same run, the worker's peak RSS against its idle RSS, and the
-parent's history length per run (it continues as new every --children-per-run).
+merge (activity windows from the parent's history) against plain copies of
+the same bytes measured in the same run (the input before the job; the merged
+results and errors after it, fsynced as the merge publishes them), the merge
+activity's own split of its time (from the worker's log), the worker's peak
+RSS against its idle RSS, and the parent's history length per run (it
+continues as new every --children-per-run). ``--keep DIR`` keeps the data
+folder (input, shards, results) for a look afterwards.
 
     python -m bench.sharded_job [--requests 100000] [--shard-requests 10000]
                                 [--concurrency 4] [--children-per-run 500]
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,8 +133,19 @@ async def run(opts: argparse.Namespace) -> bool:
                         sampler.stop()
                     job_s = time.perf_counter() - started
                     runs = await histories(env.client, handle.id, handle.result_run_id or "")
+                    merge_log = [
+                        line.strip()
+                        for line in (root / "worker.log").read_text(errors="replace").splitlines()
+                        if "merged " in line and " usage " in line
+                    ]
         finally:
             await env.shutdown()
+        # The merge's own baseline: its output's bytes copied once (fsynced, as it publishes).
+        merged_files = [data / result.output_path, data / result.errors_path]
+        merged_size = sum(p.stat().st_size for p in merged_files)
+        merged_copy_s = sum(timed_copy(p, root / f"copy-{p.name}") for p in merged_files)
+        if opts.keep:
+            shutil.copytree(data, opts.keep, dirs_exist_ok=True)
 
     idle = statistics.median(s.rss for s in sampler.samples if s.at <= idle_end)
     peak = max(s.rss for s in sampler.samples)
@@ -147,6 +163,21 @@ async def run(opts: argparse.Namespace) -> bool:
     if split is not None and merge is not None:
         both = split.seconds + merge.seconds
         print(f"{'split + merge':<34} {both:7.2f} s  {both / copy_s:.1f}x")
+        print(
+            f"baseline: copy of the merged files {merged_copy_s:7.2f} s  1.0x "
+            f"({merged_size / MB:.1f} MB results + errors)"
+        )
+        print(
+            f"{'merge_shards against it':<34} {merge.seconds:7.2f} s  "
+            f"{merge.seconds / merged_copy_s:.1f}x"
+        )
+        together = copy_s + merged_copy_s
+        print(
+            f"{'split + merge against both copies':<34} {both:7.2f} s  {both / together:.1f}x "
+            f"(copies {together:.2f} s)"
+        )
+    for line in merge_log:  # the merge activity's own split of its time
+        print("  " + line[line.find("merged ") :])
     print(
         f"worker RSS: idle {idle / MB:.0f} MB, peak {peak / MB:.0f} MB (+{(peak - idle) / MB:.0f})"
     )
@@ -162,6 +193,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--children-per-run", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--keep", type=Path, help="copy the data folder (shards, results) here")
     return 0 if asyncio.run(run(parser.parse_args())) else 1
 
 

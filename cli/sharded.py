@@ -68,7 +68,8 @@ def add_sharding_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--order",
         choices=("input", "gateway"),
-        help="results in input order (default) or as the gateway wrote them (faster)",
+        help="input (default): every line in its input place, recovered requests included; "
+        "gateway: each resubmission round's lines after the round before (no splice)",
     )
 
 

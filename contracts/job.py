@@ -282,10 +282,22 @@ class RequestTally(_Contract):
     failures_by_code: dict[str, int] = Field(default_factory=dict)
 
 
+class ModelTokens(_Contract):
+    """Tokens of the successful responses that name one model."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class TokenTotals(_Contract):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    by_model: dict[str, ModelTokens] | None = Field(
+        default=None,
+        description="By the model each response names ('unknown' when none); absent from "
+        "workers that did not count them.",
+    )
 
 
 class BatchCounts(_Contract):

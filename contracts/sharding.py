@@ -190,6 +190,11 @@ class MergeShardsRequest(_Contract):
     order: Order = "input"
     not_run_code: str = Field(description="Error code of requests whose shard never ran.")
     prices_path: str | None = None
+    usage: TokenTotals | None = Field(
+        default=None,
+        description="The children's usage, when every one counted it by model: the merge "
+        "then prices it instead of reading every result line again.",
+    )
 
 
 class MergeSummary(_Contract):

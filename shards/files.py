@@ -15,3 +15,5 @@ class ShardFiles:
     errors_path: Path
     cancelled_by_deadline: bool = False
     """The job cancelled this batch at a phase deadline: its not-run requests are transient."""
+    requests: int | None = None
+    """The input's requests, when the split plan says (else its lines are counted)."""

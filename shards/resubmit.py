@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shards.files import ShardFiles
-from shards.lines import LineError, custom_ids, numbered_lines
+from shards.lines import LineError, custom_id_key, custom_ids, numbered_lines
+from shards.streams import find_lines
 
 TRANSIENT_STATUSES = frozenset({408, 429})
 TRANSIENT_CODES = frozenset(
@@ -80,23 +81,43 @@ def is_transient(line: dict[str, Any], *, cancelled_by_deadline: bool = False) -
     return code in TRANSIENT_CODES
 
 
-def _transient_ids(shard: ShardFiles, transient: Counter[str], permanent: Counter[str]) -> set[str]:
+def _transient(
+    shard: ShardFiles, transient: Counter[str], permanent: Counter[str]
+) -> tuple[set[str], list[bytes]]:
+    """The custom_ids to send again, and their keys as the errors file has them, in its order."""
     chosen: set[str] = set()
+    keys: list[bytes] = []
     for number, raw in numbered_lines(shard.errors_path):
         try:
             line = json.loads(raw)
         except ValueError as exc:
             raise LineError(f"{shard.errors_path}:{number}: not JSON") from exc
         custom_id = line.get("custom_id") if isinstance(line, dict) else None
+        if custom_id is None and isinstance(line, dict) and "custom_id" in line:
+            continue  # a gateway line collect_results could join to no request
         if not isinstance(custom_id, str):
             raise LineError(f"{shard.errors_path}:{number}: no custom_id")
         code, _ = failure_code(line)
         if is_transient(line, cancelled_by_deadline=shard.cancelled_by_deadline):
             chosen.add(custom_id)
+            keys.append(custom_id_key(raw) or b"")
             transient[code] += 1
         else:
             permanent[code] += 1
-    return chosen
+    return chosen, keys
+
+
+def _input_lines(shard: ShardFiles, chosen: set[str], keys: list[bytes]) -> list[bytes]:
+    """The chosen requests' input lines, in input order.
+
+    The errors file is in input order (collect_results writes it so), so the
+    lines are found by searching forward; a shard whose file is not, or whose
+    custom_ids are escaped differently in its input, is read line by line.
+    """
+    found = find_lines(shard.input_path, keys)
+    if found is not None:
+        return [raw if raw.endswith(b"\n") else raw + b"\n" for _, raw in found]
+    return [raw for _, custom_id, raw in custom_ids(shard.input_path) if custom_id in chosen]
 
 
 def select_resubmissions(shards: Sequence[ShardFiles], out_path: Path) -> Resubmission:
@@ -113,13 +134,12 @@ def select_resubmissions(shards: Sequence[ShardFiles], out_path: Path) -> Resubm
     try:
         with part.open("wb") as out:
             for shard in shards:
-                chosen = _transient_ids(shard, transient, permanent)
+                chosen, keys = _transient(shard, transient, permanent)
                 if not chosen:
                     continue
-                for _, custom_id, raw in custom_ids(shard.input_path):
-                    if custom_id in chosen:
-                        out.write(raw)
-                        written += 1
+                lines = _input_lines(shard, chosen, keys)
+                out.writelines(lines)
+                written += len(lines)
                 if written != sum(transient.values()):
                     raise LineError(
                         f"{shard.errors_path}: names requests that are not in {shard.input_path}"

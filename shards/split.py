@@ -1,7 +1,7 @@
 """Split a validated JSONL input into shard files that each fit one batch.
 
-Streaming, a 4 MiB block of whole lines in memory at a time (a longer line is
-held whole, up to the byte limit), and deterministic: the same input and
+Streaming, a 4 MiB block in memory at a time (a longer line is held whole, up
+to the byte limit), and deterministic: the same input and
 limits give the same shards byte for byte, so a retried activity rewrites the
 same files. Shards are contiguous ranges of the input, in order, which is what
 lets the merge restore input order one shard at a time. Each shard file is
@@ -15,16 +15,20 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from io import FileIO
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shards.limits import ShardLimits
 from shards.lines import custom_id_of
+from shards.sink import Sink, SinkFile
+from shards.streams import after_newlines
 from shards.tokens import request_tokens
 
 PLAN_NAME = "shards.json"
+Block = bytes | bytearray
 BLOCK = 4 * 1024 * 1024
 
 
@@ -92,13 +96,13 @@ def shard_name(index: int) -> str:
 class _ShardWriter:
     """One shard file being written; plain counters, as this runs once per request."""
 
-    def __init__(self, folder: Path, index: int, first_line: int) -> None:
+    def __init__(self, sink: Sink, folder: Path, index: int, first_line: int) -> None:
         self.index, self.first_line, self.last_line = index, first_line, first_line
         self.requests = self.bytes = 0
         self.input_tokens = self.output_ceiling = self.unlimited = 0
         self.final = folder / shard_name(index)
         self.part = folder / (shard_name(index) + ".part")
-        self.stream: IO[bytes] = self.part.open("wb")
+        self.file = SinkFile(sink, self.part)
 
     def count_tokens(self, raw: bytes) -> None:
         line: Any = json.loads(raw)
@@ -113,8 +117,8 @@ class _ShardWriter:
             self.output_ceiling += tokens.output_ceiling
 
     def close(self) -> ShardSpec:
-        self.stream.close()
-        os.replace(self.part, self.final)
+        part, final = self.part, self.final
+        self.file.close(then=lambda: os.replace(part, final))
         return ShardSpec(
             index=self.index,
             name=self.final.name,
@@ -128,14 +132,19 @@ class _ShardWriter:
         )
 
     def abandon(self) -> None:
-        self.stream.close()
+        """After the sink has stopped: nothing else writes the file any more."""
+        if not self.file.closed:
+            os.close(self.file.fd)
         self.part.unlink(missing_ok=True)
 
 
 class _Splitter:
-    """Shard boundaries and files; lines come one at a time or as blocks of whole lines."""
+    """Shard boundaries and files; lines come one at a time or as ranges of whole lines."""
 
-    def __init__(self, out_dir: Path, limits: ShardLimits, label: str) -> None:
+    def __init__(
+        self, sink: Sink, source_fd: int, out_dir: Path, limits: ShardLimits, label: str
+    ) -> None:
+        self.sink, self.source_fd = sink, source_fd
         self.out_dir, self.limits, self.label = out_dir, limits, label
         self.specs: list[ShardSpec] = []
         self.writer: _ShardWriter | None = None
@@ -147,11 +156,14 @@ class _Splitter:
         if writer is None or self.limits.full(writer.requests, writer.bytes, size):
             if writer is not None:
                 self.specs.append(writer.close())
-            writer = self.writer = _ShardWriter(self.out_dir, len(self.specs), self.line + 1)
+            writer = _ShardWriter(self.sink, self.out_dir, len(self.specs), self.line + 1)
+            self.writer = writer
         return writer
 
-    def _too_large(self, number: int, raw: bytes) -> LineTooLarge:
-        return LineTooLarge(self.label, number, custom_id_of(raw), len(raw), self.limits.max_bytes)
+    def too_large(self, number: int, raw: Block) -> LineTooLarge:
+        return LineTooLarge(
+            self.label, number, custom_id_of(bytes(raw)), len(raw), self.limits.max_bytes
+        )
 
     def add_line(self, raw: bytes, count_tokens: bool) -> None:
         """One line of the input (blank ones are counted, not written)."""
@@ -161,10 +173,10 @@ class _Splitter:
         if not raw.endswith(b"\n"):
             raw += b"\n"
         if len(raw) > self.limits.max_bytes:
-            raise self._too_large(self.line + 1, raw)
+            raise self.too_large(self.line + 1, raw)
         writer = self._shard_for(len(raw))
         self.line += 1
-        writer.stream.write(raw)
+        writer.file.write(raw)
         writer.requests += 1
         writer.bytes += len(raw)
         writer.last_line = self.line
@@ -172,22 +184,25 @@ class _Splitter:
         if count_tokens:
             writer.count_tokens(raw)
 
-    def add_block(self, block: bytes, count_tokens: bool) -> None:
-        """Whole lines, none blank: cut at C speed with find and count, not line by line."""
-        pos, end = 0, len(block)
+    def add_block(self, block: Block, pos: int, end: int, at: int, count_tokens: bool) -> None:
+        """``block[pos:end]``, whole lines none blank, found at input offset ``at + pos``.
+
+        Cut at C speed with find and count, not line by line; each shard's part
+        is copied from the input by the sink, not from this block.
+        """
         while pos < end:
             writer = self._shard_for(block.index(b"\n", pos) + 1 - pos)
             room = self.limits.max_bytes - writer.bytes
             cut = end if pos + room >= end else block.rfind(b"\n", pos, pos + room) + 1
             if cut <= pos:  # not even one line fits: only an oversized one can do that
-                raise self._too_large(self.line + 1, block[pos : block.index(b"\n", pos) + 1])
+                raise self.too_large(self.line + 1, block[pos : block.index(b"\n", pos) + 1])
             lines = block.count(b"\n", pos, cut)
             wanted = self.limits.max_requests - writer.requests
             if lines > wanted:
-                cut, lines = _after_newlines(block, pos, cut, lines, wanted), wanted
-            writer.stream.write(memoryview(block)[pos:cut])
+                cut, lines = after_newlines(block, pos, cut, lines, wanted), wanted
+            writer.file.copy_from(self.source_fd, at + pos, cut - pos)
             if count_tokens:
-                for raw in block[pos:cut].split(b"\n")[:-1]:
+                for raw in bytes(block[pos:cut]).split(b"\n")[:-1]:
                     writer.count_tokens(raw)
             writer.requests += lines
             writer.bytes += cut - pos
@@ -204,68 +219,66 @@ class _Splitter:
         return SplitPlan(limits=self.limits, requests=requests, bytes=self.bytes, shards=self.specs)
 
     def abandon(self) -> None:
+        """After the sink has stopped: no part file stays (a write that failed skips renames)."""
         if self.writer is not None:
             self.writer.abandon()
-
-
-def _after_newlines(block: bytes, pos: int, cut: int, lines: int, wanted: int) -> int:
-    """The offset just after the ``wanted``-th newline from ``pos`` (fewer than ``lines``).
-
-    Interpolation on newline counts, then steps: lines are similar in size, so
-    a few C-speed counts land near the answer instead of one call per line.
-    """
-    low, low_lines, high, high_lines = pos, 0, cut, lines
-    while high_lines - low_lines > 16:
-        guess = low + (high - low) * (wanted - low_lines) // (high_lines - low_lines)
-        guess = block.index(b"\n", max(guess, low)) + 1
-        if guess >= high:
-            break
-        found = low_lines + block.count(b"\n", low, guess)
-        if found == wanted:
-            return guess
-        if found < wanted:
-            low, low_lines = guess, found
-        else:
-            high, high_lines = guess, found
-    at = low
-    for _ in range(wanted - low_lines):
-        at = block.index(b"\n", at) + 1
-    return at
+        for stale in self.out_dir.glob("shard-*.jsonl.part"):
+            stale.unlink(missing_ok=True)
 
 
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r\f\v]*\n")
 _LINE_STARTS_WITH_SPACE = re.compile(rb"\n[ \t\r\n\x0b\x0c]")
 
 
-def _may_hold_blank_lines(block: bytes) -> bool:
+def _may_hold_blank_lines(block: Block, pos: int, end: int) -> bool:
     """A quick scan for a line that starts with whitespace; only then the exact test."""
-    if block[:1].isspace() or _LINE_STARTS_WITH_SPACE.search(block):
-        return _BLANK_LINE.search(block) is not None
+    if block[pos : pos + 1].isspace() or _LINE_STARTS_WITH_SPACE.search(block, pos, end):
+        return _BLANK_LINE.search(block[pos:end]) is not None
     return False
 
 
-def _blocks(stream: IO[bytes], splitter: _Splitter) -> Iterator[bytes]:
-    """Blocks of whole lines; a line longer than the byte limit is refused before it is whole."""
-    pending: list[bytes] = []
-    pending_size = 0
-    while chunk := stream.read(BLOCK):
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size > splitter.limits.max_bytes:
-                raise splitter._too_large(splitter.line + 1, b"".join(pending))
-            continue
-        yield b"".join([*pending, chunk[:cut]])
-        pending, pending_size = [chunk[cut:]], len(chunk) - cut
-    if pending_size:
-        yield b"".join([*pending, b"\n"])
-
-
-def _lines_of(block: bytes) -> Iterator[bytes]:
-    """The block's lines, split on newlines only (as reading a file line by line does)."""
-    for line in block.split(b"\n")[:-1]:
+def _lines_of(block: Block, pos: int, end: int) -> Iterator[bytes]:
+    """The lines of ``block[pos:end]``, split on newlines only (as reading line by line does)."""
+    for line in bytes(block[pos:end]).split(b"\n")[:-1]:
         yield line + b"\n"
+
+
+def _split(stream: FileIO, splitter: _Splitter, count_tokens: bool) -> None:
+    """Read blocks; whole lines go by range, a line across two blocks as its own bytes.
+
+    A line longer than the byte limit is refused before it is whole.
+    """
+    at = 0  # input offset of the block
+    head: list[bytes] = []  # the start of a line begun in earlier blocks
+    head_size = 0
+    max_bytes = splitter.limits.max_bytes
+    buffer = bytearray(BLOCK)  # one buffer for every block: no fresh pages to fault in
+    while size := stream.readinto(buffer):
+        block = buffer if size == len(buffer) else buffer[:size]
+        first = block.find(b"\n") + 1
+        if not first:
+            head.append(bytes(block))
+            head_size += len(block)
+            if head_size > max_bytes:
+                raise splitter.too_large(splitter.line + 1, b"".join(head))
+            at += len(block)
+            continue
+        pos = 0
+        if head:
+            splitter.add_line(b"".join([*head, block[:first]]), count_tokens)
+            head, head_size, pos = [], 0, first
+        end = block.rfind(b"\n") + 1
+        if pos < end:
+            if _may_hold_blank_lines(block, pos, end):
+                for raw in _lines_of(block, pos, end):
+                    splitter.add_line(raw, count_tokens)
+            else:
+                splitter.add_block(block, pos, end, at, count_tokens)
+        if end < len(block):
+            head, head_size = [bytes(block[end:])], len(block) - end
+        at += len(block)
+    if head:
+        splitter.add_line(b"".join(head), count_tokens)
 
 
 def split_jsonl(
@@ -279,26 +292,23 @@ def split_jsonl(
     """Write ``out_dir/shard-NNNNN.jsonl`` files within ``limits`` and return their plan.
 
     A shard ends when the next request would take it over either limit.
-    Lines are cut in blocks with C-speed searches, at a few times the cost of
-    a copy; ``count_tokens`` also parses every line to estimate its tokens
-    (for admission within an enqueued-token quota), which costs far more.
+    Lines are cut in blocks with C-speed searches and the shards copied from
+    the input by the kernel on a second thread, at about twice the cost of a
+    copy; ``count_tokens`` also parses every line to estimate its tokens (for
+    admission within an enqueued-token quota), which costs far more.
     Raises LineTooLarge, naming file, line and custom_id, for a request that
     alone exceeds ``limits.max_bytes``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    splitter = _Splitter(out_dir, limits, label or str(input_path))
-    try:
-        with input_path.open("rb") as stream:
-            for block in _blocks(stream, splitter):
-                if _may_hold_blank_lines(block):
-                    for raw in _lines_of(block):
-                        splitter.add_line(raw, count_tokens)
-                else:
-                    splitter.add_block(block, count_tokens)
-        plan = splitter.finish()
-    except BaseException:
-        splitter.abandon()
-        raise
+    with input_path.open("rb", buffering=0) as stream:
+        splitter = _Splitter(Sink(), stream.fileno(), out_dir, limits, label or str(input_path))
+        try:
+            with splitter.sink:
+                _split(stream, splitter, count_tokens)
+                plan = splitter.finish()
+        except BaseException:
+            splitter.abandon()
+            raise
     write_plan(out_dir, plan)
     return plan
 

@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         JobPhase,
         JobProgress,
         JobStatus,
+        ModelTokens,
+        TokenTotals,
     )
     from contracts.names import (
         QUERY_PROGRESS,
@@ -111,7 +113,9 @@ class ShardedBatchJobWorkflow:
         info = workflow.info()
         output, errors = request.job.output_paths_for(info.workflow_id)
         self._work_dir = work_dir_for(output, info.workflow_id)
-        self._state = request.carried or ShardedProgress(started_at=workflow.now())
+        self._state = request.carried or ShardedProgress(
+            started_at=workflow.now(), usage=TokenTotals(by_model={})
+        )
         options = request.sharding
         self._admission = Admission(
             max_concurrent=options.max_concurrent_batches,
@@ -327,6 +331,7 @@ class ShardedBatchJobWorkflow:
         s.usage.prompt_tokens += result.usage.prompt_tokens
         s.usage.completion_tokens += result.usage.completion_tokens
         s.usage.total_tokens += result.usage.total_tokens
+        s.usage.by_model = _add_by_model(s.usage.by_model, result.usage.by_model)
         if result.status is JobStatus.DEADLINE_EXCEEDED:
             state.deadline_cancelled.append(index)
         self._admission.succeeded()
@@ -383,6 +388,7 @@ class ShardedBatchJobWorkflow:
                 order=self._request.sharding.order,
                 not_run_code="batch_cancelled",
                 prices_path=self._request.prices_path,
+                usage=self._state.usage if self._state.usage.by_model is not None else None,
             ),
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=2),
@@ -446,3 +452,16 @@ class ShardedBatchJobWorkflow:
 
     def _show(self) -> None:
         workflow.set_current_details(describe(self.progress()))
+
+
+def _add_by_model(
+    total: dict[str, ModelTokens] | None, child: dict[str, ModelTokens] | None
+) -> dict[str, ModelTokens] | None:
+    """The sum by model; None (the merge then reads the results) once one child had none."""
+    if total is None or child is None:
+        return None
+    for model, tokens in child.items():
+        into = total.setdefault(model, ModelTokens())
+        into.prompt_tokens += tokens.prompt_tokens
+        into.completion_tokens += tokens.completion_tokens
+    return total

@@ -153,6 +153,32 @@ def test_every_input_lands_once_across_results_and_errors(tmp_path: Path) -> Non
     assert collected.problems == []
 
 
+def test_both_files_are_in_input_order_whatever_order_the_gateway_wrote(tmp_path: Path) -> None:
+    ids = [f"r-{i}" for i in range(12)]
+    run = Run(tmp_path, ids)
+    in_output = [ok(cid) for cid in ids[:8] if cid != "r-5"]
+    in_output += [http_failure("r-5", 500, None, "server_error"), ok("stranger")]
+    in_errors = [line_error("r-9", "server_error")]
+
+    collected = run(shuffled(in_output), jsonl(in_errors), completed=False)
+
+    run.assert_each_input_exactly_once()
+    assert [row["custom_id"] for row in run.result_rows] == [c for c in ids[:8] if c != "r-5"]
+    # Failures and never-run requests in their input places; a line that joined
+    # no request after every request's own.
+    assert [row["custom_id"] for row in run.error_rows] == [
+        "r-5",
+        "r-8",
+        "r-9",
+        "r-10",
+        "r-11",
+        None,
+    ]
+    by_id = {row["custom_id"]: row for row in in_output}
+    assert all(row == by_id[row["custom_id"]] for row in run.result_rows)
+    assert collected.tally.not_run == 3
+
+
 def test_usage_is_summed_over_successful_lines(tmp_path: Path) -> None:
     run = Run(tmp_path, ["a", "b", "c", "d"])
     responses_style = ok("c")
@@ -399,22 +425,34 @@ def test_read_input_ids_maps_custom_id_to_line(tmp_path: Path) -> None:
     assert read_input_ids(path) == {"x": 1, "y": 2, "z": 3}
 
 
-def test_odd_usage_from_a_model_server_does_not_fail_the_collection(tmp_path):
-    from activities.results import _add_usage
-    from contracts.job import TokenTotals
+def test_odd_usage_from_a_model_server_does_not_fail_the_collection(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["odd", "good"])
+    odd = ok("odd")
+    odd["response"]["body"]["usage"] = {
+        "prompt_tokens": "12",
+        "completion_tokens": None,
+        "total_tokens": 7.5,
+    }
+    good = ok("good")
+    good["response"]["body"]["usage"] = {"input_tokens": 3, "output_tokens": 4}
 
-    odd = {
-        "response": {
-            "status_code": 200,
-            "body": {
-                "usage": {"prompt_tokens": "12", "completion_tokens": None, "total_tokens": 7.5}
-            },
-        }
+    usage = run(jsonl([odd, good]), None).usage
+
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (3, 4, 7)
+
+
+def test_usage_is_counted_by_the_model_each_response_names(tmp_path: Path) -> None:
+    """What a sharded job's parent prices, without reading the results again."""
+    run = Run(tmp_path, ["a", "b", "c", "d"])
+    rows = [ok("a", 10, 1), ok("b", 20, 2), ok("c", 40, 4), http_failure("d", 500, None, "x")]
+    rows[0]["response"]["body"]["model"] = "gpt-4o-mini-2024-07-18"
+    rows[1]["response"]["body"]["model"] = "gpt-4o-mini-2024-07-18"
+    rows[3]["response"]["body"]["usage"] = {"prompt_tokens": 1000, "completion_tokens": 0}
+
+    by_model = run(jsonl(rows), None).usage.by_model
+
+    assert by_model is not None
+    assert {m: (t.prompt_tokens, t.completion_tokens) for m, t in by_model.items()} == {
+        "gpt-4o-mini-2024-07-18": (30, 3),
+        "unknown": (40, 4),
     }
-    assert _add_usage(TokenTotals(), odd) == TokenTotals()
-    good = {
-        "response": {"status_code": 200, "body": {"usage": {"input_tokens": 3, "output_tokens": 4}}}
-    }
-    assert _add_usage(TokenTotals(), good) == TokenTotals(
-        prompt_tokens=3, completion_tokens=4, total_tokens=7
-    )

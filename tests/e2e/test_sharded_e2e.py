@@ -17,6 +17,7 @@ from contracts.names import SHARDED_JOB_WORKFLOW_NAME
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
 from devstack.process import REPO_ROOT
 from emulator.fake_model import prompt_tokens
+from shards.cost import cost_of, load_prices, tally_usage
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import fast_job, ids_in
 
@@ -63,6 +64,12 @@ async def test_shards_refused_for_the_token_quota_wait_and_are_admitted_later(
     if refusal == "failed_batch":
         assert result.quota_refusals >= 1, "the gateway refused at least one create"
     assert result.cost is not None and result.cost.total > 0
+    # Priced from the children's counts by model: what reading the merged results gives.
+    read_back = cost_of(tally_usage(stack.data_dir / result.output_path), load_prices())
+    assert [(r.model, r.input_tokens, r.output_tokens) for r in result.cost.by_model] == [
+        (r.model, r.input_tokens, r.output_tokens) for r in read_back.by_model
+    ]
+    assert result.cost.total == pytest.approx(read_back.total)
 
 
 async def test_the_starter_runs_a_sharded_job_as_one_job(stack: Stack) -> None:

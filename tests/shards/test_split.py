@@ -165,7 +165,7 @@ def test_block_cutting_gives_the_same_shards_as_line_by_line(
     )
 
     blocks = split_jsonl(source, tmp_path / "b", limits)
-    monkeypatch.setattr(split, "_may_hold_blank_lines", lambda _: True)
+    monkeypatch.setattr(split, "_may_hold_blank_lines", lambda *_: True)
     by_line = split_jsonl(source, tmp_path / "p", limits)
 
     assert by_line.shards == blocks.shards
@@ -204,3 +204,59 @@ def test_many_uneven_lines_per_shard_cut_at_the_exact_request_count(tmp_path: Pa
     assert [line_ids(tmp_path / "s" / s.name)[0] for s in plan.shards] == [
         f"r{i * 777}" for i in range(7)
     ]
+
+
+def reference_shards(data: bytes, limits: ShardLimits) -> list[tuple[int, int, bytes]]:
+    """(first line, last line, bytes) of each shard, cut one line at a time."""
+    shards: list[tuple[int, int, bytes]] = []
+    first = last = 0
+    body = b""
+    count = 0
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    for number, part in enumerate(parts, start=1):
+        raw = part + b"\n"
+        if raw.isspace():
+            continue
+        if body and (count >= limits.max_requests or len(body) + len(raw) > limits.max_bytes):
+            shards.append((first, last, body))
+            body, count = b"", 0
+        if not body:
+            first = number
+        body, count, last = body + raw, count + 1, number
+    if body:
+        shards.append((first, last, body))
+    return shards
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_tiny_read_blocks_blank_lines_and_a_last_line_without_newline_cut_as_line_by_line(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines across reads, blank and indented lines anywhere: what a line-by-line cut gives."""
+    monkeypatch.setattr(split, "BLOCK", 61)
+    rng = random.Random(seed)
+    lines = []
+    for i in range(rng.randrange(20, 200)):
+        line = json.dumps(request(f"r{i}", "z" * rng.randrange(0, 150)))
+        lines.append(rng.choice(["", "  ", "\t"]) + line if rng.random() < 0.1 else line)
+        if rng.random() < 0.1:
+            lines.append(rng.choice(["", " ", "\r", " \t "]))
+    data = ("\n".join(lines) + rng.choice(["", "\n"])).encode()
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(data)
+    longest = max(len(x) for x in data.splitlines()) + 1
+    limits = ShardLimits(
+        max_requests=rng.randrange(1, 40), max_bytes=rng.randrange(longest, 12 * longest)
+    )
+
+    plan = split_jsonl(source, tmp_path / "s", limits, count_tokens=False)
+
+    expected = reference_shards(data, limits)
+    found = [
+        (spec.first_line, spec.last_line, (tmp_path / "s" / spec.name).read_bytes())
+        for spec in plan.shards
+    ]
+    assert found == expected
+    assert [spec.requests for spec in plan.shards] == [body.count(b"\n") for *_, body in expected]
