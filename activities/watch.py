@@ -143,6 +143,8 @@ async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_ever
     work = asyncio.create_task(watch.run())
     try:
         try:
+            # The first beat a beat interval in: a watch that ends sooner costs no call.
+            await asyncio.wait({work}, timeout=heartbeat_every)
             while not work.done():
                 await _heartbeat(handle, watch)
                 await asyncio.wait({work}, timeout=heartbeat_every)
