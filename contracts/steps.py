@@ -121,6 +121,13 @@ class WatchBatchRequest(_Step):
         default=None,
         description="Return when gateway reads have failed (retryably) for this long; None: never.",
     )
+    report_changes_after_seconds: float | None = Field(
+        default=None,
+        description="Report a new non-terminal status or a step of progress only once the "
+        "watch has run this long (a terminal status, the return time and a failing gateway at "
+        "once), so a batch that passes through its statuses within it costs one watch; "
+        "None: at once.",
+    )
 
 
 class BatchWatch(_Step):

@@ -322,12 +322,12 @@ class ScriptedBatch:
         now = info.current_attempt_scheduled_time
         batch = self.snapshot(self.status_at(now), now)
         step = request.report_every
-        if (
-            batch.status != known.status
-            or batch.status.is_terminal
-            or (step is not None and batch.finished - known.finished >= step)
-            or now >= request.return_by
-        ):
+        settle = request.report_changes_after_seconds
+        news = batch.status != known.status or (
+            step is not None and batch.finished - known.finished >= step
+        )
+        settled = settle is None or (now - info.scheduled_time).total_seconds() >= settle
+        if batch.status.is_terminal or now >= request.return_by or (news and settled):
             return BatchWatch(batch=batch, polls=info.attempt)
         raise ApplicationError(
             f"fake clock: still {batch.status}",
