@@ -29,6 +29,8 @@ ACTIVITY_COLLECT_RESULTS = "collect_results"
 ACTIVITY_CANCEL_BATCH = "cancel_batch"
 ACTIVITY_AWAIT_FILE_PROCESSED = "await_file_processed"
 ACTIVITY_ATTACH_BATCH = "attach_batch"
+ACTIVITY_VALIDATE_AND_UPLOAD = "validate_and_upload"
+"""validate_input then upload_input as one step (patch validate-and-upload-v1)."""
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -65,6 +67,7 @@ FAILURE_INVALID_JOB = "InvalidJob"
 PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
 PATCH_UPLOAD_READY = "upload-ready-v1"
+PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

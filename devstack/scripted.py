@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 from contracts.job import BatchCounts, JobProgress, RequestTally, TokenTotals
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_FILE_NOT_PROCESSED,
@@ -51,6 +52,8 @@ from contracts.steps import (
     InputSummary,
     UploadedInput,
     UploadInputRequest,
+    ValidateAndUploadRequest,
+    ValidatedUpload,
     ValidateInputRequest,
     WatchBatchRequest,
 )
@@ -106,6 +109,9 @@ class ScriptedBatch:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     # Watches in in_progress that report a gateway failing (while the job lets them).
     gateway_errors: int = 0
+    # Hold a new status until the watch has run its settle time, as the real watch does.
+    # Off by default: the test server's clock moves only while a test awaits a result.
+    settles: bool = False
     calls: list[tuple[str, Any]] = field(default_factory=list)
     polls: int = 0
     cancel_requested: bool = False
@@ -185,6 +191,20 @@ class ScriptedBatch:
                 adopted=script.upload_adopted,
                 ready=script.file_pending_polls == 0 and script.file_error is None,
             )
+
+        @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
+        async def validate_and_upload(request: ValidateAndUploadRequest) -> ValidatedUpload:
+            # Recorded as its two parts, as the tests of either step read them.
+            summary = await validate_input(request.validation)
+            uploaded = await upload_input(
+                UploadInputRequest(
+                    input_path=request.validation.input_path,
+                    job_key=request.job_key,
+                    sha256=summary.sha256,
+                    bytes=summary.bytes,
+                )
+            )
+            return ValidatedUpload(summary=summary, uploaded=uploaded)
 
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
@@ -297,6 +317,7 @@ class ScriptedBatch:
             watch_batch,
             collect_results,
             cancel_batch,
+            validate_and_upload,
         ]
 
     async def watch(self, request: WatchBatchRequest) -> BatchWatch:
@@ -322,7 +343,7 @@ class ScriptedBatch:
         now = info.current_attempt_scheduled_time
         batch = self.snapshot(self.status_at(now), now)
         step = request.report_every
-        settle = request.report_changes_after_seconds
+        settle = request.report_changes_after_seconds if self.settles else None
         news = batch.status != known.status or (
             step is not None and batch.finished - known.finished >= step
         )

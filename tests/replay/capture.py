@@ -202,6 +202,7 @@ async def main() -> None:
             env,
         )
         await capture_watch_scenarios(env, cancelled, fan_out)
+        await capture_lean_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -284,6 +285,27 @@ async def capture_watch_scenarios(
         env,
     )
     await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
+
+
+async def capture_lean_scenarios(env: WorkflowEnvironment) -> None:
+    """Fewer hops a job: validate-and-upload-v1, and a watch that settles before it reports."""
+    await capture("validate_and_upload", ScriptedBatch(), lambda c, q: _run(c, q, job()), env)
+    await capture(
+        "validate_and_upload_file_pending",
+        ScriptedBatch(file_pending_polls=3),
+        lambda c, q: _run(c, q, job()),
+        env,
+    )
+    # The batch is in_progress by the watch's first read and finalizing by its second:
+    # one watch reports finalizing, instead of one watch per status.
+    await capture(
+        "watch_settles_before_reporting",
+        ScriptedBatch(
+            path=[("validating", 0), ("in_progress", 1), ("finalizing", 1)], settles=True
+        ),
+        lambda c, q: _run(c, q, job()),
+        env,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_there_are_histories_to_replay():
         "watch_cancel_without_route",
     } <= names
     assert {"upload_ready"} <= names
+    assert {"validate_and_upload", "watch_settles_before_reporting"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
