@@ -204,10 +204,16 @@ class BatchJobWorkflow(Watching):
             )
         self._input_file_id = uploaded.file_id
         # Azure may report a new upload pending, and refuses a batch on it until processed;
-        # when the upload's own answer says processed, there is nothing to wait for.
-        if workflow.patched(PATCH_FILE_PROCESSED) and not (
-            uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
-        ):
+        # when the upload's own answer says processed, there is nothing to wait for. A job
+        # that validated and uploaded in one step runs code with both patches: it records
+        # neither (each patch costs a marker and a search attribute update).
+        if self._uploaded is not None:
+            waits = not uploaded.ready
+        else:
+            waits = workflow.patched(PATCH_FILE_PROCESSED) and not (
+                uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
+            )
+        if waits:
             await self._step(
                 BatchActivities.await_file_processed,
                 AwaitFileRequest(
