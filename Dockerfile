@@ -26,6 +26,10 @@ RUN pip install --no-cache-dir --requirement requirements.txt
 # Source, owned by root and read-only for the app user (.dockerignore keeps out
 # virtualenvs, local state, tests and secrets).
 COPY . .
+# Bytecode for our own modules: PYTHONDONTWRITEBYTECODE keeps Python from writing it at
+# run time, and without it the workflow sandbox compiles the workflow's modules from
+# source for every job it starts (docs/benchmarks.md, "bytecode").
+RUN python -m compileall -q .
 
 # The emulator's state (a named volume in docker-compose.yml). A named volume
 # mounted here starts with this directory's owner, so the app user can write to it.

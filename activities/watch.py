@@ -5,7 +5,10 @@ heartbeats what it saw, so the Web UI shows attempt 1, no failure, and live
 counts in the heartbeat details. It returns only when the workflow has
 something to act on, which is what bounds the job's history: a status
 change, a step of progress, the phase's deadline or a refresh time, or a
-gateway that has kept failing for a while. A gateway that fails retryably is
+gateway that has kept failing for a while. A status change or progress
+waits until the watch has run a settle time (the request says how long), so
+a batch that passes through validating, in_progress and finalizing within it
+ends one watch, not three; a terminal status is reported at once. A gateway that fails retryably is
 read again inside the loop; one that refuses for good (a revoked key) fails
 the attempt with the gateway's message. A worker shutting down (a deploy)
 hands the watch over by returning what it last saw, rather than failing.
@@ -57,6 +60,7 @@ class Watch:
         self.last = BatchWatch(batch=request.batch)
         self._failing_since: datetime | None = None
         self._failures = 0
+        self._started = now()
 
     def details(self) -> BatchWatch:
         """What the heartbeat carries: the last batch seen and any gateway error since."""
@@ -93,12 +97,16 @@ class Watch:
 
     def _worth_reporting(self, batch: BatchSnapshot) -> bool:
         known = self.request.batch
-        if batch.status != known.status or batch.status.is_terminal:
+        now = self._now()
+        if batch.status.is_terminal or now >= self.request.return_by:
             return True
         step = self.request.report_every
-        if step is not None and batch.finished - known.finished >= step:
-            return True
-        return self._now() >= self.request.return_by
+        news = batch.status != known.status or (
+            step is not None and batch.finished - known.finished >= step
+        )
+        # Meanwhile the heartbeat shows what was read: the Web UI and the starter see it live.
+        settle = self.request.report_changes_after_seconds
+        return news and (settle is None or (now - self._started).total_seconds() >= settle)
 
     def _failed_long_enough(self, exc: GatewayError, polls: int) -> bool:
         """Record a retryable failure; True when the workflow should hear of it now.
@@ -143,6 +151,8 @@ async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_ever
     work = asyncio.create_task(watch.run())
     try:
         try:
+            # The first beat a beat interval in: a watch that ends sooner costs no call.
+            await asyncio.wait({work}, timeout=heartbeat_every)
             while not work.done():
                 await _heartbeat(handle, watch)
                 await asyncio.wait({work}, timeout=heartbeat_every)

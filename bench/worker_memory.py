@@ -44,8 +44,7 @@ from devstack.worker import WorkerProcess
 
 SAMPLE_SECONDS = 0.02
 STEPS = (
-    names.ACTIVITY_VALIDATE_INPUT,
-    names.ACTIVITY_UPLOAD_INPUT,
+    names.ACTIVITY_VALIDATE_AND_UPLOAD,
     names.ACTIVITY_CREATE_BATCH,
     names.ACTIVITY_AWAIT_STATUS_CHANGE,
     names.ACTIVITY_COLLECT_RESULTS,
@@ -275,10 +274,11 @@ async def run(opts: argparse.Namespace) -> bool:
     idle_samples = [x.rss for x in sampler.samples if x.at <= idle_end]
     idle = statistics.median(idle_samples)
     windows = activity_windows(history)
-    upload, collect = windows["upload_input"], windows["collect_results"]
+    # Jobs validate and upload in one step (validate-and-upload-v1).
+    upload = windows[names.ACTIVITY_VALIDATE_AND_UPLOAD]
+    collect = windows["collect_results"]
     rows: list[tuple[str, Window | None]] = [
-        ("validate_input", windows.get("validate_input")),
-        ("upload_input", upload),
+        ("validate_and_upload", upload),
         ("  upload transfer", emu_sampler.transfer(upload, size)),
         ("create_batch", windows.get("create_batch")),
         ("wait (polls)", Window(windows["create_batch"].end, collect.start)),
@@ -319,9 +319,9 @@ async def run(opts: argparse.Namespace) -> bool:
     print(f"{'baseline: plain copy':<32} {copy_rate:8.1f} MB/s ({copy_s:.2f} s)")
     # Transfers are timed from 1% to 99% of their bytes: 98% of them in that window.
     throughput = [
-        ("upload transfer", size * 0.98, rows[2][1]),
-        ("upload_input (re-hash + upload)", size, upload),
-        ("download transfer", output_size * 0.98, rows[6][1]),
+        ("upload transfer", size * 0.98, rows[1][1]),
+        ("validate_and_upload (+ re-hash)", size, upload),
+        ("download transfer", output_size * 0.98, rows[5][1]),
         ("collect_results (ids+dl+join)", output_size, collect),
     ]
     for label, nbytes, window in throughput:
@@ -335,7 +335,7 @@ async def run(opts: argparse.Namespace) -> bool:
         )
 
     limit = opts.max_growth_mb * MB
-    up, down = growth.get("upload_input", -1.0), growth.get("collect_results", -1.0)
+    up, down = growth.get("validate_and_upload", -1.0), growth.get("collect_results", -1.0)
     checks = [
         (
             f"upload: peak RSS over idle {up / MB:.1f} MB < {opts.max_growth_mb} MB",

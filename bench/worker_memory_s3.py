@@ -51,7 +51,8 @@ from devstack.worker import WorkerProcess
 from storage.objects import PART_BYTES, PARTS_IN_FLIGHT
 
 BUCKET = "bench"
-STEPS = ("validate_input", "upload_input", "collect_results")
+# Jobs validate and upload in one step (validate-and-upload-v1).
+STEPS = ("validate_and_upload", "collect_results")
 
 
 async def streamed_copy(store: S3Store, source: str, target: str) -> float:
@@ -173,8 +174,7 @@ async def run(opts: argparse.Namespace) -> bool:
     # What each step moves through the worker: reads of the input from S3, the
     # emulator upload, the download and the results published to S3.
     moved = {
-        "validate_input": size,
-        "upload_input": 2 * size,
+        "validate_and_upload": 3 * size,
         "collect_results": size + 2 * output_size,
     }
     print(

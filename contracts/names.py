@@ -30,6 +30,8 @@ ACTIVITY_CANCEL_BATCH = "cancel_batch"
 ACTIVITY_AWAIT_FILE_PROCESSED = "await_file_processed"
 ACTIVITY_ATTACH_BATCH = "attach_batch"
 ACTIVITY_CLEAN_UP = "clean_up"
+ACTIVITY_VALIDATE_AND_UPLOAD = "validate_and_upload"
+"""validate_input then upload_input as one step (patch validate-and-upload-v1)."""
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -72,6 +74,7 @@ PATCH_UPLOAD_READY = "upload-ready-v1"
 PATCH_CANCEL_DURING_ATTACH = "cancel-during-attach-v1"
 PATCH_CLEAN_UP = "clean-up-v1"
 """A job's last step removes its input index and deletes its files at the gateway."""
+PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

@@ -52,6 +52,24 @@ class UploadedInput(_Step):
     )
 
 
+class ValidateAndUploadRequest(_Step):
+    """Validate the input, then upload it: the two steps that always run back to back, as one."""
+
+    validation: ValidateInputRequest
+    job_key: str
+
+
+class ValidatedUpload(_Step):
+    """What a validate-and-upload step found and uploaded; partial while it runs (its heartbeat).
+
+    A retry of the step goes on from its last heartbeat: validated, it does not
+    validate again; uploaded, it adopts that file by id without listing files.
+    """
+
+    summary: InputSummary | None = None
+    uploaded: UploadedInput | None = None
+
+
 class CreateBatchRequest(_Step):
     input_file_id: str
     endpoint: str
@@ -120,6 +138,13 @@ class WatchBatchRequest(_Step):
     report_error_after_seconds: float | None = Field(
         default=None,
         description="Return when gateway reads have failed (retryably) for this long; None: never.",
+    )
+    report_changes_after_seconds: float | None = Field(
+        default=None,
+        description="Report a new non-terminal status or a step of progress only once the "
+        "watch has run this long (a terminal status, the return time and a failing gateway at "
+        "once), so a batch that passes through its statuses within it costs one watch; "
+        "None: at once.",
     )
 
 

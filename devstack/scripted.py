@@ -33,6 +33,7 @@ from contracts.job import BatchCounts, GatewayFiles, JobProgress, RequestTally, 
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
     ACTIVITY_CLEAN_UP,
+    ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
     FAILURE_FILE_NOT_PROCESSED,
@@ -54,6 +55,8 @@ from contracts.steps import (
     InputSummary,
     UploadedInput,
     UploadInputRequest,
+    ValidateAndUploadRequest,
+    ValidatedUpload,
     ValidateInputRequest,
     WatchBatchRequest,
 )
@@ -113,6 +116,9 @@ class ScriptedBatch:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     # Watches in in_progress that report a gateway failing (while the job lets them).
     gateway_errors: int = 0
+    # Hold a new status until the watch has run its settle time, as the real watch does.
+    # Off by default: the test server's clock moves only while a test awaits a result.
+    settles: bool = False
     calls: list[tuple[str, Any]] = field(default_factory=list)
     polls: int = 0
     cancel_requested: bool = False
@@ -194,6 +200,20 @@ class ScriptedBatch:
                 adopted=script.upload_adopted,
                 ready=script.file_pending_polls == 0 and script.file_error is None,
             )
+
+        @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
+        async def validate_and_upload(request: ValidateAndUploadRequest) -> ValidatedUpload:
+            # Recorded as its two parts, as the tests of either step read them.
+            summary = await validate_input(request.validation)
+            uploaded = await upload_input(
+                UploadInputRequest(
+                    input_path=request.validation.input_path,
+                    job_key=request.job_key,
+                    sha256=summary.sha256,
+                    bytes=summary.bytes,
+                )
+            )
+            return ValidatedUpload(summary=summary, uploaded=uploaded)
 
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
@@ -327,6 +347,7 @@ class ScriptedBatch:
             collect_results,
             cancel_batch,
             clean_up,
+            validate_and_upload,
         ]
 
     async def watch(self, request: WatchBatchRequest) -> BatchWatch:
@@ -352,12 +373,12 @@ class ScriptedBatch:
         now = info.current_attempt_scheduled_time
         batch = self.snapshot(self.status_at(now), now)
         step = request.report_every
-        if (
-            batch.status != known.status
-            or batch.status.is_terminal
-            or (step is not None and batch.finished - known.finished >= step)
-            or now >= request.return_by
-        ):
+        settle = request.report_changes_after_seconds if self.settles else None
+        news = batch.status != known.status or (
+            step is not None and batch.finished - known.finished >= step
+        )
+        settled = settle is None or (now - info.scheduled_time).total_seconds() >= settle
+        if batch.status.is_terminal or now >= request.return_by or (news and settled):
             return BatchWatch(batch=batch, polls=info.attempt)
         raise ApplicationError(
             f"fake clock: still {batch.status}",

@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_CLEAN_UP,
         PATCH_FILE_PROCESSED,
         PATCH_UPLOAD_READY,
+        PATCH_VALIDATE_AND_UPLOAD,
         QUERY_PROGRESS,
         SEARCH_ATTRIBUTE_BATCH_ID,
         SEARCH_ATTRIBUTE_BATCH_STATUS,
@@ -82,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         InputSummary,
         UploadedInput,
         UploadInputRequest,
+        ValidateAndUploadRequest,
         ValidateInputRequest,
     )
 
@@ -112,6 +114,8 @@ class BatchJobWorkflow(Watching):
 
     def __init__(self) -> None:
         self._input_file_id: str | None = None
+        # Set when validation uploaded the input in the same step.
+        self._uploaded: UploadedInput | None = None
         self._progress = JobProgress()
         self._last_status: BatchStatus | None = None
         self._last_seen: BatchSnapshot | None = None
@@ -169,41 +173,61 @@ class BatchJobWorkflow(Watching):
     # -- the phases, in the order they run ------------------------------------------------
 
     async def _validate(self) -> InputSummary:
+        """Validate the input; a job that uploads it does both in one step (one hop fewer)."""
         job = self._job
-        self._set_phase(JobPhase.VALIDATING_INPUT)
-        summary = await self._step(
-            BatchActivities.validate_input,
-            ValidateInputRequest(
-                input_path=job.input_path,
-                endpoint=job.endpoint,
-                limits=job.limits,
-                output_path=self._output_path,
-                errors_path=self._errors_path,
-            ),
-            step_options.VALIDATE,
+        request = ValidateInputRequest(
+            input_path=job.input_path,
+            endpoint=job.endpoint,
+            limits=job.limits,
+            output_path=self._output_path,
+            errors_path=self._errors_path,
         )
+        if job.batch_id is None and workflow.patched(PATCH_VALIDATE_AND_UPLOAD):
+            # Shown as uploading: validation reads a local copy and is the short part.
+            self._set_phase(JobPhase.UPLOADING, reason="validating the input, then uploading it")
+            done = await self._step(
+                BatchActivities.validate_and_upload,
+                ValidateAndUploadRequest(validation=request, job_key=self._job_key),
+                step_options.VALIDATE_AND_UPLOAD,
+            )
+            assert done.summary is not None and done.uploaded is not None
+            self._uploaded = done.uploaded
+            summary = done.summary
+        else:
+            self._set_phase(JobPhase.VALIDATING_INPUT)
+            summary = await self._step(
+                BatchActivities.validate_input, request, step_options.VALIDATE
+            )
         self._progress.requests = summary.requests
         return summary
 
     async def _upload(self, summary: InputSummary) -> UploadedInput:
         """Upload the input (adopting an earlier attempt's upload), then wait until processed."""
         self._set_phase(JobPhase.UPLOADING)
-        uploaded = await self._step(
-            BatchActivities.upload_input,
-            UploadInputRequest(
-                input_path=self._job.input_path,
-                job_key=self._job_key,
-                sha256=summary.sha256,
-                bytes=summary.bytes,
-            ),
-            step_options.UPLOAD,
-        )
+        uploaded = self._uploaded
+        if uploaded is None:
+            uploaded = await self._step(
+                BatchActivities.upload_input,
+                UploadInputRequest(
+                    input_path=self._job.input_path,
+                    job_key=self._job_key,
+                    sha256=summary.sha256,
+                    bytes=summary.bytes,
+                ),
+                step_options.UPLOAD,
+            )
         self._input_file_id = uploaded.file_id
         # Azure may report a new upload pending, and refuses a batch on it until processed;
-        # when the upload's own answer says processed, there is nothing to wait for.
-        if workflow.patched(PATCH_FILE_PROCESSED) and not (
-            uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
-        ):
+        # when the upload's own answer says processed, there is nothing to wait for. A job
+        # that validated and uploaded in one step runs code with both patches: it records
+        # neither (each patch costs a marker and a search attribute update).
+        if self._uploaded is not None:
+            waits = not uploaded.ready
+        else:
+            waits = workflow.patched(PATCH_FILE_PROCESSED) and not (
+                uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
+            )
+        if waits:
             await self._step(
                 BatchActivities.await_file_processed,
                 AwaitFileRequest(

@@ -51,6 +51,12 @@ UPLOAD = StepOptions(
     start_to_close=timedelta(hours=1),
     retry=GATEWAY_RETRY,
 )
+# Validation, then the upload, in one step: bounded as both together, retried as an upload
+# (bad input is non-retryable, so the gateway's backoff only meets what is worth retrying).
+VALIDATE_AND_UPLOAD = StepOptions(
+    start_to_close=VALIDATE.start_to_close + UPLOAD.start_to_close,
+    retry=GATEWAY_RETRY,
+)
 CREATE = StepOptions(
     start_to_close=timedelta(minutes=5),
     retry=GATEWAY_RETRY,

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
         CollectResultsRequest,
         CreateBatchRequest,
         UploadInputRequest,
+        ValidateAndUploadRequest,
         ValidateInputRequest,
         WatchBatchRequest,
     )
@@ -35,6 +36,9 @@ def size(n: int) -> str:
 
 def summary(request: object) -> str | None:
     """What this call does, in the words of the issue's examples (`upload in.jsonl (12 KB)`)."""
+    if isinstance(request, ValidateAndUploadRequest):
+        # The size is known only once validated: the heartbeat then shows it.
+        return f"validate and upload {PurePosixPath(request.validation.input_path).name}"
     if isinstance(request, ValidateInputRequest):
         return f"validate {PurePosixPath(request.input_path).name}"
     if isinstance(request, UploadInputRequest):

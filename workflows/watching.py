@@ -34,6 +34,10 @@ PROGRESS_STEP = 0.05
 MAX_PROGRESS_REPORTS = 20
 MAX_ERROR_REPORTS = 3
 ERROR_REPORT_AFTER = timedelta(minutes=5)
+# A watch reports a new non-terminal status (or progress) only once it has run
+# one poll interval, at most this long: a batch that moves on within its first
+# read costs one watch, not one per status. The heartbeat shows each read meanwhile.
+MAX_SETTLE = timedelta(minutes=1)
 
 
 class DeadlineExceeded(Exception):
@@ -108,6 +112,9 @@ class Watching:
                 report_error_after_seconds=(
                     ERROR_REPORT_AFTER.total_seconds() if report_errors else None
                 ),
+                report_changes_after_seconds=min(
+                    self._job.poll_interval, MAX_SETTLE
+                ).total_seconds(),
             ),
             step_options.WATCH,
         )

@@ -448,7 +448,6 @@ async def test_collect_results_writes_each_request_once_in_place(
         errors_path="results/deep/errors.jsonl",
         not_run_code="succeeded",
     )
-    job.runner.heartbeats.clear()
     collected = await job.runner.run(job.acts.collect_results, request)
 
     folder = job.storage.path("results/deep")
@@ -485,7 +484,6 @@ async def test_collect_results_writes_each_request_once_in_place(
         r["response"]["body"]["usage"]["total_tokens"] for r in results
     )
     assert collected.usage.total_tokens > 0
-    assert job.runner.heartbeats, "downloads heartbeat"
 
 
 async def test_collect_results_after_cancel_marks_what_never_ran(

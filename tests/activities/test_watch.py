@@ -8,6 +8,7 @@ workflow has something to act on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -62,10 +63,14 @@ async def test_a_busy_batch_is_watched_inside_one_attempt_until_its_status_moves
     batch = await job.submit(chat_file(4))
     assert batch.status == "validating"
     job.runner.heartbeats.clear()
+    # Beats every 0.2 s (a third of the timeout, at least 0.2 s), the first 0.2 s in.
+    job.runner.env.info = dataclasses.replace(
+        job.runner.env.info, heartbeat_timeout=timedelta(seconds=0.6)
+    )
 
     # Stuck: the watch comes back at its return time with the batch it read, not a failure.
     stuck = await job.runner.run(
-        job.acts.watch_batch, watch_request(batch, within=0.3, report_every=1)
+        job.acts.watch_batch, watch_request(batch, within=0.7, report_every=1)
     )
     assert (stuck.batch.id, stuck.batch.status) == (batch.id, "validating")
     assert stuck.polls > 1, "read again every poll interval inside the attempt"
@@ -248,3 +253,64 @@ async def test_a_detached_watch_whose_attempt_timed_out_stops_reading() -> None:
     await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(batch_with(10))))
     assert handle.outcome is None, "nothing left to settle"
     assert len(handle.beats) == 1
+
+
+class Clock:
+    """The watch's clock, moved on by each read (one poll interval a read)."""
+
+    def __init__(self, poll: float) -> None:
+        self.at = datetime(2026, 1, 1, tzinfo=UTC)
+        self.poll = timedelta(seconds=poll)
+        self.reads = 0
+
+    def now(self) -> datetime:
+        return self.at
+
+    def reading(self, *outcomes: BatchSnapshot) -> Callable[[str], Awaitable[BatchSnapshot]]:
+        read = scripted_reads(*outcomes)
+
+        async def timed(batch_id: str) -> BatchSnapshot:
+            if self.reads:
+                self.at += self.poll
+            self.reads += 1
+            return await read(batch_id)
+
+        return timed
+
+
+def settling_request(known: BatchSnapshot, clock: Clock, settle: float) -> WatchBatchRequest:
+    return watch_request(
+        known,
+        report_every=5,
+        report_changes_after_seconds=settle,
+        return_by=clock.at + timedelta(hours=1),
+    )
+
+
+async def test_a_batch_that_ends_within_the_settle_time_costs_one_watch() -> None:
+    clock = Clock(poll=1.0)
+    reads = clock.reading(
+        batch_with(0, "in_progress"), batch_with(100, "finalizing"), batch_with(100, "completed")
+    )
+    watch = Watch(settling_request(batch_with(0, "validating"), clock, 60), reads, now=clock.now)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert (watched.batch.status, watched.polls) == ("completed", 3)
+
+
+async def test_a_new_status_is_reported_once_the_watch_has_run_its_settle_time() -> None:
+    clock = Clock(poll=1.0)
+    reads = clock.reading(*[batch_with(0, "in_progress")] * 5, batch_with(100, "completed"))
+    watch = Watch(settling_request(batch_with(0, "validating"), clock, 2), reads, now=clock.now)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert (watched.batch.status, watched.polls) == ("in_progress", 3)
+
+
+async def test_while_a_change_settles_the_heartbeat_shows_it() -> None:
+    reads = scripted_reads(*[batch_with(40, "in_progress")] * 20, batch_with(100, "completed"))
+    request = watch_request(batch_with(0, "validating"), report_changes_after_seconds=60)
+    handle = FakeHandle()
+    await detached(handle, Watch(request, reads))
+    assert any(beat.batch.status == "in_progress" for beat in handle.beats)
+    assert handle.outcome is not None and handle.outcome[0] == "completed"
+    result = handle.outcome[1]
+    assert isinstance(result, BatchWatch) and result.batch.status == "completed"

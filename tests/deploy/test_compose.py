@@ -893,6 +893,19 @@ def test_dockerfile_runs_as_non_root_and_starts_the_worker() -> None:
     assert copies[0].split()[0] == "requirements.txt"
 
 
+def test_dockerfile_compiles_the_sources_it_copies() -> None:
+    """PYTHONDONTWRITEBYTECODE stops run-time caching: without bytecode in the image,
+    the workflow sandbox compiles the workflow's modules for every job it starts."""
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    copied = max(i for i, (k, rest) in enumerate(instructions) if k == "COPY" and rest == ". .")
+    compiled = [
+        i for i, (k, rest) in enumerate(instructions) if k == "RUN" and "compileall" in rest
+    ]
+    assert compiled and compiled[-1] > copied, "compile after the sources are copied"
+    assert keywords.index("USER") > compiled[-1]
+
+
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     patterns = {
         line.strip()

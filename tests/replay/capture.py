@@ -205,6 +205,7 @@ async def main() -> None:
         await capture_watch_scenarios(env, cancelled, fan_out)
         await capture_create_and_attach_scenarios(env)
         await capture_clean_up_scenarios(env)
+        await capture_lean_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -378,6 +379,27 @@ async def capture_clean_up_scenarios(env: WorkflowEnvironment) -> None:
             clean_up_failure=ApplicationError("delete file: gateway answered 503", type="X")
         ),
         simple(job()),
+        env,
+    )
+
+
+async def capture_lean_scenarios(env: WorkflowEnvironment) -> None:
+    """Fewer hops a job: validate-and-upload-v1, and a watch that settles before it reports."""
+    await capture("validate_and_upload", ScriptedBatch(), lambda c, q: _run(c, q, job()), env)
+    await capture(
+        "validate_and_upload_file_pending",
+        ScriptedBatch(file_pending_polls=3),
+        lambda c, q: _run(c, q, job()),
+        env,
+    )
+    # The batch is in_progress by the watch's first read and finalizing by its second:
+    # one watch reports finalizing, instead of one watch per status.
+    await capture(
+        "watch_settles_before_reporting",
+        ScriptedBatch(
+            path=[("validating", 0), ("in_progress", 1), ("finalizing", 1)], settles=True
+        ),
+        lambda c, q: _run(c, q, job()),
         env,
     )
 

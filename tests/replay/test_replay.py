@@ -47,6 +47,7 @@ def test_there_are_histories_to_replay():
         "clean_up_cancelled_during_create",
         "clean_up_failing",
     } <= names
+    assert {"validate_and_upload", "watch_settles_before_reporting"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

@@ -26,7 +26,11 @@ from temporalio.worker import Worker
 
 from activities.sharding import ShardingActivities
 from contracts.job import BatchCounts, RequestTally, TokenTotals
-from contracts.names import ACTIVITY_WATCH_BATCH, FAILURE_BATCH_NOT_CHANGED
+from contracts.names import (
+    ACTIVITY_VALIDATE_AND_UPLOAD,
+    ACTIVITY_WATCH_BATCH,
+    FAILURE_BATCH_NOT_CHANGED,
+)
 from contracts.sharding import ShardedJobInput, ShardedJobResult
 from contracts.steps import (
     AwaitChangeRequest,
@@ -39,6 +43,8 @@ from contracts.steps import (
     InputSummary,
     UploadedInput,
     UploadInputRequest,
+    ValidateAndUploadRequest,
+    ValidatedUpload,
     ValidateInputRequest,
     WatchBatchRequest,
 )
@@ -123,6 +129,19 @@ class ShardGateway:
                 file_id=request.job_key, bytes=request.bytes, adopted=False, ready=True
             )
 
+        @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
+        async def validate_and_upload(request: ValidateAndUploadRequest) -> ValidatedUpload:
+            summary = await validate_input(request.validation)
+            uploaded = await upload_input(
+                UploadInputRequest(
+                    input_path=request.validation.input_path,
+                    job_key=request.job_key,
+                    sha256=summary.sha256,
+                    bytes=summary.bytes,
+                )
+            )
+            return ValidatedUpload(summary=summary, uploaded=uploaded)
+
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
             gateway.creates += 1
@@ -192,6 +211,7 @@ class ShardGateway:
             watch_batch,
             collect_results,
             cancel_batch,
+            validate_and_upload,
         ]
 
     def _collect(self, request: CollectResultsRequest) -> CollectedResults:

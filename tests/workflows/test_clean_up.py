@@ -18,7 +18,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus, PhaseDeadlines
-from contracts.names import ACTIVITY_COLLECT_RESULTS, ACTIVITY_WATCH_BATCH
+from contracts.names import (
+    ACTIVITY_COLLECT_RESULTS,
+    ACTIVITY_VALIDATE_AND_UPLOAD,
+    ACTIVITY_WATCH_BATCH,
+)
 from contracts.steps import (
     BatchWatch,
     CleanUpRequest,
@@ -178,12 +182,12 @@ async def test_a_clean_up_that_keeps_failing_never_fails_the_job(time_skipping_e
 async def test_a_job_whose_input_does_not_validate_has_nothing_to_clean(time_skipping_env):
     script = ScriptedBatch()
 
-    @activity.defn(name="validate_input")
-    async def validate_input(request: Any) -> Any:
+    @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
+    async def validate_and_upload(request: Any) -> Any:
         raise ApplicationError("in/batch.jsonl line 1: not JSON", non_retryable=True)
 
     with pytest.raises(WorkflowFailureError):
-        await run_on(time_skipping_env, script, job(), validate_input)
+        await run_on(time_skipping_env, script, job(), validate_and_upload)
     assert clean_ups(script) == [], "validation writes the index only once the input is valid"
 
 

@@ -82,7 +82,7 @@ async def test_a_healthy_wait_shows_no_failure_and_counts_that_advance(time_skip
         result = await handle.result()
     assert result.status is JobStatus.SUCCEEDED
     shown = await summaries(time_skipping_env, handle)
-    assert shown[:3] == ["validate batch.jsonl", "upload batch.jsonl (1000 B)", "create batch"]
+    assert shown[:2] == ["validate and upload batch.jsonl", "create batch"]
     assert "wait: in_progress, 0/5 finished" in shown
     assert "wait: in_progress, 2/5 finished" in shown, "counts advance between watches"
     assert shown[-2:] == [f"collect {REQUESTS} results", "clean up: delete 2 gateway files"]
