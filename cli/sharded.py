@@ -110,9 +110,14 @@ def needs_shards(args: argparse.Namespace, path: Path, single: InputLimits | Non
             if raw.strip():
                 requests += 1
                 size += len(raw)
-    asked = any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
+    asked = sharding_asked(args)
     most_requests = min(limits.max_requests, one.max_requests)
     return asked or requests > most_requests or size > min(limits.max_bytes, one.max_bytes)
+
+
+def sharding_asked(args: argparse.Namespace) -> bool:
+    """Whether a sharding flag was given: the job runs sharded whatever its size."""
+    return any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
 
 
 def sharded_input(args: argparse.Namespace, job: BatchJobInput) -> ShardedJobInput:
