@@ -47,6 +47,8 @@ def test_there_are_histories_to_replay():
         "clean_up_cancelled_during_create",
         "clean_up_failing",
     } <= names
+    # A sharded job with its shard files in an object store (patch shards-in-store-v1).
+    assert {"sharded_in_store"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
