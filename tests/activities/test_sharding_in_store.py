@@ -1,4 +1,4 @@
-"""The sharded job's file steps with every shard file in an object store (moto's S3 server).
+"""The sharded job's file steps with every shard file in an object store (moto's S3, Azurite).
 
 The worker's data directory stays empty: split, select_resubmissions and merge
 read and write the store only, as workers that share no disk must.
@@ -6,7 +6,6 @@ read and write the store only, as workers that share no disk must.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -28,23 +27,18 @@ from contracts.sharding import (
     shard_input,
     shard_results,
 )
-from devstack.storage_servers import MotoServer
 from storage import LocalStorage, ObjectStorage, Stores
 from tests.activities.helpers import ActivityRunner
-from tests.storage.conftest import moto  # noqa: F401  (session fixture)
+from tests.storage.conftest import Backend, azurite, backend, moto  # noqa: F401  (fixtures)
 
-_buckets = itertools.count()
 # custom_id -> None (succeeds) or (HTTP status, error code)
 Outcome = Callable[[str], tuple[int, str] | None]
 
 
 @pytest.fixture
-def bucket(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
-    name = f"shards-{next(_buckets)}"
-    moto.create_bucket(name)
-    for key, value in moto.env().items():
-        monkeypatch.setenv(key, value)
-    return f"s3://{name}"
+def bucket(backend: Backend) -> str:  # noqa: F811
+    """A fresh bucket in moto's S3 server, or container in Azurite."""
+    return f"{backend.scheme}://{backend.bucket}"
 
 
 @pytest.fixture
