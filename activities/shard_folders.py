@@ -5,10 +5,10 @@ in place (kernel copies, renames). In an object store, where workers share no
 disk, each activity stages what it needs in a worker-local temporary folder:
 the split writes its shards there and publishes each one (a single put or a
 multipart upload, atomic like a job's results); select_resubmissions and the
-merge download the round's files there first. Memory stays bounded (chunks
-and upload parts); the price is worker-local disk for the files staged (up to
-a round's inputs, results and errors at the merge) and one more copy of their
-bytes over the network.
+merge download the files they read there first (a merge of one round, no
+shard inputs). Memory stays bounded (chunks and upload parts); the price is
+worker-local disk for the files staged and one more copy of their bytes over
+the network.
 """
 
 from __future__ import annotations
@@ -83,13 +83,20 @@ class ShardFolder:
         await self.fetch(f"{folder}/{PLAN_NAME}")
         return read_plan(self.path(folder))
 
-    async def fetch_round(self, folder: str, state: RoundState, *, results: bool) -> SplitPlan:
-        """The round's plan, shard inputs and, of the shards that ran, errors (and results)."""
+    async def fetch_round(
+        self, folder: str, state: RoundState, *, results: bool, inputs: bool = True
+    ) -> SplitPlan:
+        """The round's plan and, of the shards that ran, errors (and results).
+
+        Inputs: of every shard, or (``inputs`` False) only of those that did not
+        run, whose requests become error lines.
+        """
         plan = await self.plan(folder)
         if self.scratch is None:
             return plan
         for index in range(state.shards):
-            await self.fetch(shard_input(folder, index))
+            if inputs or not ran(index, state):
+                await self.fetch(shard_input(folder, index))
             if ran(index, state):
                 await self.fetch(shard_errors(folder, index))
                 if results:

@@ -162,12 +162,15 @@ class ShardingActivities:
             heartbeating(),
             shard_folder(self.storage, request.work_dir) as folder,
         ):
+            # A merge of one round concatenates the shards' files: their inputs are
+            # read only to splice in a later round's, or to name what is wrong.
+            spliced = sum(1 for state in request.rounds if state.shards) > 1
             rounds = []
             for number, state in enumerate(request.rounds):
                 if not state.shards:
                     continue
                 location = round_dir(request.work_dir, number)
-                plan = await folder.fetch_round(location, state, results=True)
+                plan = await folder.fetch_round(location, state, results=True, inputs=spliced)
                 rounds.append(
                     await asyncio.to_thread(
                         _settled_round, folder, location, state, request.not_run_code, plan
@@ -185,9 +188,19 @@ class ShardingActivities:
             ):
                 started = time.monotonic()
                 try:
-                    tally = await asyncio.to_thread(
-                        merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
-                    )
+                    try:
+                        tally = await asyncio.to_thread(
+                            merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
+                        )
+                    except FileNotFoundError:
+                        if not folder.staged or spliced:
+                            raise
+                        # Counts that do not add up: the inputs name what is wrong.
+                        first = round_dir(request.work_dir, 0)
+                        await folder.fetch_round(first, request.rounds[0], results=True)
+                        tally = await asyncio.to_thread(
+                            merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
+                        )
                 except (MergeError, LineError) as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True

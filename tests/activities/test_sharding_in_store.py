@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.sharding import ShardingActivities
+from contracts.names import FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
     MergeShardsRequest,
     RemoveShardFilesRequest,
@@ -250,3 +252,32 @@ async def test_a_failed_and_an_unrun_shard_become_errors_without_writing_the_sto
     assert ids(await get(f"{bucket}/results.jsonl")) == [f"req-{n:03d}" for n in (0, 1, 2, 6, 7, 8)]
     assert (merged.requests, merged.succeeded, merged.failed) == (10, 6, 4)
     assert await names_under(folder) == before, "the not-run errors were written on the worker"
+
+
+async def test_a_shard_missing_a_request_fails_the_merge_naming_it(
+    sharding: ShardingActivities, bucket: str
+) -> None:
+    await put(f"{bucket}/in.jsonl", requests(6))
+    work = f"{bucket}/.shards/job-5"
+    folder = round_dir(work, 0)
+    await split(sharding, f"{bucket}/in.jsonl", folder, 3)
+    await run_children(folder, 2, lambda custom_id: None, skip=set())
+    lost = b"".join((await get(shard_results(folder, 1))).splitlines(keepends=True)[:-1])
+    await put(shard_results(folder, 1), lost)
+
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityRunner().run(
+            sharding.merge_shards,
+            MergeShardsRequest(
+                work_dir=work,
+                rounds=[RoundState(shards=2, requests=6, next_shard=2)],
+                output_path=f"{bucket}/results.jsonl",
+                errors_path=f"{bucket}/errors.jsonl",
+                not_run_code="batch_cancelled",
+            ),
+        )
+
+    assert failure.value.type == FAILURE_RESULT_INTEGRITY
+    assert "custom_id='req-005'" in failure.value.message
+    assert "is in neither" in failure.value.message
+    assert not await ObjectStorage().exists(f"{bucket}/results.jsonl")
