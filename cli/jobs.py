@@ -138,7 +138,7 @@ async def start_with_files(
     source = _local_source(args.file, files)
     # Larger than one batch, or asked for (an input in a store is not read here):
     # the sharded parent, one job over every shard.
-    sharded = needs_shards(args, source, job.limits) if source else sharding_asked(args)
+    sharded = needs_shards(args, source, job.limits) if source is not None else sharding_asked(args)
     if files.upload is not None:
         print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
