@@ -2,9 +2,10 @@
 
 Each activity wraps a streaming function of ``shards/`` and runs it in a
 thread, heartbeating, so a million-request input never stalls the worker's
-other jobs. Shard files live in a folder beside the job's results, on the
-data directory every worker shares; the job's input and its two final files
-may be anywhere the storage layer reaches (paths, file://, s3://, az://, gs://).
+other jobs. Shard files live in a folder beside the job's results: on the
+data directory (worked on in place), or in the object store that holds the
+results (staged on the worker's disk by activities/shard_folders.py), so
+split, children and merge may run on workers that share no disk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
+from activities.shard_folders import ShardFolder, ran, shard_folder
 from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
@@ -28,6 +30,7 @@ from contracts.sharding import (
     MergeShardsRequest,
     MergeSummary,
     ModelCostLine,
+    RemoveShardFilesRequest,
     ResubmissionSummary,
     RoundState,
     SelectResubmissionsRequest,
@@ -41,12 +44,12 @@ from contracts.sharding import (
 )
 from shards.cost import CostReport, ModelUsage, cost_of, load_prices, tally_usage
 from shards.files import ShardFiles
-from shards.limits import ShardLimits, limits_for
+from shards.limits import limits_for
 from shards.lines import LineError, custom_ids
 from shards.merge import MergeError, merge_rounds
 from shards.resubmit import select_resubmissions
-from shards.split import LineTooLarge, SplitPlan, read_plan, split_jsonl
-from storage import LocationError, Stores
+from shards.split import PLAN_NAME, LineTooLarge, SplitPlan, split_jsonl
+from storage import Stores
 
 SHARD_FAILED_CODE = "shard_failed"
 """Error code of the requests of a shard whose child workflow failed (permanent)."""
@@ -57,16 +60,6 @@ class ShardingActivities:
         self.storage = storage
         self.dialect = dialect
 
-    def _local(self, location: str) -> Path:
-        """Shard folders are on the shared data directory (object stores: not yet)."""
-        try:
-            return self.storage.local.path(location)
-        except LocationError as exc:
-            raise LocationError(
-                f"{location}: a sharded job keeps its shard files on the data directory; "
-                f"give results and errors locations there ({exc})"
-            ) from None
-
     @activity.defn
     async def split_input(self, request: SplitInputRequest) -> SplitSummary:
         async with temporal_failures():
@@ -75,16 +68,30 @@ class ShardingActivities:
                 max_requests=request.max_batch_requests,
                 max_bytes=request.max_batch_bytes,
             )
-            out_dir = self._local(request.round_dir)
-            async with heartbeating(), self.storage.reading(request.input_path) as path:
+            async with (
+                heartbeating(),
+                shard_folder(self.storage, request.round_dir) as folder,
+                self.storage.reading(request.input_path) as path,
+            ):
+                await folder.remove_stale_results(request.round_dir)
+                out_dir = folder.path(request.round_dir)
                 try:
                     plan = await asyncio.to_thread(
-                        _fresh_split, path, out_dir, request.input_path, limits, request
+                        split_jsonl,
+                        path,
+                        out_dir,
+                        limits,
+                        label=request.input_path,
+                        count_tokens=request.count_tokens,
                     )
                 except LineTooLarge as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_INVALID_INPUT, non_retryable=True
                     ) from None
+                # The plan last: a folder with shards.json holds every shard.
+                for spec in plan.shards:
+                    await folder.publish(out_dir / spec.name, f"{request.round_dir}/{spec.name}")
+                await folder.publish(out_dir / PLAN_NAME, f"{request.round_dir}/{PLAN_NAME}")
             if plan.requests == 0:
                 raise ApplicationError(
                     f"{request.input_path}: no requests to run",
@@ -109,8 +116,8 @@ class ShardingActivities:
     @activity.defn
     async def shard_tokens(self, request: ShardTokensRequest) -> list[int]:
         """The estimated input tokens of a window of shards, for admission within the quota."""
-        async with temporal_failures():
-            plan = await asyncio.to_thread(read_plan, self._local(request.round_dir))
+        async with temporal_failures(), shard_folder(self.storage, request.round_dir) as folder:
+            plan = await folder.plan(request.round_dir)
             window = plan.shards[request.start : request.start + request.count]
             return [spec.estimated_input_tokens for spec in window]
 
@@ -118,19 +125,23 @@ class ShardingActivities:
     async def select_resubmissions(
         self, request: SelectResubmissionsRequest
     ) -> ResubmissionSummary:
-        async with temporal_failures(), heartbeating():
-            folder = request.previous_round_dir
+        previous = request.previous_round_dir
+        async with (
+            temporal_failures(),
+            heartbeating(),
+            shard_folder(self.storage, previous) as folder,
+        ):
+            plan = await folder.fetch_round(previous, request.previous, results=False)
             files = await asyncio.to_thread(
-                self._settled_round, folder, request.previous, "batch_cancelled"
+                _settled_round, folder, previous, request.previous, "batch_cancelled", plan
             )
-            out = self._local(request.out_path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                chosen = await asyncio.to_thread(select_resubmissions, files, out)
-            except LineError as exc:
-                raise ApplicationError(
-                    str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
-                ) from None
+            async with self.storage.atomic_write(request.out_path) as out:
+                try:
+                    chosen = await asyncio.to_thread(select_resubmissions, files, out)
+                except LineError as exc:
+                    raise ApplicationError(
+                        str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
+                    ) from None
             activity.logger.info(
                 "%d requests to resubmit (%s); %d permanent failures kept",
                 chosen.requests,
@@ -146,17 +157,25 @@ class ShardingActivities:
     @activity.defn
     async def merge_shards(self, request: MergeShardsRequest) -> MergeSummary:
         """All rounds into the job's results and errors, each custom_id once; then the cost."""
-        async with temporal_failures(), heartbeating():
-            rounds = [
-                await asyncio.to_thread(
-                    self._settled_round,
-                    round_dir(request.work_dir, number),
-                    state,
-                    request.not_run_code,
+        async with (
+            temporal_failures(),
+            heartbeating(),
+            shard_folder(self.storage, request.work_dir) as folder,
+        ):
+            # A merge of one round concatenates the shards' files: their inputs are
+            # read only to splice in a later round's, or to name what is wrong.
+            spliced = sum(1 for state in request.rounds if state.shards) > 1
+            rounds = []
+            for number, state in enumerate(request.rounds):
+                if not state.shards:
+                    continue
+                location = round_dir(request.work_dir, number)
+                plan = await folder.fetch_round(location, state, results=True, inputs=spliced)
+                rounds.append(
+                    await asyncio.to_thread(
+                        _settled_round, folder, location, state, request.not_run_code, plan
+                    )
                 )
-                for number, state in enumerate(request.rounds)
-                if state.shards
-            ]
             prices = None
             if request.prices_path:
                 async with self.storage.reading(request.prices_path) as prices_file:
@@ -169,9 +188,19 @@ class ShardingActivities:
             ):
                 started = time.monotonic()
                 try:
-                    tally = await asyncio.to_thread(
-                        merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
-                    )
+                    try:
+                        tally = await asyncio.to_thread(
+                            merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
+                        )
+                    except FileNotFoundError:
+                        if not folder.staged or spliced:
+                            raise
+                        # Counts that do not add up: the inputs name what is wrong.
+                        first = round_dir(request.work_dir, 0)
+                        await folder.fetch_round(first, request.rounds[0], results=True)
+                        tally = await asyncio.to_thread(
+                            merge_rounds, rounds, results_tmp, errors_tmp, order=request.order
+                        )
                 except (MergeError, LineError) as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True
@@ -208,50 +237,54 @@ class ShardingActivities:
                 cost=job_cost(report),
             )
 
-    def _settled_round(self, folder: str, state: RoundState, not_run_code: str) -> list[ShardFiles]:
-        """The round's shard files; a shard whose child never wrote them gets an errors file.
-
-        Every request of a shard that failed or never ran is written as an error
-        line, so the merge still holds each custom_id exactly once.
-        """
-        plan = read_plan(self._local(folder))
-        files = []
-        for index in range(state.shards):
-            inputs = self._local(shard_input(folder, index))
-            results = self._local(shard_results(folder, index))
-            errors = self._local(shard_errors(folder, index))
-            if index in state.failed:
-                _write_not_run(inputs, results, errors, SHARD_FAILED_CODE, state.failed[index])
-            elif index >= state.next_shard or index in state.unrun or index in state.retry:
-                _write_not_run(
-                    inputs, results, errors, not_run_code, "not run: the job was cancelled first"
-                )
-            files.append(
-                ShardFiles(
-                    input_path=inputs,
-                    results_path=results,
-                    errors_path=errors,
-                    cancelled_by_deadline=index in state.deadline_cancelled,
-                    requests=plan.shards[index].requests,
-                )
-            )
-        return files
+    @activity.defn
+    async def remove_shard_files(self, request: RemoveShardFilesRequest) -> int:
+        """After the merge: the job's shard folder in an object store; how many files it held."""
+        async with temporal_failures():
+            removed = await self.storage.objects.delete_under(request.work_dir)
+            activity.logger.info("removed %d shard files under %s", removed, request.work_dir)
+            return removed
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.split_input, self.shard_tokens, self.select_resubmissions, self.merge_shards]
+        return [
+            self.split_input,
+            self.shard_tokens,
+            self.select_resubmissions,
+            self.merge_shards,
+            self.remove_shard_files,
+        ]
 
 
-def _fresh_split(
-    path: Path, out_dir: Path, label: str, limits: ShardLimits, request: SplitInputRequest
-) -> SplitPlan:
-    """Split, first removing results an earlier run under the same workflow id left here."""
-    if out_dir.is_dir():
-        for stale in (
-            *out_dir.glob("shard-*.results.jsonl"),
-            *out_dir.glob("shard-*.errors.jsonl"),
-        ):
-            stale.unlink()
-    return split_jsonl(path, out_dir, limits, label=label, count_tokens=request.count_tokens)
+def _settled_round(
+    folder: ShardFolder, location: str, state: RoundState, not_run_code: str, plan: SplitPlan
+) -> list[ShardFiles]:
+    """The round's shard files; a shard whose child never wrote them gets an errors file.
+
+    Every request of a shard that failed or never ran is written as an error
+    line, so the merge still holds each custom_id exactly once (in an object
+    store, on the worker's staged copy only: the store's folder is not touched).
+    """
+    files = []
+    for index in range(state.shards):
+        inputs = folder.path(shard_input(location, index))
+        results = folder.path(shard_results(location, index))
+        errors = folder.path(shard_errors(location, index))
+        if index in state.failed:
+            _write_not_run(inputs, results, errors, SHARD_FAILED_CODE, state.failed[index])
+        elif not ran(index, state):
+            _write_not_run(
+                inputs, results, errors, not_run_code, "not run: the job was cancelled first"
+            )
+        files.append(
+            ShardFiles(
+                input_path=inputs,
+                results_path=results,
+                errors_path=errors,
+                cancelled_by_deadline=index in state.deadline_cancelled,
+                requests=plan.shards[index].requests,
+            )
+        )
+    return files
 
 
 def _write_not_run(inputs: Path, results: Path, errors: Path, code: str, message: str) -> None:

@@ -34,7 +34,13 @@ from cli.job_input import build_input
 from cli.job_summary import input_facts, job_summary
 from cli.locations import JobFiles, is_uri, plan_job_files
 from cli.progress import live_progress, render_progress
-from cli.sharded import needs_shards, sharded_input, start_sharded, summarise_sharded
+from cli.sharded import (
+    needs_shards,
+    sharded_input,
+    sharding_asked,
+    start_sharded,
+    summarise_sharded,
+)
 from cli.transfers import bring_back, remove_job_copies, upload_input
 from contracts.job import BatchJobInput, BatchJobResult, JobStatus
 from contracts.names import (
@@ -130,17 +136,20 @@ async def start_with_files(
     files = plan_job_files(args.file, args.output, args.errors, job_folder(workflow_id))
     job = build_input(args, files)
     source = _local_source(args.file, files)
-    if source is not None and needs_shards(args, source, job.limits):
-        # Larger than one batch: the sharded parent, one job over every shard.
-        await warn_if_no_worker(client, sys.stderr)
-        return (
-            StartedJob(await start_sharded(client, sharded_input(args, job), args.id), True),
-            job,
-            files,
-        )
+    # Larger than one batch, or asked for (an input in a store is not read here):
+    # the sharded parent, one job over every shard.
+    sharded = needs_shards(args, source, job.limits) if source is not None else sharding_asked(args)
     if files.upload is not None:
         print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
+    if sharded:
+        await warn_if_no_worker(client, sys.stderr)
+        try:
+            handle = await start_sharded(client, sharded_input(args, job), args.id)
+        except BaseException:
+            await remove_job_copies(files)
+            raise
+        return StartedJob(handle, True), job, files
     try:
         started = await start_job(
             client, job, args.id, source, results, str(files.upload.local) if files.upload else None

@@ -110,9 +110,14 @@ def needs_shards(args: argparse.Namespace, path: Path, single: InputLimits | Non
             if raw.strip():
                 requests += 1
                 size += len(raw)
-    asked = any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
+    asked = sharding_asked(args)
     most_requests = min(limits.max_requests, one.max_requests)
     return asked or requests > most_requests or size > min(limits.max_bytes, one.max_bytes)
+
+
+def sharding_asked(args: argparse.Namespace) -> bool:
+    """Whether a sharding flag was given: the job runs sharded whatever its size."""
+    return any(getattr(args, flag, None) is not None for flag in SHARDING_FLAGS)
 
 
 def sharded_input(args: argparse.Namespace, job: BatchJobInput) -> ShardedJobInput:
@@ -168,10 +173,23 @@ def summarise_sharded(result: ShardedJobResult, link: str) -> str:
     lines += [
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
+        *_gateway_lines(result),
         f"took:     {result.finished_at - result.started_at}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
+
+
+def _gateway_lines(result: ShardedJobResult) -> list[str]:
+    """The shards' files deleted and left at the gateway, counted; a few left named."""
+    files = result.gateway_files
+    if files is None:
+        return []
+    lines = [f"gateway:  {files.deleted} file(s) deleted, {files.left} left"]
+    lines += [f"gateway:  {file_id} left: {why}" for file_id, why in files.left_examples.items()]
+    if files.left > len(files.left_examples):
+        lines.append(f"gateway:  ... and {files.left - len(files.left_examples)} more left")
+    return lines
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ PATCH_CANCEL_DURING_ATTACH = "cancel-during-attach-v1"
 PATCH_CLEAN_UP = "clean-up-v1"
 """A job's last step removes its input index and deletes its files at the gateway."""
 PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
+PATCH_SHARDS_IN_STORE = "shards-in-store-v1"
+"""A sharded job with results in an object store keeps its shard files there, not on the
+data directory, and removes them after the merge."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.
@@ -88,5 +91,6 @@ ACTIVITY_SPLIT_INPUT = "split_input"
 ACTIVITY_SHARD_TOKENS = "shard_tokens"
 ACTIVITY_SELECT_RESUBMISSIONS = "select_resubmissions"
 ACTIVITY_MERGE_SHARDS = "merge_shards"
+ACTIVITY_REMOVE_SHARD_FILES = "remove_shard_files"
 QUOTA_REFUSAL_CODE = "token_limit_exceeded"
 """The error code of a batch the gateway refused for its enqueued-token quota."""

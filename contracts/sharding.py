@@ -22,9 +22,19 @@ from contracts.job import (
 
 Order = Literal["input", "gateway"]
 
+LEFT_EXAMPLES = 5
+"""Files left at the gateway that a sharded job's result names; the rest are counted."""
+
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Decoding ignores fields this code does not know: a newer worker's, mid-deploy.
+
+    A parent's progress crosses continue-as-new and its result is read by
+    starters that may run older code than the worker that wrote them, as for
+    contracts.job; fields are only ever added, never removed or retyped.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class ShardingOptions(_Contract):
@@ -80,6 +90,17 @@ class RoundState(_Contract):
     )
 
 
+class ShardGatewayFiles(_Contract):
+    """What the shards' children did with their files at the gateway, in counts."""
+
+    deleted: int = Field(default=0, description="Files the children deleted.")
+    left: int = Field(default=0, description="Files the children left at the gateway.")
+    left_examples: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Up to {LEFT_EXAMPLES} of the files left, file id -> why.",
+    )
+
+
 class ShardedProgress(_Contract):
     """What the parent carries across continue-as-new, and answers the `shards` query with."""
 
@@ -96,6 +117,11 @@ class ShardedProgress(_Contract):
     cancelled: bool = False
     started_at: datetime | None = None
     runs: int = Field(default=1, description="Runs of the parent so far (continue-as-new).")
+    work_dir: str | None = Field(
+        default=None,
+        description="The shard folder the first run chose (None: a run from before it was kept).",
+    )
+    gateway_files: ShardGatewayFiles = Field(default_factory=ShardGatewayFiles)
 
 
 class ShardedJobInput(_Contract):
@@ -142,6 +168,9 @@ class ShardedJobResult(_Contract):
     failed_shards: int = 0
     usage: TokenTotals = Field(default_factory=TokenTotals)
     cost: JobCost | None = None
+    gateway_files: ShardGatewayFiles | None = Field(
+        default=None, description="The shards' files deleted at the gateway and left there."
+    )
     started_at: datetime
     finished_at: datetime
 
@@ -197,6 +226,10 @@ class MergeShardsRequest(_Contract):
     )
 
 
+class RemoveShardFilesRequest(_Contract):
+    work_dir: str = Field(description="The job's shard folder in an object store.")
+
+
 class MergeSummary(_Contract):
     requests: int
     succeeded: int
@@ -236,8 +269,18 @@ def resubmit_input(round_location: str) -> str:
 
 def work_dir_for(output_path: str, workflow_id: str) -> str:
     """The job's shard folder: beside its results file, or on the data directory when they
-    are in an object store (shard files are many and short-lived)."""
+    are in an object store (jobs started before shard files could live in a store)."""
     if "://" in output_path and not output_path.startswith("file://"):
         return expand_workflow_id(f".shards/{WORKFLOW_ID_PLACEHOLDER}", workflow_id)
     stem = output_path[: -len(".jsonl")] if output_path.endswith(".jsonl") else output_path
     return f"{stem}.shards"
+
+
+def store_work_dir(output_path: str, workflow_id: str) -> str | None:
+    """The shard folder in the object store of the results: ``<folder>/.shards/<workflow id>``.
+
+    None for results on the data directory (their folder is work_dir_for's).
+    """
+    if "://" not in output_path or output_path.startswith("file://"):
+        return None
+    return f"{output_path.rsplit('/', 1)[0]}/.shards/{workflow_id}"

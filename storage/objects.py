@@ -199,16 +199,48 @@ class ObjectStorage:
             local = Path(scratch) / "object"
             local.touch()
             yield local
-            try:
-                await obstore.put_async(
-                    store,
-                    key,
-                    _file_chunks(local),
-                    chunk_size=PART_BYTES,
-                    max_concurrency=PARTS_IN_FLIGHT,
-                )
-            except Exception as exc:
-                _raise_for(exc, location)
+            await self._put(store, key, local, location)
+
+    async def put_file(self, location: str, path: Path) -> None:
+        """A finished local file published at location, atomically (see atomic_write)."""
+        store, key = self._open(location)
+        await self._put(store, key, path, location)
+
+    async def _put(self, store: ObjectStore, key: str, path: Path, location: str) -> None:
+        try:
+            await obstore.put_async(
+                store,
+                key,
+                _file_chunks(path),
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
+        except Exception as exc:
+            _raise_for(exc, location)
+
+    async def locations_under(self, folder: str) -> list[str]:
+        """The location of every object whose key starts with ``folder/``."""
+        scheme, bucket, _ = self.split(folder)
+        store, key = self._open(folder)
+        found: list[str] = []
+        try:
+            async for chunk in obstore.list(store, prefix=key + "/", chunk_size=1000):
+                found.extend(f"{scheme}://{bucket}/{meta['path']}" for meta in chunk)
+        except Exception as exc:
+            _raise_for(exc, folder)
+        return found
+
+    async def delete_under(self, folder: str) -> int:
+        """Remove every object whose key starts with ``folder/``; how many there were."""
+        locations = await self.locations_under(folder)
+        store, _ = self._open(folder)
+        keys = [self.split(location)[2] for location in locations]
+        try:
+            for start in range(0, len(keys), 1000):
+                await obstore.delete_async(store, keys[start : start + 1000])
+        except Exception as exc:
+            _raise_for(exc, folder)
+        return len(keys)
 
     async def delete(self, location: str) -> None:
         store, key = self._open(location)

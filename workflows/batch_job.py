@@ -122,6 +122,8 @@ class BatchJobWorkflow(Watching):
         self._watching = False
         self._validated: InputSummary | None = None
         self._cleaned_up = False
+        self._refused = False
+        """The last create was refused for quota: no batch uses the upload."""
         super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -327,10 +329,12 @@ class BatchJobWorkflow(Watching):
         wait: timedelta | None = None
         refusals = 0
         while True:
+            self._refused = False
             try:
                 return await self._step(BatchActivities.create_batch, request, step_options.CREATE)
             except ActivityError as exc:
                 refused = _quota_refused(exc)
+                self._refused = refused is not None
                 if refused is None or retry is None:
                     raise
                 message, retry_after = refused
@@ -463,6 +467,7 @@ class BatchJobWorkflow(Watching):
             uploaded=self._input_file_id if self._job.batch_id is None else None,
             attached=self._job.batch_id is not None,
             keep=self._job.keep_gateway_files,
+            refused=self._refused and batch is None,
         )
         if collected and not delete:
             return GatewayFiles(left=left) if left else None

@@ -21,7 +21,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -40,13 +40,16 @@ with workflow.unsafe.imports_passed_through():
         TokenTotals,
     )
     from contracts.names import (
+        PATCH_SHARDS_IN_STORE,
         QUERY_PROGRESS,
         QUERY_SHARDS,
         SHARDED_JOB_WORKFLOW_NAME,
     )
     from contracts.sharding import (
+        LEFT_EXAMPLES,
         MergeShardsRequest,
         MergeSummary,
+        RemoveShardFilesRequest,
         RoundState,
         SelectResubmissionsRequest,
         ShardedJobInput,
@@ -59,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         shard_errors,
         shard_input,
         shard_results,
+        store_work_dir,
         work_dir_for,
     )
     from shards.limits import DIALECT_LIMITS
@@ -112,10 +116,13 @@ class ShardedBatchJobWorkflow:
         self._request = request
         info = workflow.info()
         output, errors = request.job.output_paths_for(info.workflow_id)
-        self._work_dir = work_dir_for(output, info.workflow_id)
         self._state = request.carried or ShardedProgress(
             started_at=workflow.now(), usage=TokenTotals(by_model={})
         )
+        self._work_dir = self._state.work_dir or self._choose_work_dir(
+            output, info.workflow_id, fresh=request.carried is None
+        )
+        self._state.work_dir = self._work_dir
         options = request.sharding
         self._admission = Admission(
             max_concurrent=options.max_concurrent_batches,
@@ -134,7 +141,19 @@ class ShardedBatchJobWorkflow:
             if not self._state.rounds:
                 raise  # cancelled before the input was split: nothing to keep
         merged = await self._merge(output, errors)
+        await self._remove_shard_files()
         return self._result(merged, output, errors)
+
+    def _choose_work_dir(self, output: str, workflow_id: str, *, fresh: bool) -> str:
+        """Beside the results, in their object store if they are in one (fixed for the job).
+
+        A job that started before shard files could live in a store (no marker
+        in its history, or carried over without a folder) keeps the data directory.
+        """
+        in_store = store_work_dir(output, workflow_id)
+        if in_store is not None and fresh and workflow.patched(PATCH_SHARDS_IN_STORE):
+            return in_store
+        return work_dir_for(output, workflow_id)
 
     # -- rounds: the input's shards, then follow-ups of transient failures -----------------
 
@@ -334,6 +353,13 @@ class ShardedBatchJobWorkflow:
         s.usage.by_model = _add_by_model(s.usage.by_model, result.usage.by_model)
         if result.status is JobStatus.DEADLINE_EXCEEDED:
             state.deadline_cancelled.append(index)
+        if result.gateway_files is not None:
+            files = s.gateway_files
+            files.deleted += len(result.gateway_files.deleted)
+            files.left += len(result.gateway_files.left)
+            for file_id, why in result.gateway_files.left.items():
+                if len(files.left_examples) < LEFT_EXAMPLES:
+                    files.left_examples[file_id] = why
         self._admission.succeeded()
 
     def _quota_refused(self, state: RoundState, index: int) -> None:
@@ -395,6 +421,29 @@ class ShardedBatchJobWorkflow:
             retry_policy=step_options.LOCAL_RETRY,
         )
 
+    async def _remove_shard_files(self) -> None:
+        """Shard files in an object store cost money and nobody reads them after the merge.
+
+        Best effort: a removal that fails is logged, and the job's results stand.
+        """
+        if "://" not in self._work_dir or self._work_dir.startswith("file://"):
+            return  # on the data directory: kept for inspection (the result names it)
+        try:
+            await workflow.execute_activity_method(
+                ShardingActivities.remove_shard_files,
+                RemoveShardFilesRequest(work_dir=self._work_dir),
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=step_options.CLEAN_UP.retry,
+                summary="remove shard files",
+            )
+        except (ActivityError, asyncio.CancelledError) as exc:
+            # A cancel this late changes nothing: the results are published.
+            workflow.logger.warning(
+                "shard files under %s were not removed: %s",
+                self._work_dir,
+                innermost_message(exc) or "cancelled",
+            )
+
     def _result(self, merged: MergeSummary, output: str, errors: str) -> ShardedJobResult:
         s = self._state
         if s.cancelled:
@@ -435,6 +484,9 @@ class ShardedBatchJobWorkflow:
             failed_shards=failed_shards,
             usage=merged.usage,
             cost=merged.cost,
+            gateway_files=(
+                s.gateway_files if s.gateway_files.deleted or s.gateway_files.left else None
+            ),
             started_at=s.started_at or workflow.now(),
             finished_at=workflow.now(),
         )

@@ -175,4 +175,5 @@ async def test_a_create_refused_for_quota_says_so_and_a_later_create_is_not_the_
 
     emu.set_knobs(enqueued_token_limit=None)
     made = await runner.run(acts.create_batch, _request(file_id, job_key, fresh=False))
-    assert made.status == "validating" and not made.adopted
+    # A new batch, not the refused one (failed): how far it got by the answer is the load's.
+    assert made.status in ("validating", "in_progress") and not made.adopted

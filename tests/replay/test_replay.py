@@ -48,6 +48,8 @@ def test_there_are_histories_to_replay():
         "clean_up_failing",
     } <= names
     assert {"validate_and_upload", "watch_settles_before_reporting"} <= names
+    # A sharded job with its shard files in an object store (patch shards-in-store-v1).
+    assert {"sharded_in_store"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

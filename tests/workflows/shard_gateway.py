@@ -9,6 +9,7 @@ the shard's results and errors files the way the real activity does.
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.sharding import ShardingActivities
-from contracts.job import BatchCounts, RequestTally, TokenTotals
+from contracts.job import BatchCounts, GatewayFiles, RequestTally, TokenTotals
 from contracts.names import (
     ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
@@ -37,6 +38,7 @@ from contracts.steps import (
     BatchSnapshot,
     BatchWatch,
     CancelBatchRequest,
+    CleanUpRequest,
     CollectedResults,
     CollectResultsRequest,
     CreateBatchRequest,
@@ -48,7 +50,7 @@ from contracts.steps import (
     ValidateInputRequest,
     WatchBatchRequest,
 )
-from storage import LocalStorage, Stores
+from storage import LocalStorage, ObjectStorage, Stores
 
 # (custom_id, times sent before) -> None for a success, else (status code, error code).
 Rule = Callable[[str, int], tuple[int, str] | None]
@@ -93,6 +95,8 @@ class ShardGateway:
     running: int = 0
     most_running: int = 0
     creates: int = 0
+    deleted: list[str] = field(default_factory=list)
+    """File ids the children's clean-up deleted."""
 
     def _path(self, location: str) -> Path:
         return self.root / location
@@ -113,7 +117,7 @@ class ShardGateway:
 
         @activity.defn(name="validate_input")
         async def validate_input(request: ValidateInputRequest) -> InputSummary:
-            data = gateway._path(request.input_path).read_bytes()
+            data = await gateway._read(request.input_path)
             return InputSummary(
                 requests=data.count(b"\n"), bytes=len(data), model=MODEL, sha256="0" * 64
             )
@@ -191,7 +195,14 @@ class ShardGateway:
 
         @activity.defn(name="collect_results")
         async def collect_results(request: CollectResultsRequest) -> CollectedResults:
-            return gateway._collect(request)
+            if "://" not in request.input_path:
+                return gateway._collect(request)
+            return await gateway._collect_in_store(request)
+
+        @activity.defn(name="clean_up")
+        async def clean_up(request: CleanUpRequest) -> GatewayFiles:
+            gateway.deleted.extend(request.gateway_file_ids)
+            return GatewayFiles(deleted=request.gateway_file_ids)
 
         @activity.defn(name="cancel_batch")
         async def cancel_batch(request: CancelBatchRequest) -> BatchSnapshot | None:
@@ -212,7 +223,35 @@ class ShardGateway:
             collect_results,
             cancel_batch,
             validate_and_upload,
+            clean_up,
         ]
+
+    async def _read(self, location: str) -> bytes:
+        if "://" not in location:
+            return self._path(location).read_bytes()
+        return b"".join([chunk async for chunk in ObjectStorage().read_chunks(location)])
+
+    async def _collect_in_store(self, request: CollectResultsRequest) -> CollectedResults:
+        """A shard whose files are in an object store: collected on a local copy, then put."""
+        store = ObjectStorage()
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch)
+            (local / "in.jsonl").write_bytes(await self._read(request.input_path))
+            collected = self._collect(
+                request.model_copy(
+                    update={
+                        "input_path": str(local / "in.jsonl"),
+                        "output_path": str(local / "results.jsonl"),
+                        "errors_path": str(local / "errors.jsonl"),
+                    }
+                )
+            )
+            for name, location in (
+                ("results.jsonl", request.output_path),
+                ("errors.jsonl", request.errors_path),
+            ):
+                await store.put_file(location, local / name)
+        return collected
 
     def _collect(self, request: CollectResultsRequest) -> CollectedResults:
         ran = request.batch.status == "completed"

@@ -47,6 +47,8 @@ async def test_a_plain_job_refused_for_quota_waits_says_why_and_then_runs(time_s
     assert result.status is JobStatus.SUCCEEDED
     assert len(script.called("create_batch")) == 2
     assert not script.called("cancel_batch"), "a refused create made nothing to look for"
+    [clean_up] = script.called("clean_up")
+    assert clean_up.gateway_file_ids == ["file-1", "file-out"], "the upload once, at the end"
 
 
 async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_running(
@@ -64,6 +66,8 @@ async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_runnin
     assert len(script.called("create_batch")) == 1, "no create after the cancel"
     [look] = script.called("cancel_batch")
     assert look.batch_id is None, "only a look-up by job key: the refused create made nothing"
+    [clean_up] = script.called("clean_up")
+    assert clean_up.gateway_file_ids == ["file-1"], "no batch uses the upload: it is deleted"
 
 
 async def test_quota_refusals_back_off_doubling_to_the_most_without_a_limit(time_skipping_env):
@@ -95,6 +99,8 @@ async def test_a_shard_refused_for_quota_fails_at_once_for_its_parent(time_skipp
     assert f"[{QUOTA_REFUSAL_CODE}]" in cause.message, "what the parent's admission looks for"
     assert len(script.called("create_batch")) == 1
     assert not script.called("cancel_batch")
+    [clean_up] = script.called("clean_up")
+    assert clean_up.gateway_file_ids == ["file-1"], "the parent uploads again when it admits it"
 
 
 async def test_a_cancel_while_attaching_cancels_the_batch_and_keeps_what_finished(
