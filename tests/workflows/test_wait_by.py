@@ -27,7 +27,8 @@ async def waits(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     async for event in handle.fetch_history_events():
         if event.HasField("activity_task_scheduled_event_attributes"):
-            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled = event.activity_task_scheduled_event_attributes
+            names[event.event_id] = scheduled.activity_type.name
         if event.HasField("activity_task_started_event_attributes"):
             started = event.activity_task_started_event_attributes
             name = names[started.scheduled_event_id]
