@@ -243,6 +243,8 @@ async def run_design(design: str, args: argparse.Namespace) -> DesignRun:
             poll_interval=timedelta(seconds=args.poll_seconds),
             wait_by=design,
         )
+        if args.heartbeat_timeout_seconds is not None:
+            job.heartbeat_timeout = timedelta(seconds=args.heartbeat_timeout_seconds)
         jobs = [
             (f"wait-{design}-{i:05d}", job.model_copy(update={"batch_id": batch_id}))
             for i, batch_id in enumerate(batch_ids)
@@ -281,6 +283,7 @@ def figures(run: DesignRun, args: argparse.Namespace) -> dict[str, Any]:
         "design": run.design,
         "jobs": run.jobs,
         "poll_seconds": args.poll_seconds,
+        "heartbeat_timeout_seconds": args.heartbeat_timeout_seconds,
         "waiting": run.waiting,
         "batches_seconds": round(run.batches_seconds),
         "ramp_seconds": round(run.ramp_seconds),
@@ -320,6 +323,12 @@ def main() -> int:
         help="comma-separated, each run on fresh processes (default: watch,retries)",
     )
     parser.add_argument("--poll-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--heartbeat-timeout-seconds",
+        type=float,
+        default=None,
+        help="the jobs' heartbeat_timeout (default the job's, 60 s); a watch beats every third",
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(
         "--window-seconds",
