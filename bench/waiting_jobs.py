@@ -1,19 +1,22 @@
-"""Benchmark: what N waiting batch jobs cost one worker, the Temporal server and the gateway.
+"""Benchmark: what N waiting batch jobs cost, waiting by the watch against waiting by retries.
 
-Starts a dev server, an emulator whose batches stay in progress for an hour,
-one ``worker.py`` and N jobs; waits until every job's batch is ``in_progress``;
-then measures, over one poll interval, the worker's memory and CPU, the
-server's and the emulator's CPU, the gateway calls per job per hour and the
-history events per job, against the same processes idle before any job
-started (the baseline, same run).
+For each design, in one invocation and each on its own fresh dev server,
+emulator and ``worker.py``: N batches are created straight at the emulator
+(one upload, N creates; each batch stays in progress for the whole run), the
+processes are measured idle with those batches (the baseline), N jobs are
+started attached to them (``batch_id``, so set-up is validate + attach), and
+once every job waits, one poll interval is measured: the worker's memory and
+CPU, the server's and the emulator's CPU, gateway calls per job per hour,
+history events per job, and what a waiting job's pending activity shows
+(its attempt, and whether it carries a failure). A side-by-side table with
+ratios and the goals ends the run.
 
-Built to scale on 2 cores: at most ``--setting-up`` jobs are between start
-and batch creation at once, readiness is one visibility count per round (not
-a query per job, which makes the worker replay evicted workflows), and the
-ramp has a deadline after which the run measures and reports what it reached.
-SIGTERM or SIGINT stops every process it started.
+At most ``--setting-up`` jobs are between start and waiting at once, and
+readiness is one visibility count per round (a query per job would make the
+worker replay evicted workflows). The ramp has a deadline after which the run
+measures what it reached. SIGTERM or SIGINT stops every process it started.
 
-    python -m bench.waiting_jobs [--jobs 1000] [--poll-seconds 300] [--design A]
+    python -m bench.waiting_jobs [--jobs 1000] [--designs watch,retries] [--poll-seconds 300]
 
 The default poll is 300 s: Azure asks for at most one poll a minute, and at
 10,000 jobs a 60 s poll is 167 gateway GETs a second; batches take hours.
@@ -25,21 +28,22 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 from temporalio.client import Client
 
-from bench.emulator_common import MB
-from contracts.constants import ENV_MAX_CONCURRENT_ACTIVITIES
+from bench.waiting_table import PeakWatch, Window, measure, side_by_side
 from contracts.job import BatchJobInput
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
 from devstack.emulator import EmulatorProcess
@@ -47,34 +51,14 @@ from devstack.temporal import start_dev_server
 from devstack.worker import WorkerProcess
 
 DESIGNS = {
-    "A": "retry-as-poll: one short poll activity, retried by Temporal every poll interval",
-    "B": "long poll: one activity per wait that polls in a loop and heartbeats",
+    "watch": "one watch_batch activity polls inside one attempt (completed asynchronously)",
+    "retries": "one short poll activity, failed while unchanged and retried by Temporal",
 }
-RSS_GOAL_MB = 1000.0
-CREATED_QUERY = (
-    f'WorkflowType="{WORKFLOW_NAME}" AND '
-    f'{SEARCH_ATTRIBUTE_BATCH_STATUS} IN ("validating", "in_progress")'
-)
 WAITING_QUERY = f'WorkflowType="{WORKFLOW_NAME}" AND {SEARCH_ATTRIBUTE_BATCH_STATUS}="in_progress"'
-
-
-def job_input(design: str, poll: timedelta) -> BatchJobInput:
-    """The job every benchmark workflow runs, for one polling design."""
-    if design == "B":
-        # Wired by the merge of the long-poll design: select it here (an input
-        # field, or whatever the workflow decides from) and nothing else changes.
-        raise SystemExit("design B (long poll) is not on this branch yet: run --design A")
-    return BatchJobInput(
-        input_path="in.jsonl",
-        output_path="out/{workflow_id}.output.jsonl",
-        errors_path="out/{workflow_id}.errors.jsonl",
-        poll_interval=poll,
-    )
-
-
-def worker_activity_slots(design: str, jobs: int) -> int:
-    """A long poll holds an activity slot for the whole wait; a retry timer holds none."""
-    return jobs + 100 if design == "B" else 100
+INPUT_NAME = "in.jsonl"
+SAMPLE = 20
+# Each line takes 20 emulated hours, inside the 24 h window: batches stay in progress.
+EMULATOR_KNOBS = {"validating_seconds": 0, "line_latency_seconds": 72_000, "batch_concurrency": 1}
 
 
 def write_input(path: Path, requests: int) -> None:
@@ -86,54 +70,52 @@ def write_input(path: Path, requests: int) -> None:
 
 
 @dataclass
-class Window:
-    """Mean RSS and CPU (% of one core) of each process over one window."""
+class DesignRun:
+    """What one design cost, from one fresh set of processes."""
 
-    seconds: float
-    rss_mb: dict[str, float] = field(default_factory=dict)
-    cpu: dict[str, float] = field(default_factory=dict)
-    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def measure(procs: dict[str, psutil.Process], seconds: float) -> Window:
-    """CPU from process times over the window, so a slow sampling loop cannot skew it."""
-    start_times = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
-    rss: dict[str, list[int]] = {name: [] for name in procs}
-    began = time.monotonic()
-    while time.monotonic() - began < seconds:
-        for name, p in procs.items():
-            rss[name].append(p.memory_info().rss)
-        time.sleep(1.0)
-    elapsed = time.monotonic() - began
-    load = os.getloadavg()
-    window = Window(seconds=elapsed, load=(round(load[0], 1), round(load[1], 1), round(load[2], 1)))
-    for name, p in procs.items():
-        window.cpu[name] = (sum(p.cpu_times()[:2]) - start_times[name]) / elapsed * 100
-        window.rss_mb[name] = sum(rss[name]) / len(rss[name]) / MB
-    return window
+    design: str
+    jobs: int
+    batches_seconds: float = 0.0
+    ramp_seconds: float = 0.0
+    waiting: int = 0
+    idle: Window = field(default_factory=Window)
+    busy: Window = field(default_factory=Window)
+    calls: int = 0
+    events: tuple[list[int], list[int]] = ([], [])
+    attempts: list[int] = field(default_factory=list)
+    failures_shown: int = 0
+    peak_mb: float = 0.0
 
 
-class PeakWatch:
-    """The worker's peak RSS over the whole run, sampled in a thread."""
+async def create_batches(base_url: str, content: bytes, count: int, concurrency: int) -> list[str]:
+    """One upload, then ``count`` batches on it, ``concurrency`` creates at a time."""
+    async with httpx.AsyncClient(base_url=base_url + "/v1", timeout=60) as http:
+        uploaded = await http.post(
+            "/files",
+            data={"purpose": "batch"},
+            files={"file": (INPUT_NAME, content)},
+        )
+        uploaded.raise_for_status()
+        body = {
+            "input_file_id": uploaded.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        }
+        gate = asyncio.Semaphore(concurrency)
 
-    def __init__(self, proc: psutil.Process) -> None:
-        self.proc = proc
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        async def one() -> str:
+            async with gate:
+                answer = await http.post("/batches", json=body)
+                answer.raise_for_status()
+                return str(answer.json()["id"])
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return self.peak / MB
+        ids = await asyncio.gather(*(one() for _ in range(count)))
+        for _ in range(600):
+            stats = (await http.get(base_url + "/_emulator/stats")).json()
+            if stats["batches_by_status"].get("in_progress", 0) >= count:
+                return ids
+            await asyncio.sleep(1)
+    raise RuntimeError(f"the emulator's batches did not all reach in_progress: {stats}")
 
 
 def server_process(known: set[int]) -> psutil.Process:
@@ -144,61 +126,54 @@ def server_process(known: set[int]) -> psutil.Process:
     raise RuntimeError("cannot find the Temporal dev server among this process's children")
 
 
+async def waiting_count(client: Client) -> int:
+    return (await client.count_workflows(WAITING_QUERY)).count
+
+
 async def start_jobs(
     client: Client,
-    ids: list[str],
-    job: BatchJobInput,
+    jobs: list[tuple[str, BatchJobInput]],
     queue: str,
     concurrency: int,
     setting_up: int,
 ) -> None:
-    """Start every job, keeping at most ``setting_up`` of them before their batch exists.
+    """Start every job, keeping at most ``setting_up`` of them not yet waiting.
 
-    Jobs in set-up (validate, upload, create) need the worker; unbounded, they
-    outnumber its workflow cache and every workflow task becomes a replay. A
-    job whose batch exists waits on a server-side retry timer and needs nothing.
+    Jobs in set-up (validate, attach) need the worker; unbounded, they
+    outnumber its workflow cache and every workflow task becomes a replay.
     """
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(workflow_id: str) -> None:
+    async def one(workflow_id: str, job: BatchJobInput) -> None:
         async with gate:
             await client.start_workflow(WORKFLOW_NAME, job, id=workflow_id, task_queue=queue)
 
     started = 0
-    while started < len(ids):
-        created = (await client.count_workflows(CREATED_QUERY)).count
-        room = min(setting_up - (started - created), len(ids) - started)
-        if room < min(100, len(ids) - started):
+    while started < len(jobs):
+        room = min(setting_up - (started - await waiting_count(client)), len(jobs) - started)
+        if room < min(100, len(jobs) - started):
             await asyncio.sleep(2)
             continue
-        await asyncio.gather(*(one(i) for i in ids[started : started + room]))
+        await asyncio.gather(*(one(i, job) for i, job in jobs[started : started + room]))
         started += room
 
 
 async def wait_all_waiting(
-    client: Client, ids: list[str], starting: asyncio.Task[None], deadline: float
+    client: Client, count: int, starting: asyncio.Task[None], deadline: float
 ) -> int:
-    """One visibility count a round until every job's batch is in progress, or the deadline."""
+    """One visibility count a round until every job waits (batch in progress), or the deadline."""
     began = time.monotonic()
     waiting = 0
-    started_in: float | None = None
-    most_in: float | None = None
     while time.monotonic() < deadline:
-        waiting = (await client.count_workflows(WAITING_QUERY)).count
+        waiting = await waiting_count(client)
         if starting.done() and (failed := starting.exception()) is not None:
             raise RuntimeError("starting the jobs failed") from failed
-        if started_in is None and starting.done():
-            started_in = time.monotonic() - began
-            print(f"  all {len(ids)} jobs started within {started_in:.0f} s", flush=True)
         print(
             f"  {time.monotonic() - began:6.0f} s  started {'all' if starting.done() else '...'}"
-            f"  in_progress {waiting}/{len(ids)}  load {os.getloadavg()[0]:.1f}",
+            f"  waiting {waiting}/{count}  load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        if most_in is None and waiting >= 0.99 * len(ids):
-            most_in = time.monotonic() - began
-            print(f"  99% in progress within {most_in:.0f} s", flush=True)
-        if waiting >= len(ids):
+        if waiting >= count:
             break
         await asyncio.sleep(10)
     return waiting
@@ -212,69 +187,25 @@ async def history_events(client: Client, ids: list[str]) -> list[int]:
     return lengths
 
 
-def report(
-    args: argparse.Namespace,
-    idle: Window,
-    busy: Window,
-    waiting: int,
-    ramp: float,
-    calls: int,
-    events: tuple[list[int], list[int]],
-    peak_mb: float,
-) -> bool:
-    jobs = args.jobs
-    print(f"design                       {args.design}: {DESIGNS[args.design]}")
-    print(f"jobs started                 {jobs}")
-    print(f"jobs with batch in progress  {waiting}  (all reached in {ramp:.0f} s)")
-    print(f"poll interval                {args.poll_seconds:g} s")
-    print(f"measured over                {busy.seconds:.0f} s (idle baseline {idle.seconds:.0f} s)")
-    w_idle, w_busy = idle.rss_mb["worker"], busy.rss_mb["worker"]
-    print(f"worker RSS idle (baseline)   {w_idle:8.1f} MB")
-    print(f"worker RSS, all waiting      {w_busy:8.1f} MB   ratio {w_busy / w_idle:.2f}")
-    print(f"  per waiting job            {(w_busy - w_idle) * 1000 / max(1, waiting):8.1f} KB")
-    print(f"worker RSS peak, whole run   {peak_mb:8.1f} MB")
-    print(
-        f"server RSS idle, waiting     {idle.rss_mb['server']:8.1f}, {busy.rss_mb['server']:.1f} MB"
-    )
-    for name in ("worker", "server", "emulator"):
-        print(
-            f"{name + ' CPU':<12} idle {idle.cpu[name]:6.1f} %, waiting {busy.cpu[name]:6.1f} %"
-            "  (of one core)"
-        )
-    per_hour = calls / max(1, waiting) / (busy.seconds / 3600)
-    print(f"gateway calls                {calls} in the window: {per_hour:.1f} a job an hour")
-    print(f"history events per job       {events[0]} before, {events[1]} after (same jobs)")
-    print(f"load average (1,5,15 min)    idle {idle.load}, waiting {busy.load}")
-    print("FIGURES " + json.dumps({
-        "design": args.design, "jobs": jobs, "poll_seconds": args.poll_seconds,
-        "waiting": waiting, "ramp_seconds": round(ramp),
-        "idle": idle.__dict__, "waiting_window": busy.__dict__,
-        "gateway_calls_per_job_hour": round(per_hour, 2), "history_events": events,
-        "worker_peak_rss_mb": round(peak_mb, 1),
-    }, default=str))  # fmt: skip
-    ok = True
-    for passed, what in (
-        (waiting == jobs, f"every job reached in_progress ({waiting}/{jobs})"),
-        (peak_mb < RSS_GOAL_MB, f"worker peak RSS {peak_mb:.0f} MB < {RSS_GOAL_MB:.0f} MB"),
-        (events[0] == events[1], "waiting a poll interval added no history events"),
-    ):
-        print(("PASS  " if passed else "FAIL  ") + what)
-        ok = ok and passed
-    return ok
+async def pending_waits(client: Client, ids: list[str]) -> tuple[list[int], int]:
+    """The attempt of each sampled job's pending wait, and how many show a last failure."""
+    attempts, failures = [], 0
+    for workflow_id in ids:
+        described = await client.get_workflow_handle(workflow_id).describe()
+        for pending in described.raw_description.pending_activities:
+            attempts.append(pending.attempt)
+            failures += pending.HasField("last_failure")
+    return attempts, failures
 
 
-async def run(args: argparse.Namespace) -> bool:
-    job = job_input(args.design, timedelta(seconds=args.poll_seconds))
-    root = Path(tempfile.mkdtemp(prefix="bench-waiting-"))
+async def run_design(design: str, args: argparse.Namespace) -> DesignRun:
+    result = DesignRun(design=design, jobs=args.jobs)
+    root = Path(tempfile.mkdtemp(prefix=f"bench-waiting-{design}-"))
     data = root / "data"
     data.mkdir()
-    write_input(data / "in.jsonl", 3)
+    write_input(data / INPUT_NAME, 3)
     env = await start_dev_server()
-    # Each line takes an emulated hour: batches stay in progress for the whole measurement.
-    emulator = EmulatorProcess(
-        root / "emulator",
-        knobs={"validating_seconds": 1, "line_latency_seconds": 3600, "batch_concurrency": 1},
-    )
+    emulator = EmulatorProcess(root / "emulator", knobs=EMULATOR_KNOBS)
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     worker = WorkerProcess(
         root / "worker.log",
@@ -283,7 +214,6 @@ async def run(args: argparse.Namespace) -> bool:
             "TEMPORAL_TASK_QUEUE": queue,
             "GATEWAY_URL": "",
             "BATCH_DATA_DIR": str(data),
-            ENV_MAX_CONCURRENT_ACTIVITIES: str(worker_activity_slots(args.design, args.jobs)),
         },
     )
     try:
@@ -297,42 +227,108 @@ async def run(args: argparse.Namespace) -> bool:
             "emulator": psutil.Process(emulator.proc.pid),
         }
         peak = PeakWatch(procs["worker"])
-        await asyncio.sleep(3)
-        idle = await asyncio.to_thread(measure, procs, args.idle_seconds)
-        print(f"idle baseline measured; load {idle.load}; starting {args.jobs} jobs", flush=True)
+        began = time.monotonic()
+        batch_ids = await create_batches(
+            emulator.base_url, (data / INPUT_NAME).read_bytes(), args.jobs, args.create_concurrency
+        )
+        result.batches_seconds = time.monotonic() - began
+        print(f"[{design}] {args.jobs} batches in progress in {result.batches_seconds:.0f} s")
+        result.idle = await asyncio.to_thread(measure, procs, args.idle_seconds)
+        print(f"[{design}] idle baseline measured; load {result.idle.load}", flush=True)
 
-        ids = [f"wait-{i:05d}" for i in range(args.jobs)]
+        job = BatchJobInput(
+            input_path=INPUT_NAME,
+            output_path="out/{workflow_id}.output.jsonl",
+            errors_path="out/{workflow_id}.errors.jsonl",
+            poll_interval=timedelta(seconds=args.poll_seconds),
+            wait_by=design,
+        )
+        if args.heartbeat_timeout_seconds is not None:
+            job.heartbeat_timeout = timedelta(seconds=args.heartbeat_timeout_seconds)
+        jobs = [
+            (f"wait-{design}-{i:05d}", job.model_copy(update={"batch_id": batch_id}))
+            for i, batch_id in enumerate(batch_ids)
+        ]
         began = time.monotonic()
         starting = asyncio.create_task(
-            start_jobs(env.client, ids, job, queue, args.start_concurrency, args.setting_up)
+            start_jobs(env.client, jobs, queue, args.start_concurrency, args.setting_up)
         )
         try:
-            waiting = await wait_all_waiting(
-                env.client, ids, starting, began + args.timeout_seconds
+            result.waiting = await wait_all_waiting(
+                env.client, len(jobs), starting, began + args.timeout_seconds
             )
         finally:
             starting.cancel()
-        ramp = time.monotonic() - began
+        result.ramp_seconds = time.monotonic() - began
 
         window = args.window_seconds or max(20.0, args.poll_seconds)
-        sample = [w.id async for w in env.client.list_workflows(WAITING_QUERY, limit=5)]
+        sample = random.Random(0).sample([i for i, _ in jobs], min(SAMPLE, len(jobs)))
         events_before = await history_events(env.client, sample)
         calls_before = emulator.stats()["api_requests"]
-        busy = await asyncio.to_thread(measure, procs, window)
-        calls = emulator.stats()["api_requests"] - calls_before
-        events = await history_events(env.client, sample)
-        return report(args, idle, busy, waiting, ramp, calls, (events_before, events), peak.stop())
+        result.busy = await asyncio.to_thread(measure, procs, window)
+        result.calls = emulator.stats()["api_requests"] - calls_before
+        result.events = (events_before, await history_events(env.client, sample))
+        result.attempts, result.failures_shown = await pending_waits(env.client, sample)
+        result.peak_mb = peak.stop()
+        print("FIGURES " + json.dumps(figures(result, args), default=str), flush=True)
+        return result
     finally:
         worker.stop()
         emulator.stop()
         await env.shutdown()
 
 
+def figures(run: DesignRun, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "design": run.design,
+        "jobs": run.jobs,
+        "poll_seconds": args.poll_seconds,
+        "heartbeat_timeout_seconds": args.heartbeat_timeout_seconds,
+        "waiting": run.waiting,
+        "batches_seconds": round(run.batches_seconds),
+        "ramp_seconds": round(run.ramp_seconds),
+        "idle": run.idle.__dict__,
+        "waiting_window": run.busy.__dict__,
+        "gateway_calls": run.calls,
+        "history_events": run.events,
+        "pending_attempts": run.attempts,
+        "pending_with_failure": run.failures_shown,
+        "worker_peak_rss_mb": round(run.peak_mb, 1),
+    }
+
+
+async def run(args: argparse.Namespace) -> bool:
+    runs = []
+    for design in args.designs:
+        print(f"== {design}: {DESIGNS[design]}", flush=True)
+        runs.append(await run_design(design, args))
+    return side_by_side(runs, args.poll_seconds)
+
+
+def designs(text: str) -> list[str]:
+    chosen = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = [d for d in chosen if d not in DESIGNS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"designs are {', '.join(DESIGNS)}; got {text!r}")
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--design", choices=sorted(DESIGNS), default="A")
+    parser.add_argument(
+        "--designs",
+        type=designs,
+        default=list(DESIGNS),
+        help="comma-separated, each run on fresh processes (default: watch,retries)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--heartbeat-timeout-seconds",
+        type=float,
+        default=None,
+        help="the jobs' heartbeat_timeout (default the job's, 60 s); a watch beats every third",
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(
         "--window-seconds",
@@ -340,18 +336,19 @@ def main() -> int:
         default=None,
         help="measurement window once all wait (default: one poll interval, at least 20 s)",
     )
+    parser.add_argument("--create-concurrency", type=int, default=16)
     parser.add_argument("--start-concurrency", type=int, default=20)
     parser.add_argument(
         "--setting-up",
         type=int,
         default=500,
-        help="most jobs started whose batch is not created yet (below the worker's cache of 1000)",
+        help="most jobs started and not yet waiting (below the worker's cache of 1000)",
     )
     parser.add_argument(
         "--timeout-seconds",
         type=float,
         default=2400.0,
-        help="give up waiting for every job to be in progress after this, and report",
+        help="per design: give up waiting for every job to wait after this, and report",
     )
     args = parser.parse_args()
     return 0 if asyncio.run(run_until_terminated(args)) else 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -169,6 +170,17 @@ class BatchJobInput(_Input):
             "Keep at the gateway the input file this job uploaded and its batch's output and "
             "error files; by default they are deleted once the batch has ended and its results "
             "are collected (Azure allows a limited number of files per resource)."
+        ),
+    )
+    wait_by: Literal["watch", "retries"] = Field(
+        default="watch",
+        description=(
+            "How the job waits for its batch. 'watch' (the default): one activity polls "
+            "every poll_interval inside one attempt, heartbeats live counts and returns on "
+            "news. 'retries': the earlier design, kept for jobs started before the watch: "
+            "one short poll that fails while nothing changed and is retried by Temporal "
+            "every poll_interval, so the worker holds nothing between polls, but the Web UI "
+            "shows a climbing attempt count and a BatchNotChanged failure while it waits."
         ),
     )
 

@@ -392,8 +392,13 @@ class BatchJobWorkflow(Watching):
         return outcome
 
     def _watches(self) -> bool:
-        """A job whose wait began before watch_batch existed keeps polling by retries."""
-        return workflow.patched(PATCH_WATCH)
+        """Whether this wait is a watch; by retries for jobs older than it, or that ask.
+
+        The patch is asked first whatever the job chose, so every new job
+        records the same marker and a later change of the default replays.
+        """
+        patched = workflow.patched(PATCH_WATCH)
+        return patched and self._job.wait_by == "watch"
 
     async def _collect(self, outcome: Outcome, summary: InputSummary) -> CollectedResults:
         """Join the gateway's results to the input; a cancel now still gets them."""

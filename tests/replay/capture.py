@@ -288,6 +288,13 @@ async def capture_watch_scenarios(
         env,
     )
     await capture("watch_fan_out", ScriptedBatch(), fan_out, env)
+    # A new job that asks for the earlier wait: the watch's marker, then retries of one poll.
+    await capture(
+        "wait_by_retries",
+        ScriptedBatch(path=[("validating", 1), ("in_progress", 6), ("finalizing", 1)]),
+        simple(job(wait_by="retries")),
+        env,
+    )
 
 
 async def capture_create_and_attach_scenarios(env: WorkflowEnvironment) -> None:
