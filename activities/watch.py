@@ -61,6 +61,18 @@ class Watch:
         self._failing_since: datetime | None = None
         self._failures = 0
         self._started = now()
+        self._reads = 0
+        self._read_event = asyncio.Event()
+
+    async def next_read(self) -> None:
+        """Until the next read of the batch after the first, failed ones included."""
+        await self._read_event.wait()
+        self._read_event.clear()
+
+    def _count_read(self) -> None:
+        self._reads += 1
+        if self._reads > 1:
+            self._read_event.set()
 
     def details(self) -> BatchWatch:
         """What the heartbeat carries: the last batch seen and any gateway error since."""
@@ -74,6 +86,7 @@ class Watch:
             try:
                 batch = await self._read(request.batch.id)
             except GatewayError as exc:
+                self._count_read()
                 if not exc.retryable:
                     raise
                 if self._failed_long_enough(exc, polls) or await self._worker_leaves(
@@ -81,6 +94,7 @@ class Watch:
                 ):
                     return self.last
                 continue
+            self._count_read()
             self._failing_since, self._failures = None, 0
             self.last = BatchWatch(batch=batch, polls=polls)
             if self._worth_reporting(batch) or await self._worker_leaves(request.poll_seconds):
@@ -147,15 +161,25 @@ def detach(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) ->
 
 
 async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) -> None:
-    """Heartbeat what the watch saw until it ends, then settle the attempt through the client."""
+    """Heartbeat what the watch saw until it ends, then settle the attempt through the client.
+
+    A beat follows each read after the first that did not end the watch (so the
+    Web UI's counts are one poll old at most), and goes out every
+    ``heartbeat_every`` when reads are slower than that; a watch that returns by
+    its second read costs no call.
+    """
     work = asyncio.create_task(watch.run())
     try:
         try:
-            # The first beat a beat interval in: a watch that ends sooner costs no call.
-            await asyncio.wait({work}, timeout=heartbeat_every)
-            while not work.done():
+            while True:
+                read = asyncio.create_task(watch.next_read())
+                await asyncio.wait(
+                    {work, read}, timeout=heartbeat_every, return_when=asyncio.FIRST_COMPLETED
+                )
+                read.cancel()
+                if work.done():
+                    break
                 await _heartbeat(handle, watch)
-                await asyncio.wait({work}, timeout=heartbeat_every)
             result = work.result()
         except AsyncActivityCancelledError:
             work.cancel()

@@ -596,7 +596,7 @@ class BatchJobWorkflow(Watching):
             activity,
             request,
             start_to_close_timeout=options.start_to_close,
-            heartbeat_timeout=self._job.heartbeat_timeout,
+            heartbeat_timeout=options.heartbeat_timeout or self._job.heartbeat_timeout,
             schedule_to_close_timeout=options.schedule_to_close,
             retry_policy=options.retry,
             cancellation_type=options.cancellation,

@@ -13,7 +13,7 @@ kind of command a running job issues is versioned with workflow.patched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
@@ -41,6 +41,8 @@ class StepOptions:
     retry: RetryPolicy
     schedule_to_close: timedelta | None = None
     cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+    # None: the job's own heartbeat timeout.
+    heartbeat_timeout: timedelta | None = None
 
 
 VALIDATE = StepOptions(
@@ -84,6 +86,21 @@ WATCH = StepOptions(
     start_to_close=WATCH_REFRESH + timedelta(hours=1),
     retry=GATEWAY_RETRY,
 )
+# A watch beats after each read; its heartbeat timeout spans this many polls.
+WATCH_POLLS_PER_HEARTBEAT_TIMEOUT = 3
+
+
+def watch(heartbeat_timeout: timedelta, poll: timedelta) -> StepOptions:
+    """The watch beats once a poll, not once a third of the job's heartbeat timeout.
+
+    At 10,000 waiting jobs a 60 s heartbeat timeout meant 500 heartbeats a second,
+    which stalled the dev server (docs/benchmarks.md); one beat per read is what
+    the Web UI needs. A watch whose worker died is then taken over after at most
+    three polls (or the job's heartbeat timeout, if that is longer).
+    """
+    return replace(
+        WATCH, heartbeat_timeout=max(heartbeat_timeout, WATCH_POLLS_PER_HEARTBEAT_TIMEOUT * poll)
+    )
 
 
 def await_change(poll: timedelta, deadline: timedelta) -> StepOptions:

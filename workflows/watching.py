@@ -116,7 +116,7 @@ class Watching:
                     self._job.poll_interval, MAX_SETTLE
                 ).total_seconds(),
             ),
-            step_options.WATCH,
+            step_options.watch(self._job.heartbeat_timeout, self._job.poll_interval),
         )
         seen = watched.batch
         if watched.gateway_error is not None:

@@ -31,6 +31,7 @@ from storage import LocalStorage
 from tests.activities.conftest import settings_for
 from tests.activities.helpers import ActivityRunner, chat_file
 from tests.activities.test_batch_activities import Job
+from workflows import step_options
 
 
 @pytest.fixture
@@ -314,3 +315,26 @@ async def test_while_a_change_settles_the_heartbeat_shows_it() -> None:
     assert handle.outcome is not None and handle.outcome[0] == "completed"
     result = handle.outcome[1]
     assert isinstance(result, BatchWatch) and result.batch.status == "completed"
+
+
+async def test_a_detached_watch_beats_once_a_read_not_once_a_third_of_its_timeout() -> None:
+    """10,000 waiting jobs beat 10,000 times a poll interval, not 30,000 a minute."""
+    reads = scripted_reads(*[batch_with(10)] * 6, batch_with(20))
+    handle = FakeHandle()
+    runner = ActivityRunner()
+    watch = Watch(watch_request(batch_with(10), report_every=5), reads)
+    await asyncio.wait_for(
+        runner.env.run(run_detached, cast(AsyncActivityHandle, handle), watch, 30.0), 10
+    )
+    # Seven reads: none after the first, one after each of the next five, none after the last.
+    assert len(handle.beats) == 5
+    assert handle.outcome is not None and handle.outcome[0] == "completed"
+
+
+def test_a_watch_may_go_three_polls_without_a_beat_before_another_worker_takes_it() -> None:
+    slow = step_options.watch(timedelta(seconds=60), timedelta(minutes=5))
+    fast = step_options.watch(timedelta(minutes=10), timedelta(seconds=30))
+    assert (slow.heartbeat_timeout, fast.heartbeat_timeout) == (
+        timedelta(minutes=15),
+        timedelta(minutes=10),
+    )

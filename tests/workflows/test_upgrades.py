@@ -37,7 +37,7 @@ from contracts.job import JobStatus
 from contracts.names import FAILURE_INVALID_JOB
 from contracts.steps import BatchSnapshot
 from devstack.scripted import ScriptedBatch
-from devstack.temporal import start_dev_server
+from devstack.temporal import start_dev_server, start_time_skipping
 from tests.workflows.next_release import (
     PATCH_SETTLE_AFTER_UPLOAD,
     NextBatchJobWorkflow,
@@ -127,10 +127,21 @@ async def test_the_next_release_takes_over_a_waiting_job_and_finishes_it(dev_ser
     assert replayed.replay_failure is None, replayed.replay_failure
 
 
+@pytest_asyncio.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A server of its own: after a workflow task that keeps failing, the shared one
+    no longer skipped time for the tests after it."""
+    env = await start_time_skipping()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 async def test_a_step_result_this_worker_cannot_read_fails_the_task_not_the_job(
-    time_skipping_env,
-):
-    env: WorkflowEnvironment = time_skipping_env
+    own_time_skipping_env: WorkflowEnvironment,
+) -> None:
+    env = own_time_skipping_env
     script = ScriptedBatch()
     queue = f"unreadable-{uuid.uuid4()}"
 
