@@ -75,6 +75,9 @@ PATCH_CANCEL_DURING_ATTACH = "cancel-during-attach-v1"
 PATCH_CLEAN_UP = "clean-up-v1"
 """A job's last step removes its input index and deletes its files at the gateway."""
 PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
+PATCH_COLLECT_CLEANS_UP = "collect-cleans-up-v1"
+"""The collect step deletes the job's gateway files once the results are published (no
+clean-up step after it); a job on it runs validate-and-upload-v1's code, and asks only this."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

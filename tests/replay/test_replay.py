@@ -48,6 +48,14 @@ def test_there_are_histories_to_replay():
         "clean_up_failing",
     } <= names
     assert {"validate_and_upload", "watch_settles_before_reporting"} <= names
+    # The collect deletes the gateway files, no clean-up step after it (collect-cleans-up-v1).
+    assert {
+        "collect_cleans_up",
+        "collect_cleans_up_kept",
+        "collect_cleans_up_older_worker",
+        "collect_cleans_up_deadline",
+        "collect_cleans_up_cancelled_during_collect",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
