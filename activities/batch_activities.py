@@ -347,6 +347,10 @@ class BatchActivities:
                 reason = "; ".join(e.describe() for e in batch.errors.data)
                 raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
             activity.logger.info("created batch %s", batch.id)
+            # The first attempt on a fresh input: no attempt before it, and none after it
+            # yet if Temporal still takes its heartbeat (a retry looks before creating).
+            if request.fresh_input and info.attempt == 1 and await mark.still_current():
+                return snapshot(batch)
             keeper = await self._keep_one_batch(
                 request.job_key, request.not_before, batch, input_file_id=request.input_file_id
             )
