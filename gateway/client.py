@@ -33,8 +33,6 @@ from gateway.settings import GatewaySettings
 M = TypeVar("M", bound=BaseModel)
 
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-# The worker's activity slots (worker.py, 100 by default): one connection each.
-MAX_CONNECTIONS = 100
 
 
 class GatewayClient:
@@ -43,12 +41,7 @@ class GatewayClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
-            # As many kept alive as may be open: httpcore closes an idle connection
-            # whenever more than the keep-alive limit are open (any state), so a lower
-            # limit reconnects on every burst of concurrent steps.
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            ),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
 
     async def __aenter__(self) -> Self:
