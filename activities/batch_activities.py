@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
+from activities.collect_record import PublishRecord, published_before
 from activities.create_mark import PostMark, marked
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
@@ -346,6 +347,10 @@ class BatchActivities:
                 reason = "; ".join(e.describe() for e in batch.errors.data)
                 raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
             activity.logger.info("created batch %s", batch.id)
+            # The first attempt on a fresh input: no attempt before it, and none after it
+            # yet if Temporal still takes its heartbeat (a retry looks before creating).
+            if request.fresh_input and info.attempt == 1 and await mark.still_current():
+                return snapshot(batch)
             keeper = await self._keep_one_batch(
                 request.job_key, request.not_before, batch, input_file_id=request.input_file_id
             )
@@ -492,31 +497,59 @@ class BatchActivities:
 
     @activity.defn
     async def collect_results(self, request: CollectResultsRequest) -> CollectedResults:
-        # One heartbeat from the first byte to the last: reads, downloads and the join.
-        async with temporal_failures(), heartbeating():
-            batch = request.batch
-            input_ids, index = await ids_to_join(self.storage, request)
-            with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
-                downloaded: dict[str, Path | None] = {"output": None, "error": None}
-                for kind, file_id in (
-                    ("output", batch.output_file_id),
-                    ("error", batch.error_file_id),
-                ):
-                    if file_id:
-                        target = Path(scratch) / f"{kind}.jsonl"
-                        size = await self.client.download_file(file_id, target)
-                        activity.logger.info("downloaded %s file %s: %d bytes", kind, file_id, size)
-                        downloaded[kind] = target
-                collected = await self._write_results(
-                    request, input_ids, downloaded["output"], downloaded["error"]
+        """Publish the results; then, when the request names files, delete them at the gateway.
+
+        Before deleting, the results are recorded at Temporal (activities.collect_record):
+        a retry after the delete returns them instead of downloading the deleted output.
+        """
+        published = published_before(activity.info().heartbeat_details)
+        record = PublishRecord(published)
+        # One heartbeat from the first byte to the last: reads, downloads, join and deletes.
+        async with temporal_failures(), heartbeating(record.details):
+            if published is not None:
+                activity.logger.info("results published by an earlier attempt; not downloading")
+                collected, not_recorded = published, None
+            else:
+                collected = await self._collect(request)
+                not_recorded = None
+                if request.gateway_file_ids:
+                    not_recorded = await record.record(collected)
+            if request.gateway_file_ids is None:
+                return collected
+            if not_recorded is not None:
+                activity.logger.warning("gateway files left: %s", not_recorded)
+                files = GatewayFiles(left=dict.fromkeys(request.gateway_file_ids, not_recorded))
+            else:
+                files = await delete_gateway_files(
+                    self.client, request.gateway_file_ids, raise_retryable=False
                 )
-            if index is not None:
-                await self._forget_index(index)
-            for problem in collected.problems:
-                activity.logger.warning("batch %s: %s", batch.id, problem)
-            return CollectedResults(
-                requests=collected.tally, usage=collected.usage, problems=collected.problems
+            return collected.model_copy(update={"gateway_files": files})
+
+    async def _collect(self, request: CollectResultsRequest) -> CollectedResults:
+        """Download, join and publish both files; the index, having served, is removed."""
+        batch = request.batch
+        input_ids, index = await ids_to_join(self.storage, request)
+        with tempfile.TemporaryDirectory(prefix="batch-download-") as scratch:
+            downloaded: dict[str, Path | None] = {"output": None, "error": None}
+            for kind, file_id in (
+                ("output", batch.output_file_id),
+                ("error", batch.error_file_id),
+            ):
+                if file_id:
+                    target = Path(scratch) / f"{kind}.jsonl"
+                    size = await self.client.download_file(file_id, target)
+                    activity.logger.info("downloaded %s file %s: %d bytes", kind, file_id, size)
+                    downloaded[kind] = target
+            collected = await self._write_results(
+                request, input_ids, downloaded["output"], downloaded["error"]
             )
+        if index is not None:
+            await self._forget_index(index)
+        for problem in collected.problems:
+            activity.logger.warning("batch %s: %s", batch.id, problem)
+        return CollectedResults(
+            requests=collected.tally, usage=collected.usage, problems=collected.problems
+        )
 
     async def _forget_index(self, index: str) -> None:
         """The results are published: the index has served. Never a reason to fail the job.

@@ -29,12 +29,15 @@ async def forget_index(storage: Storage, index: str) -> None:
         activity.logger.warning("input index %s left behind: %s", index, exc)
 
 
-async def delete_gateway_files(client: GatewayClient, file_ids: list[str]) -> GatewayFiles:
+async def delete_gateway_files(
+    client: GatewayClient, file_ids: list[str], *, raise_retryable: bool = True
+) -> GatewayFiles:
     """Delete each file; one the gateway no longer holds counts as deleted (a retry's).
 
-    A retryable failure (5xx, no answer) is raised, so Temporal tries again; a
-    refusal is final and reported; a gateway with no delete route is not asked
-    again for the rest.
+    A retryable failure (5xx, no answer) is raised, so Temporal tries again, or
+    with raise_retryable=False (a step that must not retry for it: collection)
+    reported as the clean-up step's last try is; a refusal is final and
+    reported; a gateway with no delete route is not asked again for the rest.
     """
     done = GatewayFiles()
     no_route: str | None = None
@@ -51,7 +54,11 @@ async def delete_gateway_files(client: GatewayClient, file_ids: list[str]) -> Ga
             continue
         except GatewayError as exc:
             if exc.retryable:
-                raise
+                if raise_retryable:
+                    raise
+                done.left[file_id] = f"the delete did not finish: {exc.message}"
+                activity.logger.warning("file %s left at the gateway: %s", file_id, exc.message)
+                continue
             done.left[file_id] = f"the gateway refused the delete: {exc.message}"
             activity.logger.warning("file %s left at the gateway: %s", file_id, exc.message)
             continue

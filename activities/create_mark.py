@@ -62,6 +62,28 @@ class PostMark:
         """The gateway answered that it created nothing: the next attempt may create freely."""
         await self._record(CreateMark(post_may_be_out=False))
 
+    async def still_current(self) -> bool:
+        """Whether Temporal still takes this attempt's heartbeats: no retry of it has started.
+
+        The server refuses a heartbeat from an attempt it has timed out, so an accepted
+        one, sent after the create was answered, means a retry can only start later and
+        will find this attempt's batch by its look before creating.
+        """
+        activity.heartbeat(self.current)
+        try:
+            client = activity.client()
+        except RuntimeError:
+            return False  # ActivityEnvironment: nothing to ask
+        handle = client.get_async_activity_handle(task_token=activity.info().task_token)
+        try:
+            await handle.heartbeat(self.current)
+        except AsyncActivityCancelledError:
+            return True  # still this attempt's: the workflow acts on a cancel after create
+        except Exception as exc:  # any failure: not known to be current
+            activity.logger.info("could not tell whether this attempt is current: %s", exc)
+            return False
+        return True
+
     async def _record(self, mark: CreateMark) -> None:
         self.current = mark
         activity.heartbeat(mark)

@@ -358,12 +358,13 @@ async def run_jobs(
             *(
                 client.start_workflow(
                     WORKFLOW_NAME,
+                    # Only the fields set: a revision from before a later field still reads it.
                     BatchJobInput(
                         input_path=f"data/{p.name}",
                         output_path=f"data/{p.stem}.output.jsonl",
                         errors_path=f"data/{p.stem}.errors.jsonl",
                         poll_interval=timedelta(seconds=poll),
-                    ),
+                    ).model_dump(mode="json", exclude_unset=True),
                     id=wid,
                     task_queue=queue,
                     result_type=BatchJobResult,

@@ -78,6 +78,9 @@ PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 PATCH_SHARDS_IN_STORE = "shards-in-store-v1"
 """A sharded job with results in an object store keeps its shard files there, not on the
 data directory, and removes them after the merge."""
+PATCH_COLLECT_CLEANS_UP = "collect-cleans-up-v1"
+"""The collect step deletes the job's gateway files once the results are published (no
+clean-up step after it); a job on it runs validate-and-upload-v1's code, and asks only this."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

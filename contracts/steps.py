@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.batch_status import BatchStatus
-from contracts.job import BatchCounts, InputLimits, RequestTally, TokenTotals
+from contracts.job import BatchCounts, GatewayFiles, InputLimits, RequestTally, TokenTotals
 
 
 class _Step(BaseModel):
@@ -169,6 +169,11 @@ class CollectResultsRequest(_Step):
         description="The input as validated: names the index of its custom_ids that "
         "collection joins on (beside output_path), so the input itself may change meanwhile.",
     )
+    gateway_file_ids: list[str] | None = Field(
+        default=None,
+        description="Files to delete at the gateway once the results are published (ones this "
+        "job made, of a batch that ended); None: a clean-up step after it deletes them.",
+    )
 
 
 class CollectedResults(_Step):
@@ -176,6 +181,11 @@ class CollectedResults(_Step):
     usage: TokenTotals
     problems: list[str] = Field(
         default_factory=list, description="Integrity findings that make the job not a success."
+    )
+    gateway_files: GatewayFiles | None = Field(
+        default=None,
+        description="What became of the files the request named for deletion; None when it "
+        "named none (or an older worker collected, and left them to the clean-up step).",
     )
 
 

@@ -127,6 +127,8 @@ class ScriptedBatch:
     poll: timedelta = timedelta(minutes=10)
     # The end-of-job clean-up fails on every attempt with this.
     clean_up_failure: ApplicationError | None = None
+    # The collect is an older worker's: it deletes nothing, whatever the request names.
+    collect_deletes_nothing: bool = False
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
         done = REQUESTS if status in ("finalizing", "completed") else 0
@@ -306,14 +308,18 @@ class ScriptedBatch:
                     "worker lost", type="WorkerLost", next_retry_delay=script.collect_outage
                 )
             if script.collect_hangs_once:
+                # Until cancelled, or released (a job that lets its collect finish).
                 script.collect_hangs_once = False
                 try:
-                    while True:
+                    while not script.release.is_set():
                         activity.heartbeat()
                         await asyncio.sleep(0.1)
                 except asyncio.CancelledError:
                     script.calls.append(("collect_results_cancelled", request))
                     raise
+            if request.gateway_file_ids is not None and not script.collect_deletes_nothing:
+                deleted = GatewayFiles(deleted=list(request.gateway_file_ids))
+                return script.collected.model_copy(update={"gateway_files": deleted})
             return script.collected
 
         @activity.defn(name="cancel_batch")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
@@ -18,6 +20,7 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._leftovers = _Leftovers()
 
     def path(self, location: str) -> Path:
         """The absolute path of a location, refusing any that would leave the root."""
@@ -84,7 +87,7 @@ class LocalStorage:
     @asynccontextmanager
     async def atomic_write(self, location: str) -> AsyncIterator[Path]:
         target = self.path(location)
-        tmp = await asyncio.to_thread(_fresh_part_file, target)
+        tmp = await asyncio.to_thread(_fresh_part_file, target, self._leftovers)
         try:
             yield tmp
             await asyncio.to_thread(_publish, tmp, target)
@@ -95,11 +98,45 @@ class LocalStorage:
         self.path(location).unlink(missing_ok=True)
 
 
-def _fresh_part_file(target: Path) -> Path:
+class _Leftovers:
+    """Part files of writers that died (SIGKILL) before their rename, found by listing a
+    folder once (and again after RESCAN_SECONDS), not on every write: a folder of many
+    jobs' files costs one listing, and each location's leftovers go at its next write."""
+
+    RESCAN_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[Path, tuple[float, dict[str, list[Path]]]] = {}
+
+    def take(self, target: Path) -> list[Path]:
+        """The leftovers of target's writers, each handed out once."""
+        folder = target.parent
+        with self._lock:
+            listed = self._found.get(folder)
+            now = time.monotonic()
+            if listed is None or now - listed[0] > self.RESCAN_SECONDS:
+                listed = (now, _part_files(folder))
+                self._found[folder] = listed
+            return listed[1].pop(target.name, [])
+
+
+def _part_files(folder: Path) -> dict[str, list[Path]]:
+    """Part files in folder by the name of the file they were to become."""
+    found: dict[str, list[Path]] = {}
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.startswith(".") and name.endswith(".part"):
+            target, _, _ = name[1 : -len(".part")].rpartition(".")
+            if target:
+                found.setdefault(target, []).append(Path(entry.path))
+    return found
+
+
+def _fresh_part_file(target: Path, leftovers: _Leftovers) -> Path:
     """A private temporary file beside target, after clearing a dead writer's leftovers."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Leftovers of a writer that died (SIGKILL) before its rename.
-    for stale in target.parent.glob(f".{target.name}.*.part"):
+    for stale in leftovers.take(target):
         stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_CANCEL_DURING_ATTACH,
         PATCH_CLEAN_UP,
+        PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
@@ -124,6 +125,9 @@ class BatchJobWorkflow(Watching):
         self._cleaned_up = False
         self._refused = False
         """The last create was refused for quota: no batch uses the upload."""
+        # Set when the collect step deletes the gateway files (collect-cleans-up-v1).
+        self._collect_cleans = False
+        self._left_at_collect: dict[str, str] = {}
         super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -169,7 +173,11 @@ class BatchJobWorkflow(Watching):
         collected = await self._collect(outcome, summary)
         outcome.read_results(collected)
         self._set_phase(JobPhase.DONE, reason=outcome.reason)
-        gateway_files = await self._clean_up(outcome.batch, collected=True)
+        if collected.gateway_files is not None:
+            gateway_files = self._deleted_at_collect(collected.gateway_files)
+        else:
+            # An older workflow, or an older worker's collect: the clean-up step deletes them.
+            gateway_files = await self._clean_up(outcome.batch, collected=True)
         return self._result(outcome, collected, gateway_files)
 
     # -- the phases, in the order they run ------------------------------------------------
@@ -184,7 +192,7 @@ class BatchJobWorkflow(Watching):
             output_path=self._output_path,
             errors_path=self._errors_path,
         )
-        if job.batch_id is None and workflow.patched(PATCH_VALIDATE_AND_UPLOAD):
+        if job.batch_id is None and self._validates_and_uploads():
             # Shown as uploading: validation reads a local copy and is the short part.
             self._set_phase(JobPhase.UPLOADING, reason="validating the input, then uploading it")
             done = await self._step(
@@ -202,6 +210,15 @@ class BatchJobWorkflow(Watching):
             )
         self._progress.requests = summary.requests
         return summary
+
+    def _validates_and_uploads(self) -> bool:
+        """Whether this job validates and uploads in one step; the newer patch is asked first.
+
+        A job on collect-cleans-up-v1 runs validate-and-upload-v1's code too and records
+        only the newer marker (each costs a marker and a search attribute update).
+        """
+        self._collect_cleans = workflow.patched(PATCH_COLLECT_CLEANS_UP)
+        return self._collect_cleans or workflow.patched(PATCH_VALIDATE_AND_UPLOAD)
 
     async def _upload(self, summary: InputSummary) -> UploadedInput:
         """Upload the input (adopting an earlier attempt's upload), then wait until processed."""
@@ -395,8 +412,13 @@ class BatchJobWorkflow(Watching):
         """Whether this wait is a watch; by retries for jobs older than it, or that ask.
 
         The patch is asked first whatever the job chose, so every new job
-        records the same marker and a later change of the default replays.
+        records the same marker and a later change of the default replays. A job
+        on collect-cleans-up-v1 runs code that always has the watch: it need not
+        ask (a patch costs a marker and a search attribute update). One that took
+        only validate-and-upload-v1 recorded this marker, and replay needs it asked.
         """
+        if self._collect_cleans:
+            return self._job.wait_by == "watch"
         patched = workflow.patched(PATCH_WATCH)
         return patched and self._job.wait_by == "watch"
 
@@ -411,6 +433,10 @@ class BatchJobWorkflow(Watching):
             not_run_code=outcome.not_run_code,
             input_sha256=summary.sha256,
         )
+        if self._collect_cleans:
+            delete, self._left_at_collect = self._leftovers(outcome.batch)
+            request.gateway_file_ids = delete
+            return await self._collect_uninterrupted(outcome, request)
         try:
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
         except (asyncio.CancelledError, ActivityError) as exc:
@@ -426,6 +452,31 @@ class BatchJobWorkflow(Watching):
             # The batch has ended and is paid for: its results are worth the wait.
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
+
+    async def _collect_uninterrupted(
+        self, outcome: Outcome, request: CollectResultsRequest
+    ) -> CollectedResults:
+        """One collect, which a cancel does not interrupt: it may be deleting the files a
+        second collect would download."""
+        collecting = asyncio.ensure_future(
+            self._step(BatchActivities.collect_results, request, step_options.COLLECT)
+        )
+        try:
+            try:
+                return await asyncio.shield(collecting)
+            except asyncio.CancelledError:
+                outcome.reason = (
+                    "cancel requested after the batch ended; its results were collected"
+                )
+                return await collecting
+        except ActivityError as exc:
+            error = exc.cause or exc
+            raise ApplicationError(
+                f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
+                "ended and no longer bills: its files stay at the gateway",
+                type=error.type if isinstance(error, ApplicationError) else None,
+                non_retryable=True,
+            ) from None
 
     def _result(
         self, outcome: Outcome, collected: CollectedResults, gateway_files: GatewayFiles | None
@@ -467,13 +518,7 @@ class BatchJobWorkflow(Watching):
         if self._cleaned_up or summary is None:
             return None
         self._cleaned_up = True
-        delete, left = leftovers.gateway_files(
-            batch,
-            uploaded=self._input_file_id if self._job.batch_id is None else None,
-            attached=self._job.batch_id is not None,
-            keep=self._job.keep_gateway_files,
-            refused=self._refused and batch is None,
-        )
+        delete, left = self._leftovers(batch)
         if collected and not delete:
             return GatewayFiles(left=left) if left else None
         if not workflow.patched(PATCH_CLEAN_UP):
@@ -494,6 +539,21 @@ class BatchJobWorkflow(Watching):
             done = GatewayFiles(left={f: f"the delete did not finish: {why}" for f in delete})
         done.left.update(left)
         return done if done.deleted or done.left else None
+
+    def _deleted_at_collect(self, done: GatewayFiles) -> GatewayFiles | None:
+        """What the collect step deleted, and what it was not to delete: nothing left to do."""
+        self._cleaned_up = True
+        done.left.update(self._left_at_collect)
+        return done if done.deleted or done.left else None
+
+    def _leftovers(self, batch: BatchSnapshot | None) -> tuple[list[str], dict[str, str]]:
+        return leftovers.gateway_files(
+            batch,
+            uploaded=self._input_file_id if self._job.batch_id is None else None,
+            attached=self._job.batch_id is not None,
+            keep=self._job.keep_gateway_files,
+            refused=self._refused and batch is None,
+        )
 
     # -- waiting, cancelling, giving up ---------------------------------------------------
 

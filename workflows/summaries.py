@@ -59,8 +59,13 @@ def summary(request: object) -> str | None:
     if isinstance(request, CollectResultsRequest):
         counts = request.batch.counts
         if counts is not None and counts.total:
-            return f"collect {counts.total} results"
-        return f"collect results of {request.batch.id}"
+            collect = f"collect {counts.total} results"
+        else:
+            collect = f"collect results of {request.batch.id}"
+        files = len(request.gateway_file_ids or ())
+        if not files:
+            return collect
+        return f"{collect}, then delete {files} gateway file{'' if files == 1 else 's'}"
     if isinstance(request, CancelBatchRequest):
         if request.batch_id is None:
             return "cancel any batch the create made"

@@ -42,12 +42,31 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class TemporalHeartbeats:
+    """Stands in for the Temporal client's activity handle: records the awaited heartbeats,
+    and refuses the ones after the first `accepts` (a server that timed the attempt out)."""
+
+    def __init__(self, accepts: int | None = None, refusal: Exception | None = None) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.accepts = accepts
+        self.refusal = refusal or RuntimeError("activity task not found")
+
+    def get_async_activity_handle(self, *, task_token: bytes) -> TemporalHeartbeats:
+        return self
+
+    async def heartbeat(self, *details: Any) -> None:
+        if self.accepts is not None and len(self.sent) >= self.accepts:
+            raise self.refusal
+        self.sent.append(details)
+
+
 class ActivityRunner:
     """Runs an activity as a worker would: in an activity context, with the project's
     pydantic data converter, its request and result passed through payloads."""
 
-    def __init__(self) -> None:
-        self.env = ActivityEnvironment()
+    def __init__(self, client: Any = None) -> None:
+        """client: what activity.client() returns (a stand-in for a Temporal client)."""
+        self.env = ActivityEnvironment(client)
         self.env.payload_converter = pydantic_data_converter.payload_converter
         self.heartbeats: list[tuple[Any, ...]] = []
         self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)

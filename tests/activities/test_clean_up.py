@@ -9,12 +9,20 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.batch_activities import BatchActivities
-from contracts.steps import BatchSnapshot, CleanUpRequest, InputSummary
+from activities.collect_record import PublishedResults, published_before
+from contracts.job import GatewayFiles, RequestTally, TokenTotals
+from contracts.steps import (
+    BatchSnapshot,
+    CleanUpRequest,
+    CollectedResults,
+    CollectResultsRequest,
+    InputSummary,
+)
 from devstack.emulator import EmulatorProcess
 from storage import LocalStorage
-from tests.activities.helpers import ActivityRunner, chat_file
+from tests.activities.helpers import ActivityRunner, TemporalHeartbeats, chat_file, read_jsonl
 from tests.activities.test_batch_activities import Job
-from tests.activities.test_collection import OUTPUT, index_of, run_batch
+from tests.activities.test_collection import OUTPUT, collect_request, index_of, run_batch
 
 
 @pytest.fixture
@@ -123,3 +131,112 @@ async def test_an_index_that_cannot_be_removed_still_lets_the_files_go(
     assert done.deleted == files_of(batch)
     assert await storage.exists(index_of(summary))
     assert "left behind" in caplog.text
+
+
+# -- the collect step deletes the files once the results are published ------------------
+
+
+def collect_and_delete(summary: InputSummary, batch: BatchSnapshot) -> CollectResultsRequest:
+    return collect_request(batch, summary).model_copy(update={"gateway_file_ids": files_of(batch)})
+
+
+async def test_collect_publishes_then_deletes_the_files(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage
+) -> None:
+    summary, batch = await run_batch(job, chat_file(5))
+    temporal = TemporalHeartbeats()
+    runner = ActivityRunner(temporal)
+
+    collected = await runner.run(job.acts.collect_results, collect_and_delete(summary, batch))
+
+    assert collected.requests.succeeded == 5
+    assert len(read_jsonl(storage.path(OUTPUT))) == 5
+    assert collected.gateway_files is not None
+    assert collected.gateway_files.deleted == files_of(batch)
+    assert [status_of_file(emu, f) for f in files_of(batch)] == [404, 404]
+    assert not await storage.exists(index_of(summary))
+    # Recorded at Temporal before the first delete: what a retry gets back.
+    [(record,)] = temporal.sent
+    assert published_before([record.model_dump(mode="json")]) == collected.model_copy(
+        update={"gateway_files": None}
+    )
+
+
+async def test_a_collect_retried_after_the_deletes_returns_the_recorded_results(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage
+) -> None:
+    """The worker died after deleting, before Temporal heard: nothing to download now."""
+    summary, batch = await run_batch(job, chat_file(5))
+    temporal = TemporalHeartbeats()
+    first = await ActivityRunner(temporal).run(
+        job.acts.collect_results, collect_and_delete(summary, batch)
+    )
+    [(record,)] = temporal.sent
+    storage.path(OUTPUT).unlink()  # so a second publish would show
+
+    retried = await ActivityRunner(TemporalHeartbeats()).run(
+        job.acts.collect_results,
+        collect_and_delete(summary, batch),
+        attempt=2,
+        heartbeat_details=[record.model_dump(mode="json")],
+    )
+
+    assert retried == first
+    assert not storage.path(OUTPUT).exists(), "nothing downloaded or written again"
+
+
+async def test_a_collect_that_cannot_record_its_results_deletes_nothing(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage
+) -> None:
+    summary, batch = await run_batch(job, chat_file(5))
+    runner = ActivityRunner(TemporalHeartbeats(accepts=0))
+
+    collected = await runner.run(job.acts.collect_results, collect_and_delete(summary, batch))
+
+    assert collected.requests.succeeded == 5
+    assert collected.gateway_files is not None
+    assert collected.gateway_files.deleted == []
+    assert set(collected.gateway_files.left) == set(files_of(batch))
+    assert all("could not record" in why for why in collected.gateway_files.left.values())
+    assert set(files_of(batch)) <= listed_files(emu)
+
+
+async def test_a_collect_whose_deletes_fail_retryably_reports_them_and_succeeds(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage
+) -> None:
+    """Best effort: the results are out, and a collect is never retried for a delete."""
+    summary, batch = await run_batch(job, chat_file(5))
+    published = CollectedResults(
+        requests=RequestTally(total=5, succeeded=5), usage=TokenTotals(total_tokens=9)
+    )
+    emu.set_knobs(error_rate=1.0, error_statuses=[503], retry_after_seconds=0)
+
+    collected = await ActivityRunner(TemporalHeartbeats()).run(
+        job.acts.collect_results,
+        collect_and_delete(summary, batch),
+        attempt=2,
+        heartbeat_details=[PublishedResults(published=published).model_dump(mode="json")],
+    )
+
+    emu.set_knobs(error_rate=0.0)
+    assert collected.model_copy(update={"gateway_files": None}) == published
+    assert collected.gateway_files is not None
+    assert collected.gateway_files.deleted == []
+    left = collected.gateway_files.left
+    assert set(left) == set(files_of(batch))
+    assert all(why.startswith("the delete did not finish") for why in left.values())
+    assert set(files_of(batch)) <= listed_files(emu)
+
+
+async def test_a_collect_asked_to_delete_nothing_records_nothing(
+    job: Job, emu: EmulatorProcess, storage: LocalStorage
+) -> None:
+    summary, batch = await run_batch(job, chat_file(5))
+    temporal = TemporalHeartbeats()
+    request = collect_and_delete(summary, batch).model_copy(update={"gateway_file_ids": []})
+
+    collected = await ActivityRunner(temporal).run(job.acts.collect_results, request)
+
+    assert collected.gateway_files == GatewayFiles()
+    assert temporal.sent == []
+    assert set(files_of(batch)) <= listed_files(emu)

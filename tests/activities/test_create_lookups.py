@@ -21,7 +21,7 @@ from gateway.client import GatewayClient
 from gateway.models import Batch
 from storage import LocalStorage
 from tests.activities.conftest import settings_for
-from tests.activities.helpers import CHAT, ActivityRunner, chat_file
+from tests.activities.helpers import CHAT, ActivityRunner, TemporalHeartbeats, chat_file
 
 
 def calls(emulator: EmulatorProcess) -> Counter[str]:
@@ -78,6 +78,7 @@ def old_batches(emulator: EmulatorProcess, count: int) -> None:
 async def test_the_first_create_of_a_fresh_input_looks_only_after_creating(
     fresh_emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage, tmp_path: Path
 ) -> None:
+    """With no Temporal to ask whether the attempt is still current, it looks."""
     async with GatewayClient(settings_for(fresh_emu)) as gateway:
         acts = BatchActivities(gateway, storage)
         file_id = await upload(gateway, tmp_path)
@@ -87,6 +88,48 @@ async def test_the_first_create_of_a_fresh_input_looks_only_after_creating(
 
     assert batch.adopted is False
     assert made == Counter({"POST /batches": 1, "GET /batches": 1})
+
+
+async def test_a_first_create_temporal_still_takes_looks_up_nothing(
+    fresh_emu: EmulatorProcess, storage: LocalStorage, tmp_path: Path
+) -> None:
+    """Its heartbeat, accepted after the create was answered, shows no retry had started."""
+    temporal = TemporalHeartbeats()
+    async with GatewayClient(settings_for(fresh_emu)) as gateway:
+        acts = BatchActivities(gateway, storage)
+        file_id = await upload(gateway, tmp_path)
+        batch, made = await create(
+            fresh_emu, ActivityRunner(temporal), acts, create_request(file_id, "k5", fresh=True)
+        )
+
+    assert batch.adopted is False
+    assert made == Counter({"POST /batches": 1})
+    assert len(temporal.sent) == 2, "the mark before the POST, the check after it"
+
+
+async def test_a_first_create_temporal_has_timed_out_looks_and_keeps_one_batch(
+    fresh_emu: EmulatorProcess, storage: LocalStorage, tmp_path: Path
+) -> None:
+    """Declared dead while it created (its retry's batch exists): it looks, and one stays."""
+    fresh_emu.set_knobs(force_outcome="stuck_validating")
+    temporal = TemporalHeartbeats(accepts=1)
+    async with GatewayClient(settings_for(fresh_emu)) as gateway:
+        acts = BatchActivities(gateway, storage)
+        file_id = await upload(gateway, tmp_path)
+        retrys = await gateway.create_batch(
+            input_file_id=file_id, endpoint=CHAT, metadata={JOB_KEY_METADATA: "k6"}
+        )
+        kept, made = await create(
+            fresh_emu, ActivityRunner(temporal), acts, create_request(file_id, "k6", fresh=True)
+        )
+        statuses = {b.id: b.status.value async for b in gateway.iter_batches()}
+
+    assert made["GET /batches"] == 1
+    # Both agree on the oldest (created_at, then id): the other is cancelled.
+    assert retrys.id in statuses and len(statuses) == 2
+    assert kept.adopted is (kept.id == retrys.id)
+    assert statuses.pop(kept.id) == "validating"
+    assert list(statuses.values()) in (["cancelling"], ["cancelled"])
 
 
 async def test_a_retried_create_of_a_fresh_input_still_adopts_the_first_attempts_batch(

@@ -206,6 +206,7 @@ async def main() -> None:
         await capture_create_and_attach_scenarios(env)
         await capture_clean_up_scenarios(env)
         await capture_lean_scenarios(env)
+        await capture_collect_cleans_up_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -408,6 +409,63 @@ async def capture_lean_scenarios(env: WorkflowEnvironment) -> None:
         ),
         lambda c, q: _run(c, q, job()),
         env,
+    )
+
+
+async def capture_collect_cleans_up_scenarios(env: WorkflowEnvironment) -> None:
+    """The collect step deletes the gateway files, no clean-up step after it
+    (collect-cleans-up-v1), and such a job records no watch patch."""
+
+    def simple(request: BatchJobInput) -> Scenario:
+        return lambda c, q: _run(c, q, request)
+
+    await capture("collect_cleans_up", ScriptedBatch(), simple(job()), env)
+    await capture(
+        "collect_cleans_up_kept", ScriptedBatch(), simple(job(keep_gateway_files=True)), env
+    )
+    # An older worker's collect deletes nothing and says nothing: the clean-up step does.
+    await capture(
+        "collect_cleans_up_older_worker",
+        ScriptedBatch(collect_deletes_nothing=True),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "collect_cleans_up_deadline",
+        ScriptedBatch(path=[("validating", 10**6)]),
+        simple(job(deadlines=PhaseDeadlines(validating=timedelta(hours=2)))),
+        env,
+    )
+
+    async def cancelled_during_collect(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+        handle = await client.start_workflow(
+            BatchJobWorkflow.run,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"replay-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        for _ in range(400):
+            if script.called("collect_results"):
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        for _ in range(200):
+            events = (await handle.fetch_history()).events
+            if any(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+                for e in events
+            ) and events[-1].event_type == (EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED):
+                break
+            await asyncio.sleep(0.05)
+        script.release.set()
+        await handle.result()
+        return handle
+
+    script = ScriptedBatch(
+        path=[("validating", 0), ("in_progress", 0), ("finalizing", 0)], collect_hangs_once=True
+    )
+    await capture(
+        "collect_cleans_up_cancelled_during_collect", script, cancelled_during_collect, env
     )
 
 

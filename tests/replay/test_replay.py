@@ -50,6 +50,14 @@ def test_there_are_histories_to_replay():
     assert {"validate_and_upload", "watch_settles_before_reporting"} <= names
     # A sharded job with its shard files in an object store (patch shards-in-store-v1).
     assert {"sharded_in_store"} <= names
+    # The collect deletes the gateway files, no clean-up step after it (collect-cleans-up-v1).
+    assert {
+        "collect_cleans_up",
+        "collect_cleans_up_kept",
+        "collect_cleans_up_older_worker",
+        "collect_cleans_up_deadline",
+        "collect_cleans_up_cancelled_during_collect",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

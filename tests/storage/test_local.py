@@ -66,3 +66,32 @@ async def test_leftovers_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_pa
     assert not leftover.exists()
     assert other.exists(), "only this location's leftovers are removed"
     assert set(os.listdir(tmp_path)) == {"out.jsonl", ".other.jsonl.abc123.part"}
+
+
+async def test_each_locations_leftovers_go_at_its_own_next_write(tmp_path: Path):
+    """The folder is listed once, not on every write; what it held is still cleared."""
+    store = LocalStorage(tmp_path)
+    first = tmp_path / ".a.jsonl.abc123.part"
+    second = tmp_path / ".b.jsonl.def456.part"
+    first.write_text("dead writer")
+    second.write_text("dead writer")
+    async with store.atomic_write("a.jsonl") as tmp:
+        tmp.write_text("a\n")
+    assert not first.exists() and second.exists()
+    async with store.atomic_write("b.jsonl") as tmp:
+        tmp.write_text("b\n")
+    assert set(os.listdir(tmp_path)) == {"a.jsonl", "b.jsonl"}
+
+
+async def test_leftovers_made_since_the_listing_go_once_it_is_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store = LocalStorage(tmp_path)
+    async with store.atomic_write("a.jsonl") as tmp:
+        tmp.write_text("a\n")
+    later = tmp_path / ".a.jsonl.abc123.part"
+    later.write_text("a writer that died after the folder was listed")
+    monkeypatch.setattr(type(store._leftovers), "RESCAN_SECONDS", 0.0)
+    async with store.atomic_write("a.jsonl") as tmp:
+        tmp.write_text("a again\n")
+    assert set(os.listdir(tmp_path)) == {"a.jsonl"}

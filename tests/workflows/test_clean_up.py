@@ -52,8 +52,31 @@ def index_only(request: CleanUpRequest) -> bool:
     )
 
 
+def collects(script: ScriptedBatch) -> list[CollectResultsRequest]:
+    return script.called("collect_results")
+
+
 async def test_a_completed_job_deletes_its_upload_and_the_batch_files(time_skipping_env):
     script = ScriptedBatch()
+    handle, result = await run_job(time_skipping_env, script, job())
+    assert result.status is JobStatus.SUCCEEDED
+    [collect] = collects(script)
+    assert collect.gateway_file_ids == ["file-1", "file-out"]
+    assert clean_ups(script) == [], "the collect step deleted them: no step after it"
+    assert result.gateway_files is not None
+    assert result.gateway_files.deleted == ["file-1", "file-out"]
+    assert result.gateway_files.left == {}
+    # One patch marker (collect-cleans-up-v1): the job asks neither the watch's nor
+    # validate-and-upload's, whose code it runs.
+    history = await handle.fetch_history()
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert len(markers) == 1
+
+
+async def test_an_older_workers_collect_leaves_the_deletes_to_the_clean_up_step(
+    time_skipping_env,
+):
+    script = ScriptedBatch(collect_deletes_nothing=True)
     _, result = await run_job(time_skipping_env, script, job())
     assert result.status is JobStatus.SUCCEEDED
     [clean_up] = clean_ups(script)
@@ -61,7 +84,6 @@ async def test_a_completed_job_deletes_its_upload_and_the_batch_files(time_skipp
     assert clean_up.input_sha256 == SHA256
     assert result.gateway_files is not None
     assert result.gateway_files.deleted == ["file-1", "file-out"]
-    assert result.gateway_files.left == {}
 
 
 async def test_keep_gateway_files_deletes_nothing_and_says_so(time_skipping_env):
@@ -69,6 +91,7 @@ async def test_keep_gateway_files_deletes_nothing_and_says_so(time_skipping_env)
     _, result = await run_job(time_skipping_env, script, job(keep_gateway_files=True))
     assert result.status is JobStatus.SUCCEEDED
     assert clean_ups(script) == [], "collection already removed the index: no step left"
+    assert [c.gateway_file_ids for c in collects(script)] == [[]]
     assert result.gateway_files is not None
     assert result.gateway_files.deleted == []
     assert set(result.gateway_files.left) == {"file-1", "file-out"}
@@ -104,8 +127,12 @@ async def test_a_deadline_with_no_output_deletes_the_files_of_the_ended_batch(ti
     _, result = await run_job(time_skipping_env, script, job(deadlines=deadlines))
     assert result.status is JobStatus.DEADLINE_EXCEEDED
     assert result.batch_status == "cancelled"
-    [clean_up] = clean_ups(script)
-    assert "file-1" in clean_up.gateway_file_ids
+    [collect] = collects(script)
+    assert collect.gateway_file_ids is not None
+    assert "file-1" in collect.gateway_file_ids
+    assert clean_ups(script) == []
+    assert result.gateway_files is not None
+    assert "file-1" in result.gateway_files.deleted
 
 
 async def test_a_batch_that_could_not_be_cancelled_keeps_its_files(time_skipping_env):
@@ -115,6 +142,7 @@ async def test_a_batch_that_could_not_be_cancelled_keeps_its_files(time_skipping
     assert result.status is JobStatus.DEADLINE_EXCEEDED
     assert result.batch_status == "in_progress"
     assert clean_ups(script) == [], "collection removed the index; the batch may still run"
+    assert [c.gateway_file_ids for c in collects(script)] == [[]]
     assert result.gateway_files is not None
     assert result.gateway_files.left == {"file-1": "batch batch_1 had not ended (in_progress)"}
 
@@ -165,8 +193,10 @@ async def test_a_failed_collection_removes_the_index_and_keeps_the_files(time_sk
 
 
 async def test_a_clean_up_that_keeps_failing_never_fails_the_job(time_skipping_env):
+    # An older worker's collect, so the clean-up step deletes.
     script = ScriptedBatch(
-        clean_up_failure=ApplicationError("delete file: gateway answered 503", type="Unavailable")
+        clean_up_failure=ApplicationError("delete file: gateway answered 503", type="Unavailable"),
+        collect_deletes_nothing=True,
     )
     _, result = await run_job(time_skipping_env, script, job())
     assert result.status is JobStatus.SUCCEEDED

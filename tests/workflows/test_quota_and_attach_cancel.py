@@ -47,8 +47,8 @@ async def test_a_plain_job_refused_for_quota_waits_says_why_and_then_runs(time_s
     assert result.status is JobStatus.SUCCEEDED
     assert len(script.called("create_batch")) == 2
     assert not script.called("cancel_batch"), "a refused create made nothing to look for"
-    [clean_up] = script.called("clean_up")
-    assert clean_up.gateway_file_ids == ["file-1", "file-out"], "the upload once, at the end"
+    [collect] = script.called("collect_results")
+    assert collect.gateway_file_ids == ["file-1", "file-out"], "the upload once, at the end"
 
 
 async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_running(
