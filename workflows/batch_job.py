@@ -442,13 +442,7 @@ class BatchJobWorkflow(Watching):
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 assert isinstance(exc, ActivityError)
-                error = exc.cause or exc
-                raise ApplicationError(
-                    f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
-                    "ended and no longer bills: its files stay at the gateway",
-                    type=error.type if isinstance(error, ApplicationError) else None,
-                    non_retryable=True,
-                ) from None
+                raise _collect_failed(outcome, exc) from None
             # The batch has ended and is paid for: its results are worth the wait.
             outcome.reason = "cancel requested after the batch ended; its results were collected"
             return await self._step(BatchActivities.collect_results, request, step_options.COLLECT)
@@ -470,13 +464,7 @@ class BatchJobWorkflow(Watching):
                 )
                 return await collecting
         except ActivityError as exc:
-            error = exc.cause or exc
-            raise ApplicationError(
-                f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
-                "ended and no longer bills: its files stay at the gateway",
-                type=error.type if isinstance(error, ApplicationError) else None,
-                non_retryable=True,
-            ) from None
+            raise _collect_failed(outcome, exc) from None
 
     def _result(
         self, outcome: Outcome, collected: CollectedResults, gateway_files: GatewayFiles | None
@@ -738,3 +726,14 @@ def _ran_out_of_time(exc: ActivityError) -> bool:
     if isinstance(cause, TimeoutError):
         return cause.type in (TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.SCHEDULE_TO_START)
     return isinstance(cause, ApplicationError) and cause.type == FAILURE_BATCH_NOT_CHANGED
+
+
+def _collect_failed(outcome: Outcome, exc: ActivityError) -> ApplicationError:
+    """The job's failure when collection gave up: the batch no longer bills; its files stay."""
+    error = exc.cause or exc
+    return ApplicationError(
+        f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
+        "ended and no longer bills: its files stay at the gateway",
+        type=error.type if isinstance(error, ApplicationError) else None,
+        non_retryable=True,
+    )

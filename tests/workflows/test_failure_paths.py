@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
@@ -18,6 +19,7 @@ from contracts.job import JobPhase, JobStatus
 from devstack.scripted import ScriptedBatch
 from devstack.temporal import start_time_skipping
 from tests.workflows.test_batch_job_workflow import job, run_job
+from tests.workflows.test_clean_up import run_on
 
 
 async def wait_for_call(script: ScriptedBatch, name: str) -> None:
@@ -136,3 +138,19 @@ async def test_an_input_that_does_not_validate_fails_the_workflow_not_hangs(time
             await asyncio.wait_for(handle.result(), 20)
     assert "completion_window" in str(failure.value.cause)
     assert script.calls == [], "nothing ran"
+
+
+async def test_a_collect_that_fails_for_good_names_the_batch_and_its_files(time_skipping_env):
+    """The batch has ended: the failure says it no longer bills and where its files are."""
+
+    @activity.defn(name="collect_results")
+    async def collect_results(request: Any) -> Any:
+        raise ApplicationError("results folder: permission denied", type="X", non_retryable=True)
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_on(time_skipping_env, ScriptedBatch(), job(), collect_results)
+
+    message = str(failure.value.cause)
+    assert "collecting batch batch_1" in message, message
+    assert "output file file-out" in message and "no longer bills" in message
+    assert "permission denied" in message
