@@ -19,7 +19,6 @@ from contracts.job import JobPhase, JobStatus
 from devstack.scripted import ScriptedBatch
 from devstack.temporal import start_time_skipping
 from tests.workflows.test_batch_job_workflow import job, run_job
-from tests.workflows.test_clean_up import run_on
 
 
 async def wait_for_call(script: ScriptedBatch, name: str) -> None:
@@ -142,6 +141,8 @@ async def test_an_input_that_does_not_validate_fails_the_workflow_not_hangs(time
 
 async def test_a_collect_that_fails_for_good_names_the_batch_and_its_files(time_skipping_env):
     """The batch has ended: the failure says it no longer bills and where its files are."""
+    from tests.workflows.test_clean_up import run_on  # it imports this module
+
 
     @activity.defn(name="collect_results")
     async def collect_results(request: Any) -> Any:
