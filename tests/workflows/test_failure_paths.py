@@ -143,7 +143,6 @@ async def test_a_collect_that_fails_for_good_names_the_batch_and_its_files(time_
     """The batch has ended: the failure says it no longer bills and where its files are."""
     from tests.workflows.test_clean_up import run_on  # it imports this module
 
-
     @activity.defn(name="collect_results")
     async def collect_results(request: Any) -> Any:
         raise ApplicationError("results folder: permission denied", type="X", non_retryable=True)
