@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError
 
+from activities.heartbeat import heartbeat_at_server
 from contracts.steps import CollectedResults
 
 
@@ -51,16 +51,8 @@ class PublishRecord:
     async def record(self, collected: CollectedResults) -> str | None:
         """Durably at the server before anything is deleted; else why not (delete nothing)."""
         self.current = PublishedResults(published=collected)
-        activity.heartbeat(self.current)
-        info = activity.info()
         try:
-            client = activity.client()
-        except RuntimeError:
-            return None  # ActivityEnvironment: there is no server to reach
-        try:
-            await client.get_async_activity_handle(task_token=info.task_token).heartbeat(
-                self.current
-            )
+            await heartbeat_at_server(self.current)
         except AsyncActivityCancelledError:
             return "the collect step was being cancelled"
         except Exception as exc:  # any failure: not known to be recorded

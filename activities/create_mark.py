@@ -28,6 +28,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError
 
+from activities.heartbeat import heartbeat_at_server
+
 
 class CreateMark(BaseModel):
     """create_batch's heartbeat details, shown in the Web UI as the pending create's."""
@@ -69,31 +71,18 @@ class PostMark:
         one, sent after the create was answered, means a retry can only start later and
         will find this attempt's batch by its look before creating.
         """
-        activity.heartbeat(self.current)
         try:
-            client = activity.client()
-        except RuntimeError:
-            return False  # ActivityEnvironment: nothing to ask
-        handle = client.get_async_activity_handle(task_token=activity.info().task_token)
-        try:
-            await handle.heartbeat(self.current)
+            return await heartbeat_at_server(self.current)
         except AsyncActivityCancelledError:
             return True  # still this attempt's: the workflow acts on a cancel after create
         except Exception as exc:  # any failure: not known to be current
             activity.logger.info("could not tell whether this attempt is current: %s", exc)
             return False
-        return True
 
     async def _record(self, mark: CreateMark) -> None:
         self.current = mark
-        activity.heartbeat(mark)
-        info = activity.info()
         try:
-            client = activity.client()
-        except RuntimeError:
-            return  # ActivityEnvironment: there is no server to reach
-        try:
-            await client.get_async_activity_handle(task_token=info.task_token).heartbeat(mark)
+            await heartbeat_at_server(mark)
         except AsyncActivityCancelledError:
             # The workflow is cancelling this create: send nothing, and end as
             # cancelled once the worker delivers the cancel (its own next beat).

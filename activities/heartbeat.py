@@ -32,3 +32,21 @@ async def heartbeating(details: Callable[[], Any] | None = None) -> AsyncIterato
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def heartbeat_at_server(details: Any) -> bool:
+    """Beat ``details`` and wait until Temporal has them; False where no server runs.
+
+    ``activity.heartbeat`` is buffered and throttled by the worker; this goes
+    through the client's handle of this attempt, so once it returns the details
+    are what a retry of the attempt will be handed. The handle's errors (a cancel
+    of the attempt, an attempt Temporal no longer knows) are raised.
+    """
+    activity.heartbeat(details)
+    try:
+        client = activity.client()
+    except RuntimeError:
+        return False  # ActivityEnvironment: there is no server to reach
+    handle = client.get_async_activity_handle(task_token=activity.info().task_token)
+    await handle.heartbeat(details)
+    return True
