@@ -39,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -94,6 +94,8 @@ class Variant:
     # without it, and with PYTHONDONTWRITEBYTECODE set (this machine, the image before),
     # the sandbox compiles the workflow's modules from source for every new job.
     bytecode: bool = False
+    # The module whose --serve-worker entry runs the worker (bench.throughput_floor's bare one).
+    worker_module: str = "bench.throughput"
 
 
 VARIANTS: dict[str, Variant] = {
@@ -286,7 +288,7 @@ def start_worker(
         )
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "bench.throughput", "--serve-worker"],
+            [sys.executable, "-m", variant.worker_module, "--serve-worker"],
             cwd=source,
             env=full_env,
             stdout=out,
@@ -378,6 +380,11 @@ async def run_jobs(
     return [r.status.value for r in results], eagerly
 
 
+# Starts the jobs (ids tp-<input stem>) and returns run_jobs' answer: statuses in the
+# project's words ("succeeded") and how many started eagerly.
+JobRunner = Callable[[Client, str, list[Path], float, bool], Awaitable[tuple[list[str], int]]]
+
+
 # Where the worker's CPU goes: a sampled stack counts for every category one of its frames is in.
 PROFILE_CATEGORIES = {
     "workflow code (workflows/)": ("workflows/",),
@@ -436,7 +443,12 @@ def profile_summary(collapsed: Path) -> list[tuple[str, float]]:
 
 
 async def run_project(
-    name: str, variant: Variant, root: Path, load: Load, profile: bool = False
+    name: str,
+    variant: Variant,
+    root: Path,
+    load: Load,
+    profile: bool = False,
+    start_jobs: JobRunner = run_jobs,
 ) -> SideReport:
     paths = write_inputs(root / "data", load.jobs, load.requests)
     source = REPO_ROOT
@@ -483,7 +495,7 @@ async def run_project(
             profiler = None
             if profile and worker is not None:
                 profiler = start_profiler(worker.pid, root / "worker-profile.txt")
-            statuses, eagerly = await run_jobs(
+            statuses, eagerly = await start_jobs(
                 env.client, queue, paths, load.poll_seconds, variant.eager_start
             )
             wall = time.monotonic() - started
