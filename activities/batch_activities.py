@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,9 @@ from contracts.steps import (
     CreateBatchRequest,
     FileSnapshot,
     InputSummary,
+    QuotaRefusal,
+    SubmitBatchRequest,
+    SubmittedBatch,
     UploadedInput,
     UploadInputRequest,
     ValidateAndUploadRequest,
@@ -158,6 +161,30 @@ def _checkpoint() -> ValidatedUpload:
         return ValidatedUpload()
 
 
+def _submit_checkpoint() -> SubmittedBatch:
+    """How far an earlier attempt of this submit got, by its last heartbeat."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return SubmittedBatch()
+    try:
+        return SubmittedBatch.model_validate(details[0])
+    except ValidationError:
+        return SubmittedBatch()
+
+
+def _with_checkpoint(exc: ApplicationError, done: SubmittedBatch) -> ApplicationError:
+    """The same failure, with what the submit had done as its last detail."""
+    return ApplicationError(
+        exc.message,
+        *exc.details,
+        done.model_dump(mode="json"),
+        type=exc.type,
+        non_retryable=exc.non_retryable,
+        next_retry_delay=exc.next_retry_delay,
+        category=exc.category,
+    )
+
+
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
@@ -189,34 +216,44 @@ class BatchActivities:
         """
         done = _checkpoint()
         async with temporal_failures(), heartbeating(lambda: done):
-            if done.summary is None:
-                done = ValidatedUpload(summary=await self._validate(request.validation))
-            summary = done.summary
-            assert summary is not None
-            if done.uploaded is None:
-                upload = UploadInputRequest(
-                    input_path=request.validation.input_path,
-                    job_key=request.job_key,
-                    sha256=summary.sha256,
-                    bytes=summary.bytes,
-                )
-                try:
-                    async with temporal_failures():
-                        uploaded = await self._upload(upload)
-                except ApplicationError as exc:
-                    # The job ends here, before the workflow learns the index exists.
-                    if exc.non_retryable:
-                        await forget_input_index(
-                            self.storage, request.validation.output_path, summary.sha256
-                        )
-                    raise
-                done = ValidatedUpload(summary=summary, uploaded=uploaded)
-            elif not done.uploaded.adopted:
-                activity.logger.info("adopting earlier upload %s", done.uploaded.file_id)
-                done = ValidatedUpload(
-                    summary=summary, uploaded=done.uploaded.model_copy(update={"adopted": True})
-                )
+            async for reached in self._validate_and_upload(request, _checkpoint()):
+                done = reached
             return done
+
+    async def _validate_and_upload(
+        self, request: ValidateAndUploadRequest, done: ValidatedUpload
+    ) -> AsyncIterator[ValidatedUpload]:
+        """From an earlier attempt's checkpoint, each checkpoint as it is reached."""
+        if done.summary is None:
+            done = ValidatedUpload(summary=await self._validate(request.validation))
+            yield done
+        summary = done.summary
+        assert summary is not None
+        if done.uploaded is None:
+            upload = UploadInputRequest(
+                input_path=request.validation.input_path,
+                job_key=request.job_key,
+                sha256=summary.sha256,
+                bytes=summary.bytes,
+            )
+            try:
+                async with temporal_failures():
+                    uploaded = await self._upload(upload)
+            except ApplicationError as exc:
+                # The job ends here, before the workflow learns the index exists.
+                if exc.non_retryable:
+                    await forget_input_index(
+                        self.storage, request.validation.output_path, summary.sha256
+                    )
+                raise
+            yield ValidatedUpload(summary=summary, uploaded=uploaded)
+        elif not done.uploaded.adopted:
+            activity.logger.info("adopting earlier upload %s", done.uploaded.file_id)
+            yield ValidatedUpload(
+                summary=summary, uploaded=done.uploaded.model_copy(update={"adopted": True})
+            )
+        else:
+            yield done
 
     async def _validate(self, request: ValidateInputRequest) -> InputSummary:
         # Fail on a bad results location now, not after a 24h batch.
@@ -303,59 +340,120 @@ class BatchActivities:
     async def create_batch(self, request: CreateBatchRequest) -> BatchSnapshot:
         mark = PostMark()
         async with temporal_failures(), heartbeating(mark.details):
-            info = activity.info()
-            # An earlier attempt's POST may have made a batch no look-up here can see.
-            if marked(info.heartbeat_details) and not await self._lists_batches():
-                raise _create_outcome_unknown(
-                    request.job_key,
-                    "an earlier attempt's worker was lost while its POST /batches may have "
-                    "been in flight",
-                )
-            existing = None
-            # A fresh input has no batch before this step's first attempt; a retry, or an
-            # input adopted from an earlier run, may, and looks first. The look after
-            # creating runs on every attempt: it closes the two-attempts-alive window.
-            if not request.fresh_input or info.attempt > 1:
-                existing = await self._keep_one_batch(
-                    request.job_key, request.not_before, input_file_id=request.input_file_id
-                )
-            if existing is not None:
-                activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
-                return snapshot(existing, adopted=True)
-            await mark.before_post()
+            return await self._create(request, mark)
+
+    @activity.defn
+    async def submit_batch(self, request: SubmitBatchRequest) -> SubmittedBatch:
+        """validate_and_upload, then create_batch, in one step: one trip through Temporal fewer.
+
+        Its heartbeat carries both steps' checkpoints: what is validated and
+        uploaded, and the create's mark, set from the attempt's start as
+        create_batch's is. A retry goes on from there, and looks for the batch
+        before creating. A failure once validated carries the checkpoint as its
+        last detail, so the workflow can look for a batch and clean up; one
+        before it carries none, as nothing was made.
+        """
+        done = _submit_checkpoint()
+        mark = PostMark(lambda m: done.model_copy(update={"post_may_be_out": m.post_may_be_out}))
+        async with temporal_failures(), heartbeating(mark.details):
+            steps = ValidateAndUploadRequest(validation=request.validation, job_key=request.job_key)
+            earlier = ValidatedUpload(summary=done.summary, uploaded=done.uploaded)
             try:
-                batch = await self.client.create_batch(
-                    input_file_id=request.input_file_id,
-                    endpoint=request.endpoint,
-                    completion_window=request.completion_window,
-                    metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
-                )
-            except GatewayError as exc:
-                if exc.outcome_unknown:
-                    if not await self._lists_batches():
-                        answer = f"HTTP {exc.status_code}" if exc.status_code else "no answer"
-                        raise _create_outcome_unknown(
-                            request.job_key, f"its create got {answer}"
-                        ) from None
-                    raise
-                await mark.nothing_made()
-                if _quota_refusal(exc):
-                    raise _quota_refused(exc.message, exc.retry_after) from None
+                async for reached in self._validate_and_upload(steps, earlier):
+                    done = SubmittedBatch(summary=reached.summary, uploaded=reached.uploaded)
+                return await self._create_once_uploaded(request, done, mark)
+            except asyncio.CancelledError:
+                # The job is cancelled before the workflow learns the index exists.
+                details = activity.cancellation_details()
+                if done.summary is not None and details is not None and details.cancel_requested:
+                    await forget_input_index(
+                        self.storage, request.validation.output_path, done.summary.sha256
+                    )
                 raise
-            if _refused_for_quota(batch):
-                await mark.nothing_made()
-                reason = "; ".join(e.describe() for e in batch.errors.data)
-                raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
-            activity.logger.info("created batch %s", batch.id)
-            # The first attempt on a fresh input: no attempt before it, and none after it
-            # yet if Temporal still takes its heartbeat (a retry looks before creating).
-            if request.fresh_input and info.attempt == 1 and await mark.still_current():
-                return snapshot(batch)
-            keeper = await self._keep_one_batch(
-                request.job_key, request.not_before, batch, input_file_id=request.input_file_id
+
+    async def _create_once_uploaded(
+        self, request: SubmitBatchRequest, done: SubmittedBatch, mark: PostMark
+    ) -> SubmittedBatch:
+        """submit_batch's create: none while the upload is not ready; a quota refusal returned."""
+        uploaded = done.uploaded
+        assert uploaded is not None
+        if not uploaded.ready:
+            return done  # the workflow waits until the gateway has processed it
+        create = CreateBatchRequest(
+            input_file_id=uploaded.file_id,
+            endpoint=request.endpoint,
+            completion_window=request.completion_window,
+            metadata=request.metadata,
+            job_key=request.job_key,
+            not_before=request.not_before,
+            fresh_input=request.first_run and not uploaded.adopted,
+        )
+        try:
+            async with temporal_failures():
+                batch = await self._create(create, mark)
+        except ApplicationError as exc:
+            if exc.type == FAILURE_QUOTA_REFUSED:
+                # _quota_refused's details: the gateway's words, its Retry-After.
+                said, retry_after = exc.details
+                refusal = QuotaRefusal(message=str(said), retry_after=retry_after)
+                return done.model_copy(update={"refused": refusal})
+            raise _with_checkpoint(exc, done) from None
+        return done.model_copy(update={"batch": batch})
+
+    async def _create(self, request: CreateBatchRequest, mark: PostMark) -> BatchSnapshot:
+        info = activity.info()
+        # An earlier attempt's POST may have made a batch no look-up here can see.
+        if marked(info.heartbeat_details) and not await self._lists_batches():
+            raise _create_outcome_unknown(
+                request.job_key,
+                "an earlier attempt's worker was lost while its POST /batches may have "
+                "been in flight",
             )
-            assert keeper is not None
-            return snapshot(keeper, adopted=keeper.id != batch.id)
+        existing = None
+        # A fresh input has no batch before this step's first attempt; a retry, or an
+        # input adopted from an earlier run, may, and looks first. The look after
+        # creating runs on every attempt: it closes the two-attempts-alive window.
+        if not request.fresh_input or info.attempt > 1:
+            existing = await self._keep_one_batch(
+                request.job_key, request.not_before, input_file_id=request.input_file_id
+            )
+        if existing is not None:
+            activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
+            return snapshot(existing, adopted=True)
+        await mark.before_post()
+        try:
+            batch = await self.client.create_batch(
+                input_file_id=request.input_file_id,
+                endpoint=request.endpoint,
+                completion_window=request.completion_window,
+                metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
+            )
+        except GatewayError as exc:
+            if exc.outcome_unknown:
+                if not await self._lists_batches():
+                    answer = f"HTTP {exc.status_code}" if exc.status_code else "no answer"
+                    raise _create_outcome_unknown(
+                        request.job_key, f"its create got {answer}"
+                    ) from None
+                raise
+            await mark.nothing_made()
+            if _quota_refusal(exc):
+                raise _quota_refused(exc.message, exc.retry_after) from None
+            raise
+        if _refused_for_quota(batch):
+            await mark.nothing_made()
+            reason = "; ".join(e.describe() for e in batch.errors.data)
+            raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
+        activity.logger.info("created batch %s", batch.id)
+        # The first attempt on a fresh input: no attempt before it, and none after it
+        # yet if Temporal still takes its heartbeat (a retry looks before creating).
+        if request.fresh_input and info.attempt == 1 and await mark.still_current():
+            return snapshot(batch)
+        keeper = await self._keep_one_batch(
+            request.job_key, request.not_before, batch, input_file_id=request.input_file_id
+        )
+        assert keeper is not None
+        return snapshot(keeper, adopted=keeper.id != batch.id)
 
     async def _lists_batches(self) -> bool:
         """Whether a retry could find a batch by its job key (Kong may not route GET /batches).
@@ -737,6 +835,7 @@ class BatchActivities:
             self.attach_batch,
             self.clean_up,
             self.validate_and_upload,
+            self.submit_batch,
         ]
 
 

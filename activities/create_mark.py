@@ -15,13 +15,15 @@ details, which Temporal hands to the next attempt:
 
 A retry that finds the mark on a gateway that cannot list fails at once
 (CreateOutcomeUnknown). The price: a worker lost before its POST, on such a
-gateway, fails the job too; the failure says how to start it again.
+gateway, fails the job too; the failure says how to start it again. In
+submit_batch the mark rides in the step's checkpoint (SubmittedBatch), so that
+price covers its validation and upload as well.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,21 +42,25 @@ class CreateMark(BaseModel):
 def marked(details: Sequence[Any]) -> bool:
     """Whether an earlier attempt's heartbeat said its POST may be out unanswered."""
     for detail in details:
-        if isinstance(detail, CreateMark):
-            return detail.post_may_be_out
         if isinstance(detail, dict):
             return bool(detail.get("post_may_be_out"))
+        return bool(getattr(detail, "post_may_be_out", False))
     return False
 
 
 class PostMark:
-    """The mark of one attempt: set from its start, cleared on a definitive 'nothing made'."""
+    """The mark of one attempt: set from its start, cleared on a definitive 'nothing made'.
 
-    def __init__(self) -> None:
+    ``checkpoint`` turns the mark into the step's heartbeat details (by default
+    the mark alone; submit_batch's carries what it has done so far too).
+    """
+
+    def __init__(self, checkpoint: Callable[[CreateMark], Any] | None = None) -> None:
         self.current = CreateMark(post_may_be_out=True)
+        self._checkpoint = checkpoint or (lambda mark: mark)
 
-    def details(self) -> CreateMark:
-        return self.current
+    def details(self) -> Any:
+        return self._checkpoint(self.current)
 
     async def before_post(self) -> None:
         """Durably at the server before the POST leaves; a create being cancelled sends nothing."""
@@ -72,7 +78,7 @@ class PostMark:
         will find this attempt's batch by its look before creating.
         """
         try:
-            return await heartbeat_at_server(self.current)
+            return await heartbeat_at_server(self.details())
         except AsyncActivityCancelledError:
             return True  # still this attempt's: the workflow acts on a cancel after create
         except Exception as exc:  # any failure: not known to be current
@@ -82,7 +88,7 @@ class PostMark:
     async def _record(self, mark: CreateMark) -> None:
         self.current = mark
         try:
-            await heartbeat_at_server(mark)
+            await heartbeat_at_server(self.details())
         except AsyncActivityCancelledError:
             # The workflow is cancelling this create: send nothing, and end as
             # cancelled once the worker delivers the cancel (its own next beat).

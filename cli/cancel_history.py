@@ -14,7 +14,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from contracts.batch_status import BatchStatus
-from contracts.names import ACTIVITY_ATTACH_BATCH, ACTIVITY_CANCEL_BATCH, ACTIVITY_CREATE_BATCH
+from contracts.names import (
+    ACTIVITY_ATTACH_BATCH,
+    ACTIVITY_CANCEL_BATCH,
+    ACTIVITY_CREATE_BATCH,
+    ACTIVITY_SUBMIT_BATCH,
+)
 from contracts.steps import BatchSnapshot
 
 
@@ -65,7 +70,7 @@ def cancelled_without_result(workflow_id: str, trail: CancelTrail, last_known: s
         return f"{lead} while its batch was being made; {said}; nothing was collected"
     if trail.cancel_answers:
         return f"{lead} while its batch was being made; the gateway held no batch of the job's"
-    if ACTIVITY_CREATE_BATCH in trail.scheduled:
+    if trail.scheduled & {ACTIVITY_CREATE_BATCH, ACTIVITY_SUBMIT_BATCH}:
         return (
             f"{lead} while its batch was being made, and the job could not tell whether the "
             f"gateway made one ({last_known}): look for it at the gateway"

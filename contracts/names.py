@@ -32,6 +32,8 @@ ACTIVITY_ATTACH_BATCH = "attach_batch"
 ACTIVITY_CLEAN_UP = "clean_up"
 ACTIVITY_VALIDATE_AND_UPLOAD = "validate_and_upload"
 """validate_input then upload_input as one step (patch validate-and-upload-v1)."""
+ACTIVITY_SUBMIT_BATCH = "submit_batch"
+"""validate_and_upload then create_batch as one step (patch submit-v1)."""
 
 # Search attributes the dev server registers at start and the workflow upserts;
 # an unregistered one would hang the workflow task.
@@ -81,6 +83,9 @@ data directory, and removes them after the merge."""
 PATCH_COLLECT_CLEANS_UP = "collect-cleans-up-v1"
 """The collect step deletes the job's gateway files once the results are published (no
 clean-up step after it); a job on it runs validate-and-upload-v1's code, and asks only this."""
+PATCH_SUBMIT = "submit-v1"
+"""A new job validates, uploads and creates its batch in one step (submit_batch); a job on
+it runs collect-cleans-up-v1's code, and asks only this."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

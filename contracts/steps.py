@@ -116,6 +116,45 @@ class BatchSnapshot(_Step):
         return 0 if self.counts is None else self.counts.completed + self.counts.failed
 
 
+class SubmitBatchRequest(_Step):
+    """Validate, upload, then create the batch: the three steps a new job runs back to back."""
+
+    validation: ValidateInputRequest
+    job_key: str
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str]
+    not_before: datetime = Field(description="The job's start: older batches are not its own.")
+    first_run: bool = Field(
+        description="The first run of its job (no retried or reset run before it): an upload "
+        "this step makes itself is fresh, so its first create attempt need not look first."
+    )
+
+
+class QuotaRefusal(_Step):
+    """A create the gateway refused for its enqueued-token quota: nothing was made."""
+
+    message: str = Field(description="The gateway's own words.")
+    retry_after: float | None = None
+
+
+class SubmittedBatch(_Step):
+    """What a submit step did; partial in its heartbeat while it runs, and as the last
+    detail of a failure after validation (so the job knows its upload and index).
+
+    No batch when the upload must first be processed (Azure's pending) or the create
+    was refused for quota: the workflow goes on from the upload with the separate steps.
+    """
+
+    summary: InputSummary | None = None
+    uploaded: UploadedInput | None = None
+    post_may_be_out: bool = Field(
+        default=False, description="The create's mark (activities.create_mark), in the checkpoint."
+    )
+    batch: BatchSnapshot | None = None
+    refused: QuotaRefusal | None = None
+
+
 class AwaitChangeRequest(_Step):
     batch_id: str
     known_status: BatchStatus

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +33,7 @@ from contracts.job import BatchCounts, GatewayFiles, JobProgress, RequestTally, 
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
     ACTIVITY_CLEAN_UP,
+    ACTIVITY_SUBMIT_BATCH,
     ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
@@ -53,6 +54,9 @@ from contracts.steps import (
     CreateBatchRequest,
     FileSnapshot,
     InputSummary,
+    QuotaRefusal,
+    SubmitBatchRequest,
+    SubmittedBatch,
     UploadedInput,
     UploadInputRequest,
     ValidateAndUploadRequest,
@@ -66,6 +70,48 @@ REQUESTS = 5
 FAKE_CLOCK = "FakeClockAdvance"
 
 Starter = Callable[..., Any]
+
+
+async def submit_by_parts(
+    request: SubmitBatchRequest,
+    validate_and_upload: Callable[[ValidateAndUploadRequest], Awaitable[ValidatedUpload]],
+    create_batch: Callable[[CreateBatchRequest], Awaitable[BatchSnapshot]],
+) -> SubmittedBatch:
+    """submit_batch from scripted parts, with the real one's contract: no batch while
+    the upload is not ready, a quota refusal returned, other failures carrying the
+    checkpoint as their last detail."""
+    checkpoint = await validate_and_upload(
+        ValidateAndUploadRequest(validation=request.validation, job_key=request.job_key)
+    )
+    done = SubmittedBatch(summary=checkpoint.summary, uploaded=checkpoint.uploaded)
+    assert done.uploaded is not None
+    if not done.uploaded.ready:
+        return done
+    create = CreateBatchRequest(
+        input_file_id=done.uploaded.file_id,
+        endpoint=request.endpoint,
+        completion_window=request.completion_window,
+        metadata=request.metadata,
+        job_key=request.job_key,
+        not_before=request.not_before,
+        fresh_input=request.first_run and not done.uploaded.adopted,
+    )
+    try:
+        batch = await create_batch(create)
+    except ApplicationError as exc:
+        if exc.type == FAILURE_QUOTA_REFUSED:
+            said, retry_after = exc.details
+            return done.model_copy(
+                update={"refused": QuotaRefusal(message=str(said), retry_after=retry_after)}
+            )
+        raise ApplicationError(
+            exc.message,
+            *exc.details,
+            done.model_dump(mode="json"),
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+        ) from None
+    return done.model_copy(update={"batch": batch})
 
 
 @dataclass
@@ -129,6 +175,8 @@ class ScriptedBatch:
     clean_up_failure: ApplicationError | None = None
     # The collect is an older worker's: it deletes nothing, whatever the request names.
     collect_deletes_nothing: bool = False
+    # Patches the worker leaves inactive for new jobs: the path a job started before them runs.
+    patches_off: tuple[str, ...] = ()
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
         done = REQUESTS if status in ("finalizing", "completed") else 0
@@ -185,7 +233,9 @@ class ScriptedBatch:
         index = names.index(status)
         return names[index + 1] if index + 1 < len(names) else self.final
 
-    def activities(self) -> list[Callable[..., Any]]:
+    def activities(self, *replacing: Callable[..., Any]) -> list[Callable[..., Any]]:
+        """The scripted activities; ``replacing`` stand in for those of their function's
+        name, inside the scripted submit_batch too."""
         script = self
 
         @activity.defn(name="validate_input")
@@ -243,6 +293,18 @@ class ScriptedBatch:
                     if not script.create_finishes_on_cancel:
                         raise
             return script.snapshot(script.path[0][0])
+
+        @activity.defn(name=ACTIVITY_SUBMIT_BATCH)
+        async def submit_batch(request: SubmitBatchRequest) -> SubmittedBatch:
+            # Recorded as its parts, as the tests of each step read them.
+            parts: dict[str, Callable[..., Any]] = {
+                "validate_and_upload": validate_and_upload,
+                "create_batch": create_batch,
+            }
+            parts.update((fn.__name__, fn) for fn in replacing if fn.__name__ in parts)
+            return await submit_by_parts(
+                request, parts["validate_and_upload"], parts["create_batch"]
+            )
 
         @activity.defn(name="await_file_processed")
         async def await_file_processed(request: AwaitFileRequest) -> FileSnapshot:
@@ -342,7 +404,7 @@ class ScriptedBatch:
                 raise script.clean_up_failure
             return GatewayFiles(deleted=request.gateway_file_ids)
 
-        return [
+        scripted: list[Callable[..., Any]] = [
             await_file_processed,
             attach_batch,
             validate_input,
@@ -354,7 +416,10 @@ class ScriptedBatch:
             cancel_batch,
             clean_up,
             validate_and_upload,
+            submit_batch,
         ]
+        replaced = {fn.__name__ for fn in replacing}
+        return [fn for fn in scripted if fn.__name__ not in replaced] + list(replacing)
 
     async def watch(self, request: WatchBatchRequest) -> BatchWatch:
         self.calls.append(("watch_batch", request))
@@ -420,6 +485,7 @@ class ScriptedBatch:
             task_queue=queue,
             workflows=[BatchJobWorkflow, BatchFanOutWorkflow],
             activities=self.activities(),
+            patch_activation_callback=lambda patch: patch.patch_id not in self.patches_off,
         ):
 
             async def start(

@@ -64,9 +64,11 @@ with workflow.unsafe.imports_passed_through():
         PATCH_CLEAN_UP,
         PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
+        PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
         QUERY_PROGRESS,
+        QUOTA_REFUSAL_CODE,
         SEARCH_ATTRIBUTE_BATCH_ID,
         SEARCH_ATTRIBUTE_BATCH_STATUS,
         WORKFLOW_NAME,
@@ -82,6 +84,9 @@ with workflow.unsafe.imports_passed_through():
         CollectResultsRequest,
         CreateBatchRequest,
         InputSummary,
+        QuotaRefusal,
+        SubmitBatchRequest,
+        SubmittedBatch,
         UploadedInput,
         UploadInputRequest,
         ValidateAndUploadRequest,
@@ -128,6 +133,8 @@ class BatchJobWorkflow(Watching):
         # Set when the collect step deletes the gateway files (collect-cleans-up-v1).
         self._collect_cleans = False
         self._left_at_collect: dict[str, str] = {}
+        # Set when the job validates, uploads and creates in one step (submit-v1).
+        self._submits = False
         super().__init__()
 
     @workflow.query(name=QUERY_PROGRESS)
@@ -157,13 +164,18 @@ class BatchJobWorkflow(Watching):
         self._job_key = job.job_key or _job_key(info.workflow_id, info.first_execution_run_id)
         self._output_path, self._errors_path = job.output_paths_for(info.workflow_id)
 
-        summary = await self._validate()
-        self._validated = summary
-        if job.batch_id is None:
-            uploaded = await self._upload(summary)
-            outcome = await self._wait(await self._create(uploaded))
+        self._submits = job.batch_id is None and workflow.patched(PATCH_SUBMIT)
+        if self._submits:
+            summary, batch = await self._submit()
+            outcome = await self._wait(batch)
         else:
-            outcome = await self._attach(job.batch_id, summary)
+            summary = await self._validate()
+            self._validated = summary
+            if job.batch_id is None:
+                uploaded = await self._upload(summary)
+                outcome = await self._wait(await self._create(uploaded))
+            else:
+                outcome = await self._attach(job.batch_id, summary)
         rejected = rejection(outcome.batch)
         if rejected is not None:
             self._set_phase(JobPhase.DONE, reason="the gateway rejected the batch")
@@ -182,16 +194,97 @@ class BatchJobWorkflow(Watching):
 
     # -- the phases, in the order they run ------------------------------------------------
 
-    async def _validate(self) -> InputSummary:
-        """Validate the input; a job that uploads it does both in one step (one hop fewer)."""
+    async def _submit(self) -> tuple[InputSummary, BatchSnapshot]:
+        """Validate, upload and create in one step (two hops fewer than three steps).
+
+        When the upload must first be processed, or the create was refused for
+        quota, the separate steps go on from the upload. A failure or cancel once
+        a POST may be out looks for the batch by the job key and cancels it, as a
+        failed create does.
+        """
         job = self._job
-        request = ValidateInputRequest(
+        info = workflow.info()
+        # A job on this patch runs collect-cleans-up-v1's code (and the older patches').
+        self._collect_cleans = True
+        if workflow.cancellation_reason() is not None:
+            # Cancelled before any worker ran it: nothing was sent, nothing to look for.
+            raise asyncio.CancelledError("cancelled before the job sent anything")
+        self._set_phase(
+            JobPhase.UPLOADING, reason="validating the input, uploading it, then creating the batch"
+        )
+        request = SubmitBatchRequest(
+            validation=self._validation_request(),
+            job_key=self._job_key,
+            endpoint=job.endpoint,
+            completion_window=job.completion_window,
+            metadata=job.metadata,
+            not_before=self._started,
+            first_run=info.run_id == info.first_execution_run_id,
+        )
+        try:
+            done = await self._step(BatchActivities.submit_batch, request, step_options.SUBMIT)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            checkpoint = _submitted_before(exc)
+            if checkpoint is None and not is_cancelled_exception(exc):
+                raise  # failed before anything was uploaded or created
+            if checkpoint is not None:
+                self._took(checkpoint)
+            await self._cancel_any_created(exc)
+            raise
+        summary, uploaded = self._took(done)
+        if done.batch is None:
+            if done.refused is not None:
+                return summary, await self._create_after_refusal(uploaded, done.refused)
+            return summary, await self._create(await self._upload(summary))
+        batch = done.batch
+        self._observe(batch)
+        await self._honour_cancel_after_create(batch)
+        return summary, batch
+
+    def _took(self, done: SubmittedBatch) -> tuple[InputSummary, UploadedInput]:
+        """What a submit step validated and uploaded, as the job's state."""
+        assert done.summary is not None and done.uploaded is not None
+        self._validated = done.summary
+        self._progress.requests = done.summary.requests
+        self._uploaded = done.uploaded
+        self._input_file_id = done.uploaded.file_id
+        return done.summary, done.uploaded
+
+    async def _create_after_refusal(
+        self, uploaded: UploadedInput, refusal: QuotaRefusal
+    ) -> BatchSnapshot:
+        """A submit whose create was refused for quota: wait and create again, or, as a
+        shard, fail so its parent admits it later (and the clean-up deletes the upload)."""
+        self._refused = True
+        message = (
+            f"the gateway refused the batch for its enqueued-token quota "
+            f"[{QUOTA_REFUSAL_CODE}]: {refusal.message}"
+        )
+        if self._job.quota_retry is None:
+            raise ApplicationError(
+                message,
+                refusal.message,
+                refusal.retry_after,
+                type=FAILURE_QUOTA_REFUSED,
+                non_retryable=True,
+            )
+        self._set_phase(JobPhase.CREATING_BATCH)
+        return await self._create(uploaded, refused=(refusal.message, refusal.retry_after))
+
+    def _validation_request(self) -> ValidateInputRequest:
+        job = self._job
+        return ValidateInputRequest(
             input_path=job.input_path,
             endpoint=job.endpoint,
             limits=job.limits,
             output_path=self._output_path,
             errors_path=self._errors_path,
         )
+
+    async def _validate(self) -> InputSummary:
+        """Validate the input; a job that uploads it does both in one step (one hop fewer)."""
+        job = self._job
+        request = self._validation_request()
         if job.batch_id is None and self._validates_and_uploads():
             # Shown as uploading: validation reads a local copy and is the short part.
             self._set_phase(JobPhase.UPLOADING, reason="validating the input, then uploading it")
@@ -293,7 +386,9 @@ class BatchJobWorkflow(Watching):
         reason = _joined("the workflow was cancelled while attaching", note)
         return Outcome(settled, JobStatus.CANCELLED, reason)
 
-    async def _create(self, uploaded: UploadedInput) -> BatchSnapshot:
+    async def _create(
+        self, uploaded: UploadedInput, refused: tuple[str, float | None] | None = None
+    ) -> BatchSnapshot:
         job = self._job
         self._set_phase(JobPhase.CREATING_BATCH)
         request = CreateBatchRequest(
@@ -306,55 +401,68 @@ class BatchJobWorkflow(Watching):
             fresh_input=self._fresh(uploaded),
         )
         try:
-            batch = await self._create_within_quota(request)
+            batch = await self._create_within_quota(request, refused)
         except (asyncio.CancelledError, ActivityError) as exc:
             if _quota_refused(exc) is not None:
                 raise  # a shard: nothing runs, and its parent admits it again later
-            # The gateway may have created the batch before the create gave up or
-            # the cancel arrived: find it by the job key and cancel it.
-            try:
-                await self._cancel(None)
-            except ActivityError:
-                if is_cancelled_exception(exc):
-                    raise exc from None
-                workflow.logger.warning("could not look for a batch the failed create made")
+            await self._cancel_any_created(exc)
             raise
         self._observe(batch)
-        # The SDK hands back a create that finished although the cancel reached it
-        # first, and the cancel is then spent: honour it here, or the batch runs on.
-        if workflow.cancellation_reason() is not None and workflow.patched(
-            PATCH_CANCEL_AFTER_CREATE
-        ):
-            self._set_phase(JobPhase.CANCELLING, reason="the workflow was cancelled")
-            try:
-                await self._cancel(batch.id)
-            except ActivityError:
-                workflow.logger.error(
-                    "could not cancel batch %s: cancel it at the gateway", batch.id
-                )
-            raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
+        await self._honour_cancel_after_create(batch)
         return batch
 
-    async def _create_within_quota(self, request: CreateBatchRequest) -> BatchSnapshot:
+    async def _cancel_any_created(self, exc: BaseException) -> None:
+        """The gateway may have created the batch before the create gave up or the
+        cancel arrived: find it by the job key and cancel it."""
+        try:
+            await self._cancel(None)
+        except ActivityError:
+            if is_cancelled_exception(exc):
+                raise exc from None
+            workflow.logger.warning("could not look for a batch the failed create made")
+
+    async def _honour_cancel_after_create(self, batch: BatchSnapshot) -> None:
+        """The SDK hands back a create that finished although the cancel reached it
+        first, and the cancel is then spent: honour it here, or the batch runs on."""
+        if workflow.cancellation_reason() is None:
+            return
+        if not self._submits and not workflow.patched(PATCH_CANCEL_AFTER_CREATE):
+            return
+        self._set_phase(JobPhase.CANCELLING, reason="the workflow was cancelled")
+        try:
+            await self._cancel(batch.id)
+        except ActivityError:
+            workflow.logger.error("could not cancel batch %s: cancel it at the gateway", batch.id)
+        raise asyncio.CancelledError(f"cancelled while batch {batch.id} was being created")
+
+    async def _create_within_quota(
+        self, request: CreateBatchRequest, refused: tuple[str, float | None] | None = None
+    ) -> BatchSnapshot:
         """Create; while the gateway refuses for its enqueued-token quota, wait and try again.
 
         The quota frees as other batches end, hours later perhaps: the job waits
         with a back-off (the input's quota_retry), without limit, and says so in
         its progress. A job given no quota_retry (a shard) fails with the refusal.
+        ``refused``: the submit step's create was refused already; wait first.
         """
         retry = self._job.quota_retry
         wait: timedelta | None = None
         refusals = 0
         while True:
-            self._refused = False
-            try:
-                return await self._step(BatchActivities.create_batch, request, step_options.CREATE)
-            except ActivityError as exc:
-                refused = _quota_refused(exc)
-                self._refused = refused is not None
-                if refused is None or retry is None:
-                    raise
-                message, retry_after = refused
+            if refused is None:
+                self._refused = False
+                try:
+                    return await self._step(
+                        BatchActivities.create_batch, request, step_options.CREATE
+                    )
+                except ActivityError as exc:
+                    refused = _quota_refused(exc)
+                    self._refused = refused is not None
+                    if refused is None or retry is None:
+                        raise
+            assert retry is not None
+            message, retry_after = refused
+            refused = None
             refusals += 1
             wait = retry.first if wait is None else min(wait * 2, retry.most)
             if retry_after is not None:
@@ -701,6 +809,19 @@ def _quota_refused(exc: BaseException) -> tuple[str, float | None] | None:
     message = str(details[0]) if details else cause.message
     retry_after = details[1] if len(details) > 1 else None
     return message, float(retry_after) if isinstance(retry_after, int | float) else None
+
+
+def _submitted_before(exc: BaseException) -> SubmittedBatch | None:
+    """What a failed submit step had validated and uploaded (its failure's last detail);
+    None when it failed before that, or was cancelled."""
+    cause = exc.cause if isinstance(exc, ActivityError) else None
+    if not isinstance(cause, ApplicationError) or not cause.details:
+        return None
+    try:
+        done = SubmittedBatch.model_validate(cause.details[-1])
+    except ValidationError:
+        return None
+    return done if done.summary is not None and done.uploaded is not None else None
 
 
 def _at(moment: datetime) -> str:

@@ -66,6 +66,12 @@ CREATE = StepOptions(
     # its POST made before the cancel reached it.
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
+# Validation, the upload and the create in one step: bounded as all three together,
+# waited for when cancelled as a create is (its POST may be out).
+SUBMIT = replace(
+    CREATE,
+    start_to_close=VALIDATE_AND_UPLOAD.start_to_close + CREATE.start_to_close,
+)
 # Reads one batch: a batch id that does not exist is final, the rest is retried.
 ATTACH = StepOptions(start_to_close=timedelta(minutes=5), retry=GATEWAY_RETRY)
 COLLECT = StepOptions(

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         CleanUpRequest,
         CollectResultsRequest,
         CreateBatchRequest,
+        SubmitBatchRequest,
         UploadInputRequest,
         ValidateAndUploadRequest,
         ValidateInputRequest,
@@ -36,6 +37,9 @@ def size(n: int) -> str:
 
 def summary(request: object) -> str | None:
     """What this call does, in the words of the issue's examples (`upload in.jsonl (12 KB)`)."""
+    if isinstance(request, SubmitBatchRequest):
+        name = PurePosixPath(request.validation.input_path).name
+        return f"validate and upload {name}, create batch"
     if isinstance(request, ValidateAndUploadRequest):
         # The size is known only once validated: the heartbeat then shows it.
         return f"validate and upload {PurePosixPath(request.validation.input_path).name}"

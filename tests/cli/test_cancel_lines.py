@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from cli.cancel import cancel_outcome
 from cli.cancel_history import CancelTrail, cancelled_without_result
 from contracts.batch_status import BatchStatus
@@ -72,8 +74,9 @@ def test_a_cancel_during_the_create_reports_the_gateways_answer():
     assert "batch batch_1 was completed at the gateway, not cancelled" in text
 
 
-def test_a_create_whose_batch_could_not_be_looked_up_is_not_called_cancelled():
-    trail = CancelTrail(scheduled={"create_batch", "cancel_batch"})
+@pytest.mark.parametrize("create", ["create_batch", "submit_batch"])
+def test_a_create_whose_batch_could_not_be_looked_up_is_not_called_cancelled(create: str):
+    trail = CancelTrail(scheduled={create, "cancel_batch"})
     text = cancelled_without_result("job-1", trail, NO_BATCH_KNOWN)
     assert "could not tell whether the gateway made one" in text
     assert "cancelled at the gateway" not in text

@@ -207,6 +207,7 @@ async def main() -> None:
         await capture_clean_up_scenarios(env)
         await capture_lean_scenarios(env)
         await capture_collect_cleans_up_scenarios(env)
+        await capture_submit_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -467,6 +468,56 @@ async def capture_collect_cleans_up_scenarios(env: WorkflowEnvironment) -> None:
     await capture(
         "collect_cleans_up_cancelled_during_collect", script, cancelled_during_collect, env
     )
+
+
+async def capture_submit_scenarios(env: WorkflowEnvironment) -> None:
+    """Validate, upload and create in one step (submit-v1), and its ways back to the
+    separate steps: an upload not processed yet, a create refused for quota."""
+
+    def simple(request: BatchJobInput) -> Scenario:
+        return lambda c, q: _run(c, q, request)
+
+    async def cancelled_during_submit(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+        handle = await client.start_workflow(
+            BatchJobWorkflow.run,
+            job(heartbeat_timeout=timedelta(seconds=1)),
+            id=f"replay-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        for _ in range(400):
+            if script.called("create_batch"):
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        try:
+            await handle.result()
+        except Exception:  # cancelled on purpose
+            pass
+        return handle
+
+    await capture("submitted", ScriptedBatch(), simple(job()), env)
+    await capture("submitted_file_pending", ScriptedBatch(file_pending_polls=2), simple(job()), env)
+    await capture(
+        "submitted_quota_waited", ScriptedBatch(create_quota_refusals=2), simple(job()), env
+    )
+    await capture(
+        "submitted_quota_refused_shard",
+        ScriptedBatch(create_quota_refusals=1),
+        simple(job(quota_retry=None)),
+        env,
+    )
+    await capture(
+        "submitted_create_refused",
+        ScriptedBatch(
+            create_failure=ApplicationError(
+                "create batch: gateway answered 400", type="BadRequestError", non_retryable=True
+            )
+        ),
+        simple(job()),
+        env,
+    )
+    script = ScriptedBatch(create_hangs=True)
+    await capture("submitted_cancelled_during_create", script, cancelled_during_submit, env)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ def test_there_are_histories_to_replay():
         "collect_cleans_up_deadline",
         "collect_cleans_up_cancelled_during_collect",
     } <= names
+    # Validate, upload and create in one step (submit-v1), and its ways back to the steps.
+    assert {
+        "submitted",
+        "submitted_file_pending",
+        "submitted_quota_waited",
+        "submitted_quota_refused_shard",
+        "submitted_create_refused",
+        "submitted_cancelled_during_create",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

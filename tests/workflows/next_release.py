@@ -45,9 +45,17 @@ class NextBatchJobWorkflow(BatchJobWorkflow):
         uploaded = await super()._upload(summary)
         # The release's one change of commands: a pause after each upload. A job
         # already past its upload replays without it.
+        await self._settle()
+        return uploaded
+
+    async def _submit(self) -> tuple[InputSummary, BatchSnapshot]:
+        submitted = await super()._submit()
+        await self._settle()  # a new job uploads in its submit step
+        return submitted
+
+    async def _settle(self) -> None:
         if workflow.patched(PATCH_SETTLE_AFTER_UPLOAD):
             await workflow.sleep(timedelta(seconds=1))
-        return uploaded
 
 
 class NextBatchWatch(BatchWatch):

@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from activities.sharding import ShardingActivities
 from contracts.job import BatchCounts, GatewayFiles, RequestTally, TokenTotals
 from contracts.names import (
+    ACTIVITY_SUBMIT_BATCH,
     ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
@@ -43,6 +44,8 @@ from contracts.steps import (
     CollectResultsRequest,
     CreateBatchRequest,
     InputSummary,
+    SubmitBatchRequest,
+    SubmittedBatch,
     UploadedInput,
     UploadInputRequest,
     ValidateAndUploadRequest,
@@ -50,6 +53,7 @@ from contracts.steps import (
     ValidateInputRequest,
     WatchBatchRequest,
 )
+from devstack.scripted import submit_by_parts
 from storage import LocalStorage, ObjectStorage, Stores
 
 # (custom_id, times sent before) -> None for a success, else (status code, error code).
@@ -162,6 +166,10 @@ class ShardGateway:
             gateway.most_running = max(gateway.most_running, gateway.running)
             return gateway._snapshot(batch)
 
+        @activity.defn(name=ACTIVITY_SUBMIT_BATCH)
+        async def submit_batch(request: SubmitBatchRequest) -> SubmittedBatch:
+            return await submit_by_parts(request, validate_and_upload, create_batch)
+
         @activity.defn(name="await_status_change")
         async def await_status_change(request: AwaitChangeRequest) -> BatchSnapshot:
             batch = gateway.batches[request.batch_id]
@@ -224,6 +232,7 @@ class ShardGateway:
             cancel_batch,
             validate_and_upload,
             clean_up,
+            submit_batch,
         ]
 
     async def _read(self, location: str) -> bytes:

@@ -22,6 +22,7 @@ from contracts.names import (
     ACTIVITY_COLLECT_RESULTS,
     ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
+    PATCH_SUBMIT,
 )
 from contracts.steps import (
     BatchWatch,
@@ -148,7 +149,8 @@ async def test_a_batch_that_could_not_be_cancelled_keeps_its_files(time_skipping
 
 
 async def test_a_cancel_during_create_removes_the_index_only(time_skipping_env):
-    script = ScriptedBatch(create_hangs=True)
+    # A job started before submit-v1 creates in a step of its own.
+    script = ScriptedBatch(create_hangs=True, patches_off=(PATCH_SUBMIT,))
     async with script.serving(time_skipping_env) as start:
         handle = await start(job(heartbeat_timeout=timedelta(seconds=1)))
         await wait_for_call(script, "create_batch")
@@ -160,6 +162,25 @@ async def test_a_cancel_during_create_removes_the_index_only(time_skipping_env):
     assert index_only(clean_up)
     names = [name for name, _ in script.calls]
     assert names.index("cancel_batch") < names.index("clean_up")
+
+
+async def test_a_cancel_during_submit_looks_for_the_batch_and_leaves_the_index_to_the_step(
+    time_skipping_env,
+):
+    """The workflow has no checkpoint of a cancelled submit step: the step removes the
+    index itself (tests/activities/test_submit_batch.py), the workflow cancels any batch."""
+    script = ScriptedBatch(create_hangs=True)
+    async with script.serving(time_skipping_env) as start:
+        handle = await start(job(heartbeat_timeout=timedelta(seconds=1)))
+        await wait_for_call(script, "create_batch")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert is_cancelled_exception(failure.value.cause)
+    assert clean_ups(script) == []
+    [cancel] = script.called("cancel_batch")
+    assert cancel.batch_id is None, "found by the job key: the POST may have been out"
+    assert ("create_batch_cancelled", script.called("create_batch")[0]) in script.calls
 
 
 async def test_giving_up_mid_wait_removes_the_index_and_keeps_the_files(time_skipping_env):
@@ -262,13 +283,12 @@ async def serving(
     env: WorkflowEnvironment, script: ScriptedBatch, replacement: Callable[..., Any]
 ) -> AsyncIterator[Callable[[BatchJobInput], Awaitable[Any]]]:
     """A worker on the script's activities, one of them replaced; yields a starter."""
-    activities = [fn for fn in script.activities() if fn.__name__ != replacement.__name__]
     queue = f"test-{uuid.uuid4()}"
     async with Worker(
         env.client,
         task_queue=queue,
         workflows=[BatchJobWorkflow],
-        activities=[*activities, replacement],
+        activities=script.activities(replacement),
     ):
 
         async def start(request: BatchJobInput) -> Any:

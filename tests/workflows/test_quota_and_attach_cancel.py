@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from contracts.job import JobPhase, JobProgress, JobStatus, QuotaRetry
-from contracts.names import FAILURE_QUOTA_REFUSED, QUOTA_REFUSAL_CODE
+from contracts.names import FAILURE_QUOTA_REFUSED, PATCH_SUBMIT, QUOTA_REFUSAL_CODE
 from devstack.scripted import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
 from tests.workflows.test_failure_paths import own_time_skipping_env, wait_for_call
@@ -87,13 +87,19 @@ async def test_quota_refusals_back_off_doubling_to_the_most_without_a_limit(time
     assert waits == [timedelta(seconds=s) for s in (30, 60, 120, 120, 120, 120)]
 
 
-async def test_a_shard_refused_for_quota_fails_at_once_for_its_parent(time_skipping_env):
-    script = ScriptedBatch(create_quota_refusals=1)
+@pytest.mark.parametrize("patches_off", [(), (PATCH_SUBMIT,)], ids=["submit", "create-step"])
+async def test_a_shard_refused_for_quota_fails_at_once_for_its_parent(
+    time_skipping_env, patches_off: tuple[str, ...]
+):
+    script = ScriptedBatch(create_quota_refusals=1, patches_off=patches_off)
 
     with pytest.raises(WorkflowFailureError) as failure:
         await run_job(time_skipping_env, script, job(quota_retry=None))
 
-    cause = failure.value.cause.cause
+    # The refusal itself (submit), or the create step's failure with it as its cause.
+    cause = failure.value.cause
+    if isinstance(cause, ActivityError):
+        cause = cause.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == FAILURE_QUOTA_REFUSED
     assert f"[{QUOTA_REFUSAL_CODE}]" in cause.message, "what the parent's admission looks for"

@@ -149,8 +149,7 @@ async def test_a_step_result_this_worker_cannot_read_fails_the_task_not_the_job(
         # A status this release does not know, as a later one might report it.
         return {**BatchSnapshot(id="batch_1", status="validating").model_dump(), "status": "paused"}
 
-    activities = [fn for fn in script.activities() if fn.__name__ != "create_batch"]
-    activities.append(activity.defn(name="create_batch")(create_batch))
+    activities = script.activities(activity.defn(name="create_batch")(create_batch))
     async with Worker(
         env.client, task_queue=queue, workflows=[BatchJobWorkflow], activities=activities
     ):
