@@ -44,8 +44,7 @@ from devstack.worker import WorkerProcess
 
 SAMPLE_SECONDS = 0.02
 STEPS = (
-    names.ACTIVITY_VALIDATE_AND_UPLOAD,
-    names.ACTIVITY_CREATE_BATCH,
+    names.ACTIVITY_SUBMIT_BATCH,
     names.ACTIVITY_AWAIT_STATUS_CHANGE,
     names.ACTIVITY_COLLECT_RESULTS,
 )
@@ -274,14 +273,13 @@ async def run(opts: argparse.Namespace) -> bool:
     idle_samples = [x.rss for x in sampler.samples if x.at <= idle_end]
     idle = statistics.median(idle_samples)
     windows = activity_windows(history)
-    # Jobs validate and upload in one step (validate-and-upload-v1).
-    upload = windows[names.ACTIVITY_VALIDATE_AND_UPLOAD]
+    # Jobs validate, upload and create in one step (submit-v1).
+    upload = windows[names.ACTIVITY_SUBMIT_BATCH]
     collect = windows["collect_results"]
     rows: list[tuple[str, Window | None]] = [
-        ("validate_and_upload", upload),
+        ("submit_batch", upload),
         ("  upload transfer", emu_sampler.transfer(upload, size)),
-        ("create_batch", windows.get("create_batch")),
-        ("wait (polls)", Window(windows["create_batch"].end, collect.start)),
+        ("wait (polls)", Window(upload.end, collect.start)),
         ("collect_results", collect),
         ("  download transfer", sampler.transfer(collect, output_size)),
     ]
@@ -320,8 +318,8 @@ async def run(opts: argparse.Namespace) -> bool:
     # Transfers are timed from 1% to 99% of their bytes: 98% of them in that window.
     throughput = [
         ("upload transfer", size * 0.98, rows[1][1]),
-        ("validate_and_upload (+ re-hash)", size, upload),
-        ("download transfer", output_size * 0.98, rows[5][1]),
+        ("submit_batch (+ re-hash)", size, upload),
+        ("download transfer", output_size * 0.98, rows[4][1]),
         ("collect_results (ids+dl+join)", output_size, collect),
     ]
     for label, nbytes, window in throughput:
@@ -335,7 +333,7 @@ async def run(opts: argparse.Namespace) -> bool:
         )
 
     limit = opts.max_growth_mb * MB
-    up, down = growth.get("validate_and_upload", -1.0), growth.get("collect_results", -1.0)
+    up, down = growth.get("submit_batch", -1.0), growth.get("collect_results", -1.0)
     checks = [
         (
             f"upload: peak RSS over idle {up / MB:.1f} MB < {opts.max_growth_mb} MB",

@@ -52,7 +52,7 @@ from storage.objects import PART_BYTES, PARTS_IN_FLIGHT
 
 BUCKET = "bench"
 # Jobs validate and upload in one step (validate-and-upload-v1).
-STEPS = ("validate_and_upload", "collect_results")
+STEPS = ("submit_batch", "collect_results")
 
 
 async def streamed_copy(store: S3Store, source: str, target: str) -> float:
@@ -174,7 +174,7 @@ async def run(opts: argparse.Namespace) -> bool:
     # What each step moves through the worker: reads of the input from S3, the
     # emulator upload, the download and the results published to S3.
     moved = {
-        "validate_and_upload": 3 * size,
+        "submit_batch": 3 * size,
         "collect_results": size + 2 * output_size,
     }
     print(
