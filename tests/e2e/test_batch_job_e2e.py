@@ -85,6 +85,15 @@ async def test_a_worker_killed_mid_step_loses_nothing_and_pays_once(stack: Stack
             lambda p: bool(p.counts and p.counts.completed > 0) or p.batch_status == "in_progress",
         )
         await asyncio.sleep(1.5)
+    elif phase is JobPhase.CREATING_BATCH:
+        # A new job creates inside its submit step (shown as uploading): the worker
+        # dies once the batch exists, while the gateway holds back its answer.
+        await wait_for(handle, lambda p: p.phase is JobPhase.UPLOADING)
+        for _ in range(200):
+            if gateway_objects(stack, handle.id)[1]:
+                break
+            await asyncio.sleep(0.05)
+        assert gateway_objects(stack, handle.id)[1], "the submit never created the batch"
     else:
         await wait_for(handle, lambda p: p.phase is phase)
         await asyncio.sleep(0.8)
