@@ -379,24 +379,12 @@ class BatchActivities:
         assert uploaded is not None
         if not uploaded.ready:
             return done  # the workflow waits until the gateway has processed it
-        create = CreateBatchRequest(
-            input_file_id=uploaded.file_id,
-            endpoint=request.endpoint,
-            completion_window=request.completion_window,
-            metadata=request.metadata,
-            job_key=request.job_key,
-            not_before=request.not_before,
-            fresh_input=request.first_run and not uploaded.adopted,
-        )
         try:
             async with temporal_failures():
-                batch = await self._create(create, mark)
+                batch = await self._create(request.create_request(uploaded), mark)
         except ApplicationError as exc:
             if exc.type == FAILURE_QUOTA_REFUSED:
-                # _quota_refused's details: the gateway's words, its Retry-After.
-                said, retry_after = exc.details
-                refusal = QuotaRefusal(message=str(said), retry_after=retry_after)
-                return done.model_copy(update={"refused": refusal})
+                return done.model_copy(update={"refused": QuotaRefusal.of(exc.details)})
             raise _with_checkpoint(exc, done) from None
         return done.model_copy(update={"batch": batch})
 

@@ -7,7 +7,9 @@ refused would fail the step. Fields are only ever added, never removed or retype
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,12 +132,30 @@ class SubmitBatchRequest(_Step):
         "this step makes itself is fresh, so its first create attempt need not look first."
     )
 
+    def create_request(self, uploaded: UploadedInput) -> CreateBatchRequest:
+        """The create this step runs once ``uploaded`` is at the gateway."""
+        return CreateBatchRequest(
+            input_file_id=uploaded.file_id,
+            endpoint=self.endpoint,
+            completion_window=self.completion_window,
+            metadata=self.metadata,
+            job_key=self.job_key,
+            not_before=self.not_before,
+            fresh_input=self.first_run and not uploaded.adopted,
+        )
+
 
 class QuotaRefusal(_Step):
     """A create the gateway refused for its enqueued-token quota: nothing was made."""
 
     message: str = Field(description="The gateway's own words.")
     retry_after: float | None = None
+
+    @classmethod
+    def of(cls, details: Sequence[Any]) -> QuotaRefusal:
+        """From a QuotaRefused failure's details: the gateway's words, its Retry-After."""
+        said, retry_after = details
+        return cls(message=str(said), retry_after=retry_after)
 
 
 class SubmittedBatch(_Step):

@@ -87,23 +87,11 @@ async def submit_by_parts(
     assert done.uploaded is not None
     if not done.uploaded.ready:
         return done
-    create = CreateBatchRequest(
-        input_file_id=done.uploaded.file_id,
-        endpoint=request.endpoint,
-        completion_window=request.completion_window,
-        metadata=request.metadata,
-        job_key=request.job_key,
-        not_before=request.not_before,
-        fresh_input=request.first_run and not done.uploaded.adopted,
-    )
     try:
-        batch = await create_batch(create)
+        batch = await create_batch(request.create_request(done.uploaded))
     except ApplicationError as exc:
         if exc.type == FAILURE_QUOTA_REFUSED:
-            said, retry_after = exc.details
-            return done.model_copy(
-                update={"refused": QuotaRefusal(message=str(said), retry_after=retry_after)}
-            )
+            return done.model_copy(update={"refused": QuotaRefusal.of(exc.details)})
         raise ApplicationError(
             exc.message,
             *exc.details,
