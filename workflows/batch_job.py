@@ -195,7 +195,7 @@ class BatchJobWorkflow(Watching):
     # -- the phases, in the order they run ------------------------------------------------
 
     async def _submit(self) -> tuple[InputSummary, BatchSnapshot]:
-        """Validate, upload and create in one step (two hops fewer than three steps).
+        """Validate, upload and create in one step (one hop fewer than two steps).
 
         When the upload must first be processed, or the create was refused for
         quota, the separate steps go on from the upload. A failure or cancel once
