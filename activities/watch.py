@@ -61,18 +61,15 @@ class Watch:
         self._failing_since: datetime | None = None
         self._failures = 0
         self._started = now()
-        self._reads = 0
         self._read_event = asyncio.Event()
 
     async def next_read(self) -> None:
-        """Until the next read of the batch after the first, failed ones included."""
+        """Until the next read of the batch, failed ones included."""
         await self._read_event.wait()
         self._read_event.clear()
 
     def _count_read(self) -> None:
-        self._reads += 1
-        if self._reads > 1:
-            self._read_event.set()
+        self._read_event.set()
 
     def details(self) -> BatchWatch:
         """What the heartbeat carries: the last batch seen and any gateway error since."""
@@ -163,10 +160,12 @@ def detach(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) ->
 async def run_detached(handle: AsyncActivityHandle, watch: Watch, heartbeat_every: float) -> None:
     """Heartbeat what the watch saw until it ends, then settle the attempt through the client.
 
-    A beat follows each read after the first that did not end the watch (so the
-    Web UI's counts are one poll old at most), and goes out every
-    ``heartbeat_every`` when reads are slower than that; a watch that returns by
-    its second read costs no call.
+    A beat follows each read that did not end the watch, the first one too (so
+    the Web UI's heartbeat details are there from the watch's start and one poll
+    old at most: a watch that settles a change returns at its second read, and
+    small jobs start one a finished request), and goes out every
+    ``heartbeat_every`` when reads are slower than that; a watch that returns at
+    its first read costs no call.
     """
     work = asyncio.create_task(watch.run())
     try:

@@ -171,6 +171,17 @@ def current_details(page: Page, workflow: str) -> Path:
     return capture(page, None, "workflow-details.png")
 
 
+def pending_activities(page: Page, workflow: str) -> Path:
+    """The watch with its heartbeat details: a new watch beats after its second read."""
+    for _ in range(20):
+        page.goto(f"{workflow}/pending-activities")
+        page.get_by_text(WORKFLOW_ID).first.wait_for(timeout=30_000)
+        if page.get_by_text("Heartbeat Details").count():
+            break
+        page.wait_for_timeout(2000)
+    return capture(page, None, "pending-activities.png")
+
+
 def take_screenshots(ui: str, run_id: str) -> list[Path]:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -190,7 +201,7 @@ def take_screenshots(ui: str, run_id: str) -> list[Path]:
                 capture(page, f"{workflow}/timeline", "workflow-timeline.png"),
                 capture(page, f"{workflow}/history", "workflow-history.png"),
                 current_details(page, workflow),
-                capture(page, f"{workflow}/pending-activities", "pending-activities.png"),
+                pending_activities(page, workflow),
             ]
         finally:
             browser.close()
