@@ -230,15 +230,9 @@ class BatchActivities:
         summary = done.summary
         assert summary is not None
         if done.uploaded is None:
-            upload = UploadInputRequest(
-                input_path=request.validation.input_path,
-                job_key=request.job_key,
-                sha256=summary.sha256,
-                bytes=summary.bytes,
-            )
             try:
                 async with temporal_failures():
-                    uploaded = await self._upload(upload)
+                    uploaded = await self._upload(request.upload_request(summary))
             except ApplicationError as exc:
                 # The job ends here, before the workflow learns the index exists.
                 if exc.non_retryable:

@@ -60,6 +60,15 @@ class ValidateAndUploadRequest(_Step):
     validation: ValidateInputRequest
     job_key: str
 
+    def upload_request(self, summary: InputSummary) -> UploadInputRequest:
+        """The upload of the input ``summary`` describes, once validated."""
+        return UploadInputRequest(
+            input_path=self.validation.input_path,
+            job_key=self.job_key,
+            sha256=summary.sha256,
+            bytes=summary.bytes,
+        )
+
 
 class ValidatedUpload(_Step):
     """What a validate-and-upload step found and uploaded; partial while it runs (its heartbeat).

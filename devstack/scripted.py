@@ -72,6 +72,17 @@ FAKE_CLOCK = "FakeClockAdvance"
 Starter = Callable[..., Any]
 
 
+async def validate_and_upload_by_parts(
+    request: ValidateAndUploadRequest,
+    validate_input: Callable[[ValidateInputRequest], Awaitable[InputSummary]],
+    upload_input: Callable[[UploadInputRequest], Awaitable[UploadedInput]],
+) -> ValidatedUpload:
+    """validate_and_upload from scripted parts: validate, then upload what was validated."""
+    summary = await validate_input(request.validation)
+    uploaded = await upload_input(request.upload_request(summary))
+    return ValidatedUpload(summary=summary, uploaded=uploaded)
+
+
 async def submit_by_parts(
     request: SubmitBatchRequest,
     validate_and_upload: Callable[[ValidateAndUploadRequest], Awaitable[ValidatedUpload]],
@@ -244,16 +255,7 @@ class ScriptedBatch:
         @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
         async def validate_and_upload(request: ValidateAndUploadRequest) -> ValidatedUpload:
             # Recorded as its two parts, as the tests of either step read them.
-            summary = await validate_input(request.validation)
-            uploaded = await upload_input(
-                UploadInputRequest(
-                    input_path=request.validation.input_path,
-                    job_key=request.job_key,
-                    sha256=summary.sha256,
-                    bytes=summary.bytes,
-                )
-            )
-            return ValidatedUpload(summary=summary, uploaded=uploaded)
+            return await validate_and_upload_by_parts(request, validate_input, upload_input)
 
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:

@@ -53,7 +53,7 @@ from contracts.steps import (
     ValidateInputRequest,
     WatchBatchRequest,
 )
-from devstack.scripted import submit_by_parts
+from devstack.scripted import submit_by_parts, validate_and_upload_by_parts
 from storage import LocalStorage, ObjectStorage, Stores
 
 # (custom_id, times sent before) -> None for a success, else (status code, error code).
@@ -139,16 +139,7 @@ class ShardGateway:
 
         @activity.defn(name=ACTIVITY_VALIDATE_AND_UPLOAD)
         async def validate_and_upload(request: ValidateAndUploadRequest) -> ValidatedUpload:
-            summary = await validate_input(request.validation)
-            uploaded = await upload_input(
-                UploadInputRequest(
-                    input_path=request.validation.input_path,
-                    job_key=request.job_key,
-                    sha256=summary.sha256,
-                    bytes=summary.bytes,
-                )
-            )
-            return ValidatedUpload(summary=summary, uploaded=uploaded)
+            return await validate_and_upload_by_parts(request, validate_input, upload_input)
 
         @activity.defn(name="create_batch")
         async def create_batch(request: CreateBatchRequest) -> BatchSnapshot:
