@@ -100,10 +100,16 @@ class LocalStorage:
 
 class _Leftovers:
     """Part files of writers that died (SIGKILL) before their rename, found by listing a
-    folder once (and again after RESCAN_SECONDS), not on every write: a folder of many
-    jobs' files costs one listing, and each location's leftovers go at its next write."""
+    folder at most once every RESCAN_SECONDS, not on every write: a folder of many jobs'
+    files costs a listing a moment, and each location's leftovers go at its next write.
 
-    RESCAN_SECONDS = 600.0
+    A dead writer's location is written again by a retry of its step, which Temporal
+    starts at least a retry interval (a second or more) after the writer died: so a
+    listing renewed more often than that always holds the leftovers the retry must
+    clear, even when another job had the folder listed just before the writer died.
+    """
+
+    RESCAN_SECONDS = 0.5
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
