@@ -20,9 +20,9 @@ from workflows.step_options import StepOptions
 
 with workflow.unsafe.imports_passed_through():
     from activities.batch_activities import BatchActivities
+    from contracts.batch_status import BatchStatus
     from contracts.job import BatchJobInput, JobProgress
     from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
-    from gateway.models import BatchStatus
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
