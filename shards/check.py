@@ -36,6 +36,8 @@ MAX_REPORTED = 20
 """Problems listed in one refusal, the first ones by line; the rest are counted."""
 _BOM = b"\xef\xbb\xbf"
 _RECORD = struct.Struct("<16sQQ")  # digest, line number, byte offset of the line
+_pack = _RECORD.pack
+_blake2b = hashlib.blake2b
 _PARTITION_INPUT_BYTES = 32 * MIB
 _MAX_PARTITIONS = 256
 _WRITE_BUFFER = 256 * 1024
@@ -128,9 +130,8 @@ class _Partitions:
         self.files: list[IO[bytes]] = [p.open("wb", buffering=_WRITE_BUFFER) for p in self.paths]
 
     def add(self, custom_id: str, line: int, offset: int) -> None:
-        digest = hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16)
-        key = digest.digest()
-        self.files[key[0] % self.count].write(_RECORD.pack(key, line, offset))
+        key = _blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        self.files[key[0] % self.count].write(_pack(key, line, offset))
 
     def close(self) -> None:
         for file in self.files:
@@ -219,9 +220,11 @@ class _Pass:
             self.add(number, "field 'custom_id': missing or not a non-empty string")
         else:
             self.ids.add(shown, number, offset)
-        for message in request_field_problems(request, self.endpoint):
-            self.add(number, message, shown)
         model = model_of(request)
+        # The rules in one test first: this runs a million times, a problem rarely.
+        if request.get("method") != "POST" or request.get("url") != self.endpoint or not model:
+            for message in request_field_problems(request, self.endpoint):
+                self.add(number, message, shown)
         if model is not None:
             self._one_model_a_batch(number, model, shown)
 
@@ -235,8 +238,8 @@ class _Pass:
         self.shard_bytes += size
 
     def _one_model_a_batch(self, number: int, model: str, custom_id: str | None) -> None:
-        self.models.setdefault(model, None)
         if self.shard_model is None:
+            self.models.setdefault(model, None)
             self.shard_model = (model, number)
         elif self.shard_model[0] != model:
             running, since = self.shard_model
