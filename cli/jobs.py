@@ -283,7 +283,7 @@ async def _results_brought_back(
             replace(t, remote=actual.get(t.remote) or t.remote) for t in files.bring_back
         ),
     )
-    brought = await bring_back(files)
+    brought = await bring_back(files, owner=remove)
     if remove:
         await remove_job_copies(files)
     local = {t.remote: str(t.local) for t in brought}
