@@ -75,7 +75,9 @@ class JobIdentity(BaseModel):
 
 
 def _how_sharded(sharding: str | None) -> str:
-    return "as one batch" if sharding is None else f"sharded with {sharding}"
+    if sharding is None:
+        return "as one batch"
+    return "sharded (default options)" if sharding == "{}" else f"sharded with {sharding}"
 
 
 def file_sha256(path: Path) -> str:
