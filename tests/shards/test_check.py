@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,43 @@ def test_problems_are_listed_in_line_order_and_the_rest_counted(tmp_path: Path) 
 def test_an_empty_input_holds_no_requests(tmp_path: Path) -> None:
     found = rejected(write(tmp_path / "in.jsonl", ["", "  "]))
     assert found.first.message == "the file holds no requests"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_batches_it_follows_are_the_ones_the_split_cuts(tmp_path: Path, seed: int) -> None:
+    """Random sizes, blank lines and model runs: exactly the lines the split would put in a
+    shard begun with another model are refused, and a good input's counts are the plan's."""
+    rng = random.Random(seed)
+    lines: list[dict[str, Any] | str] = []
+    model = "gpt-4o"
+    for i in range(rng.randint(20, 80)):
+        if rng.random() < 0.1:
+            lines.append("")
+        if rng.random() < 0.03:
+            model = "gpt-4o-mini" if model == "gpt-4o" else "gpt-4o"
+        lines.append(request(f"req-{i}", model, note="x" * rng.randint(0, 300)))
+    path = write(tmp_path / "in.jsonl", lines)
+    limits = ShardLimits(max_requests=rng.randint(3, 15), max_bytes=rng.randint(800, 3000))
+    plan = split_jsonl(path, tmp_path / "shards", limits)
+    numbered = [
+        (number, json.loads(text)["body"]["model"])
+        for number, text in enumerate(path.read_text().splitlines(), start=1)
+        if text.strip()
+    ]
+    expected, start = [], 0
+    for spec in plan.shards:
+        shard = numbered[start : start + spec.requests]
+        start += spec.requests
+        expected += [number for number, model in shard if model != shard[0][1]]
+    try:
+        checked = check_input(path, endpoint=CHAT, limits=limits)
+    except InputRejected as found:
+        assert [p.line for p in found.problems] == expected[:MAX_REPORTED]
+        assert all("one batch runs one model" in p.message for p in found.problems)
+    else:
+        assert expected == []
+        assert (checked.requests, checked.bytes, checked.shards) == (
+            plan.requests,
+            plan.bytes,
+            len(plan.shards),
+        )
