@@ -42,6 +42,7 @@ from contracts.sharding import (
     shard_input,
     shard_results,
 )
+from shards.check import InputRejected, check_input
 from shards.cost import CostReport, ModelUsage, cost_of, load_prices, tally_usage
 from shards.files import ShardFiles
 from shards.limits import limits_for
@@ -76,6 +77,21 @@ class ShardingActivities:
                 await folder.remove_stale_results(request.round_dir)
                 out_dir = folder.path(request.round_dir)
                 try:
+                    if request.endpoint is not None:
+                        checked = await asyncio.to_thread(
+                            check_input,
+                            path,
+                            endpoint=request.endpoint,
+                            limits=limits,
+                            label=request.input_path,
+                        )
+                        activity.logger.info(
+                            "whole input valid: %d requests, %d bytes, %d shards, model(s) %s",
+                            checked.requests,
+                            checked.bytes,
+                            checked.shards,
+                            ", ".join(checked.models),
+                        )
                     plan = await asyncio.to_thread(
                         split_jsonl,
                         path,
@@ -84,7 +100,7 @@ class ShardingActivities:
                         label=request.input_path,
                         count_tokens=request.count_tokens,
                     )
-                except LineTooLarge as exc:
+                except (LineTooLarge, InputRejected) as exc:
                     raise ApplicationError(
                         str(exc), type=FAILURE_INVALID_INPUT, non_retryable=True
                     ) from None

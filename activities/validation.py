@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.job import InputLimits
+from shards.check import model_of, request_field_problems
 
 MAX_REPORTED_PROBLEMS = 20
 _BOM = b"\xef\xbb\xbf"
@@ -170,22 +171,8 @@ def _check_request(
         )
     else:
         seen_ids[custom_id] = number
-    if request.get("method") != "POST":
-        found.add(
-            number, f"field 'method': must be \"POST\", got {request.get('method')!r}", shown_id
-        )
-    if request.get("url") != endpoint:
-        found.add(
-            number,
-            f"field 'url': must equal the batch endpoint {endpoint!r}, got {request.get('url')!r}",
-            shown_id,
-        )
-    body = request.get("body")
-    if not isinstance(body, dict):
-        found.add(number, "field 'body': missing or not a JSON object", shown_id)
-        return
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        found.add(number, "field 'body.model': missing or not a string", shown_id)
-    else:
+    for message in request_field_problems(request, endpoint):
+        found.add(number, message, shown_id)
+    model = model_of(request)
+    if model is not None:
         models.setdefault(model, number)

@@ -9,7 +9,9 @@ visibility. What the job is, its input's content, endpoint and batch, is kept
 in the workflow's memo. Starting with WorkflowIDConflictPolicy.USE_EXISTING
 then hands back the running job when there is one: the same job is followed,
 another one is refused with a line naming it. Once the job has closed, the id
-is free again (ALLOW_DUPLICATE), and a new run starts.
+is free again (ALLOW_DUPLICATE), and a new run starts. A sharded job (the
+parent of many batches) takes the same id and the same policies: one job per
+results location, however many batches it runs.
 
 An explicit --id names the job instead; the memo still tells the same job from
 another, but the results lock is then the caller's to keep.
@@ -29,7 +31,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from cli.exits import UsageError
 from contracts.job import BatchJobInput, BatchJobResult
-from contracts.names import WORKFLOW_NAME
+from contracts.names import SHARDED_JOB_WORKFLOW_NAME, WORKFLOW_NAME
+from contracts.sharding import ShardedJobInput, ShardedJobResult
 
 MEMO_KEY = "batch_job"
 ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
@@ -50,6 +53,8 @@ class JobIdentity(BaseModel):
     endpoint: str
     output_path: str = ""
     batch_id: str | None = None
+    sharding: str | None = None
+    """The sharding options a sharded job runs with (JSON), None for one batch."""
 
     def differs_from(self, other: JobIdentity) -> str | None:
         """How other is another job than this one, in words; None when it is this job."""
@@ -60,11 +65,19 @@ class JobIdentity(BaseModel):
             return f"it runs {running}"
         if other.endpoint != self.endpoint:
             return f"it runs endpoint {other.endpoint}"
+        if other.sharding != self.sharding:
+            return f"it runs {_how_sharded(other.sharding)}, not {_how_sharded(self.sharding)}"
         if other.input_sha256 != self.input_sha256:
             same_path = other.input_path == self.input_path
             what = "an earlier version of" if same_path else f"{other.input_path}, not"
             return f"it runs {what} {self.input_path} (sha256 {other.input_sha256[:12]}…)"
         return None
+
+
+def _how_sharded(sharding: str | None) -> str:
+    if sharding is None:
+        return "as one batch"
+    return "sharded (default options)" if sharding == "{}" else f"sharded with {sharding}"
 
 
 def file_sha256(path: Path) -> str:
@@ -81,15 +94,20 @@ def identity_of(
     source: Path | None,
     results: str | None = None,
     input_name: str | None = None,
+    sharded: ShardedJobInput | None = None,
 ) -> JobIdentity:
     """The job's identity; source is its input on this machine (None: a URI, not read here),
-    results and input_name what the user named (default: the job's own locations)."""
+    results and input_name what the user named (default: the job's own locations), sharded
+    the parent's input when the job runs as many batches."""
     return JobIdentity(
         input_path=input_name or job.input_path,
         input_sha256="" if source is None else file_sha256(source),
         endpoint=job.endpoint,
         output_path=results or job.resolved_output_path,
         batch_id=job.batch_id,
+        sharding=None
+        if sharded is None
+        else sharded.sharding.model_dump_json(exclude_defaults=True),
     )
 
 
@@ -127,7 +145,7 @@ def started_a_new_run(handle: WorkflowHandle[Any, Any]) -> bool:
 
 async def start_or_use_existing(
     client: Client,
-    job: BatchJobInput,
+    job: BatchJobInput | ShardedJobInput,
     identity: JobIdentity,
     *,
     workflow_id: str,
@@ -137,14 +155,16 @@ async def start_or_use_existing(
 ) -> StartedJob:
     """Start the job, or return the same job already running; refuse another job's id.
 
+    job is a one-batch job's input, or a sharded job's (its parent workflow).
     summary is the workflow's static summary and details (cli/job_summary.py).
     """
-    handle: WorkflowHandle[Any, BatchJobResult] = await client.start_workflow(
-        WORKFLOW_NAME,
+    sharded = isinstance(job, ShardedJobInput)
+    handle: WorkflowHandle[Any, BatchJobResult | ShardedJobResult] = await client.start_workflow(
+        SHARDED_JOB_WORKFLOW_NAME if sharded else WORKFLOW_NAME,
         job,
         id=workflow_id,
         task_queue=task_queue,
-        result_type=BatchJobResult,
+        result_type=ShardedJobResult if sharded else BatchJobResult,
         id_conflict_policy=ID_CONFLICT_POLICY,
         id_reuse_policy=ID_REUSE_POLICY,
         memo={MEMO_KEY: identity},
@@ -168,7 +188,7 @@ async def start_or_use_existing(
             f"cancel it (python starter.py cancel {workflow_id}), or give this job another --id"
         )
     raise UsageError(
-        f"workflow {workflow_id} is already running and writes {job.resolved_output_path}, "
+        f"workflow {workflow_id} is already running and writes {identity.output_path}, "
         f"but {why}; wait for it to end, cancel it (python starter.py cancel {workflow_id}), "
         "or give this job its own --output"
     )

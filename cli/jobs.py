@@ -38,7 +38,6 @@ from cli.sharded import (
     needs_shards,
     sharded_input,
     sharding_asked,
-    start_sharded,
     summarise_sharded,
 )
 from cli.transfers import bring_back, remove_job_copies, upload_input
@@ -90,11 +89,13 @@ async def start_job(
     source: Path | None,
     results: str | None = None,
     input_name: str | None = None,
+    sharded: ShardedJobInput | None = None,
 ) -> StartedJob:
     """Start the job, or pick up the same job already running (see cli/job_ids.py).
 
     results is where the user reads the results (a local file BATCH_STORE's copies
-    come back to); by default the job's own results location.
+    come back to); by default the job's own results location. sharded is the
+    parent's input when the job runs as many batches: the same id, the same policies.
     """
     await warn_if_no_worker(client, sys.stderr)
     queue = task_queue()
@@ -102,8 +103,8 @@ async def start_job(
     requests, model = input_facts(source)
     return await start_or_use_existing(
         client,
-        job,
-        identity_of(job, source, results, input_name),
+        job if sharded is None else sharded,
+        identity_of(job, source, results, input_name, sharded),
         workflow_id=workflow_id or default_workflow_id(results, queue),
         task_queue=queue,
         explicit_id=workflow_id is not None,
@@ -137,22 +138,24 @@ async def start_with_files(
     job = build_input(args, files)
     source = _local_source(args.file, files)
     # Larger than one batch, or asked for (an input in a store is not read here):
-    # the sharded parent, one job over every shard.
-    sharded = needs_shards(args, source, job.limits) if source is not None else sharding_asked(args)
+    # the sharded parent, one job over every shard, under the same id as one batch.
+    sharded = (
+        sharded_input(args, job)
+        if (needs_shards(args, source, job.limits) if source else sharding_asked(args))
+        else None
+    )
     if files.upload is not None:
         print(f"input:   {files.upload.remote} (copy of {files.upload.local})", file=sys.stderr)
     await upload_input(files)
-    if sharded:
-        await warn_if_no_worker(client, sys.stderr)
-        try:
-            handle = await start_sharded(client, sharded_input(args, job), args.id)
-        except BaseException:
-            await remove_job_copies(files)
-            raise
-        return StartedJob(handle, True), job, files
     try:
         started = await start_job(
-            client, job, args.id, source, results, str(files.upload.local) if files.upload else None
+            client,
+            job,
+            args.id,
+            source,
+            results,
+            str(files.upload.local) if files.upload else None,
+            sharded,
         )
     except BaseException:
         await remove_job_copies(files)
@@ -240,7 +243,9 @@ async def follow_to_end(
     print(f"web ui:  {link}", file=sys.stderr)
     follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
     try:
-        result = await result_through_outages(handle, refresh_seconds)
+        result: BatchJobResult | ShardedJobResult = await result_through_outages(
+            handle, refresh_seconds
+        )
     except WorkflowFailureError as exc:
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -250,7 +255,7 @@ async def follow_to_end(
             await follower
     if files is not None and files.bring_back and not keep_remote:
         try:
-            result = await _results_brought_back(result, files)
+            result = await _results_brought_back(result, files, remove=started.started)
         except (LocationError, StorageUnavailable) as exc:
             print(summarise(result, link))
             print(
@@ -261,11 +266,15 @@ async def follow_to_end(
     return exit_code(result)
 
 
-async def _results_brought_back(result: BatchJobResult, files: JobFiles) -> BatchJobResult:
-    """The result with the local paths the results were written to; the store's copies removed.
+async def _results_brought_back(
+    result: BatchJobResult | ShardedJobResult, files: JobFiles, *, remove: bool
+) -> BatchJobResult | ShardedJobResult:
+    """The result with the local paths the results were written to; the store's copies
+    removed when this run started the job (remove).
 
     The transfers point at the result's own locations: a run that found the same
-    job running follows that job's folder, not the one it had planned.
+    job running follows that job's folder, not the one it had planned, and leaves
+    that folder to the run that made it (which may be bringing the results back too).
     """
     actual = {files.output_path: result.output_path, files.errors_path: result.errors_path}
     files = replace(
@@ -274,8 +283,9 @@ async def _results_brought_back(result: BatchJobResult, files: JobFiles) -> Batc
             replace(t, remote=actual.get(t.remote) or t.remote) for t in files.bring_back
         ),
     )
-    brought = await bring_back(files)
-    await remove_job_copies(files)
+    brought = await bring_back(files, owner=remove)
+    if remove:
+        await remove_job_copies(files)
     local = {t.remote: str(t.local) for t in brought}
     return result.model_copy(
         update={

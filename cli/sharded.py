@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
 from pathlib import Path
-from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
-
-from cli.environment import location, storage, task_queue
+from cli.environment import location, storage
 from cli.exits import EXIT_OK, UsageError
 from contracts.job import BatchJobInput, InputLimits
-from contracts.names import SHARDED_JOB_WORKFLOW_NAME
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
 from gateway.settings import ENV_GATEWAY_DIALECT
 from shards.cost import CostReport, describe_cost, describe_estimate, estimate, load_prices
@@ -135,18 +130,6 @@ def sharded_input(args: argparse.Namespace, job: BatchJobInput) -> ShardedJobInp
         )
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[-1]) from None
-
-
-async def start_sharded(
-    client: Client, request: ShardedJobInput, workflow_id: str | None
-) -> WorkflowHandle[Any, ShardedJobResult]:
-    return await client.start_workflow(
-        SHARDED_JOB_WORKFLOW_NAME,
-        request,
-        id=workflow_id or f"batch-{Path(request.job.input_path).stem}-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue(),
-        result_type=ShardedJobResult,
-    )
 
 
 def summarise_sharded(result: ShardedJobResult, link: str) -> str:

@@ -184,6 +184,12 @@ class SplitInputRequest(_Contract):
     max_batch_requests: int | None = None
     max_batch_bytes: int | None = None
     count_tokens: bool = False
+    endpoint: str | None = Field(
+        default=None,
+        description="The job's endpoint: the whole input is checked against it (every line, "
+        "custom_ids unique across every shard) before any shard is written. None: no check "
+        "(a resubmission round's lines were checked in round 0).",
+    )
 
 
 class SplitSummary(_Contract):

@@ -139,6 +139,19 @@ class EmulatorProcess(ManagedProcess):
         result: dict[str, Any] = self._admin("GET", "/stats")
         return result
 
+    def successes(self, prefix: str = "", limit: int = 10_000) -> dict[str, Any]:
+        """How many batches ran each custom_id to success (GET /_emulator/successes)."""
+        with httpx.Client(base_url=self.base_url, timeout=10.0) as http:
+            resp = http.get("/_emulator/successes", params={"prefix": prefix, "limit": str(limit)})
+            resp.raise_for_status()
+            result: dict[str, Any] = resp.json()
+            return result
+
+    def successes_by_custom_id(self, prefix: str = "") -> dict[str, int]:
+        """custom_id -> how many batches ran it to success; a request billed twice shows 2."""
+        counts: dict[str, int] = self.successes(prefix)["by_custom_id"]
+        return counts
+
     def restart(self) -> EmulatorProcess:
         """Start again on the same port and data directory (kill it first if running)."""
         if self.running:

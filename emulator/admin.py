@@ -1,4 +1,4 @@
-"""Admin routes under ``/_emulator``: health, knobs, forcing a batch, counters.
+"""Admin routes under ``/_emulator``: health, knobs, forcing a batch, counters, successes.
 
 They are never subject to auth, error_rate or drop_rate (see ``faults.py``), so
 scripts can wait for start-up and tests can change behaviour mid-flight.
@@ -51,6 +51,11 @@ def admin_router() -> APIRouter:
     async def force_batch(batch_id: str, body: ForceRequest, rt: RuntimeDep) -> dict[str, Any]:
         record = await rt.scheduler.force(batch_id, body.outcome)
         return dialect.batch_object(record, rt.knobs.dialect)
+
+    @router.get("/successes")
+    async def successes(rt: RuntimeDep, prefix: str = "", limit: int = 10_000) -> dict[str, Any]:
+        """Per custom_id, how many batches ran it to success: a request billed twice shows."""
+        return await rt.store.successes(prefix, max(0, min(limit, 100_000)))
 
     @router.get("/stats")
     async def stats(rt: RuntimeDep) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from emulator.models import TERMINAL, BatchRecord, FileRecord
 
@@ -60,6 +60,16 @@ CREATE TABLE IF NOT EXISTS results (
     line TEXT NOT NULL,
     PRIMARY KEY (batch_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS successes (
+    custom_id TEXT PRIMARY KEY,
+    batches INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS count_success AFTER INSERT ON results WHEN NEW.ok = 1
+BEGIN
+    INSERT INTO successes (custom_id, batches)
+    SELECT custom_id, 1 FROM lines WHERE batch_id = NEW.batch_id AND idx = NEW.idx
+    ON CONFLICT (custom_id) DO UPDATE SET batches = batches + 1;
+END;
 """
 
 
@@ -365,6 +375,39 @@ class Store:
                         yield unfinished(custom_id)
         finally:
             conn.close()
+
+    async def successes(self, prefix: str, limit: int) -> dict[str, Any]:
+        """How many batches ran each custom_id (starting with prefix) to success, since the
+        data directory was new.
+
+        Counted by a trigger on the results table, so a success is counted once,
+        when its result is committed (a result written again is ignored).
+        """
+        where = "substr(custom_id, 1, ?) = ?"
+        chosen = (len(prefix), prefix)
+
+        def q(c: sqlite3.Connection) -> dict[str, Any]:
+            ids, runs = c.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(batches), 0) FROM successes WHERE {where}", chosen
+            ).fetchone()
+            repeated = c.execute(
+                f"SELECT custom_id, batches FROM successes WHERE {where} AND batches > 1 "
+                "ORDER BY custom_id LIMIT ?",
+                (*chosen, limit),
+            ).fetchall()
+            rows = c.execute(
+                f"SELECT custom_id, batches FROM successes WHERE {where} "
+                "ORDER BY custom_id LIMIT ?",
+                (*chosen, limit),
+            ).fetchall()
+            return {
+                "custom_ids": int(ids),
+                "successes": int(runs),
+                "repeated": {str(i): int(n) for i, n in repeated},
+                "by_custom_id": {str(i): int(n) for i, n in rows},
+            }
+
+        return await self.read(q)
 
     async def count_by_status(self) -> dict[str, int]:
         def q(c: sqlite3.Connection) -> dict[str, int]:

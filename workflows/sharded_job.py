@@ -189,6 +189,8 @@ class ShardedBatchJobWorkflow:
                 max_batch_requests=options.max_batch_requests,
                 max_batch_bytes=options.max_batch_bytes,
                 count_tokens=options.max_enqueued_tokens is not None,
+                # Round 0 is the user's input: checked whole before any shard is uploaded.
+                endpoint=self._request.job.endpoint if number == 0 else None,
             ),
             start_to_close_timeout=timedelta(hours=1),
             heartbeat_timeout=timedelta(minutes=2),

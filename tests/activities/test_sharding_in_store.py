@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.sharding import ShardingActivities
-from contracts.names import FAILURE_RESULT_INTEGRITY
+from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
     MergeShardsRequest,
     RemoveShardFilesRequest,
@@ -281,3 +281,32 @@ async def test_a_shard_missing_a_request_fails_the_merge_naming_it(
     assert "custom_id='req-005'" in failure.value.message
     assert "is in neither" in failure.value.message
     assert not await ObjectStorage().exists(f"{bucket}/results.jsonl")
+
+
+async def test_the_split_checks_the_whole_input_first_and_writes_no_shard_when_it_is_bad(
+    sharding: ShardingActivities, bucket: str, data_dir: Path
+) -> None:
+    lines = requests(23).splitlines()
+    lines[20] = lines[2]  # line 21 repeats line 3's custom_id, three shards later
+    await put(f"{bucket}/in/requests.jsonl", b"\n".join(lines) + b"\n")
+    folder = round_dir(f"{bucket}/out/.shards/job-1", 0)
+    request = SplitInputRequest(
+        input_path=f"{bucket}/in/requests.jsonl",
+        round_dir=folder,
+        max_batch_requests=5,
+        endpoint="/v1/chat/completions",
+    )
+
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityRunner().run(sharding.split_input, request)
+
+    assert refused.value.type == FAILURE_INVALID_INPUT and refused.value.non_retryable
+    assert (
+        f"{bucket}/in/requests.jsonl:21: custom_id='req-002' field 'custom_id': duplicate of "
+        "line 3" in refused.value.message
+    )
+    assert await names_under(folder) == [], "no shard, no plan"
+    assert nothing_in(data_dir) == []
+    # Without the endpoint (a workflow from before the check), the shards' own checks apply.
+    unchecked = await split(sharding, f"{bucket}/in/requests.jsonl", folder, 5)
+    assert unchecked.shards == 5

@@ -76,8 +76,24 @@ def test_the_same_identity_is_the_same_job():
         ({"endpoint": "/v1/chat/completions"}, "endpoint /v1/chat/completions"),
         ({"batch_id": "batch_1"}, "it runs batch batch_1"),
         ({"output_path": "elsewhere.jsonl"}, "it writes elsewhere.jsonl"),
+        ({"sharding": "{}"}, "it runs sharded (default options), not as one batch"),
+        (
+            {"sharding": '{"max_batch_requests":20}'},
+            'it runs sharded with {"max_batch_requests":20}, not as one batch',
+        ),
     ],
 )
 def test_another_identity_is_named_in_words(running: dict[str, str], said: str):
     why = IDENTITY.differs_from(IDENTITY.model_copy(update=running))
     assert why is not None and said in why
+
+
+def test_a_sharded_job_run_as_one_batch_or_with_other_options_is_another_job():
+    sharded = IDENTITY.model_copy(update={"sharding": '{"max_batch_requests":20}'})
+    assert sharded.differs_from(sharded.model_copy()) is None
+    other = sharded.model_copy(update={"sharding": '{"max_batch_requests":10}'})
+    why = sharded.differs_from(other)
+    assert why is not None and 'with {"max_batch_requests":10}, not sharded with' in why
+    assert sharded.differs_from(IDENTITY) == (
+        'it runs as one batch, not sharded with {"max_batch_requests":20}'
+    )

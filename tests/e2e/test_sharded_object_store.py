@@ -6,6 +6,7 @@ split, every shard's child and the merge meet only in the store.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from contracts.names import SHARDED_JOB_WORKFLOW_NAME
 from devstack.storage_servers import MotoServer
 from tests.cli.starter_process import StarterProcess
+from tests.cli.test_rerun_attach_cancel import gateway_batches
 from tests.e2e.conftest import Stack
 from tests.e2e.test_object_store_jobs import get, keys_under, put, request_lines, starter_env
 from tests.storage.conftest import moto  # noqa: F401  (session fixture)
@@ -112,3 +114,51 @@ async def test_a_local_input_sent_through_batch_store_runs_sharded_and_comes_bac
     assert results == [f"req-{i}" for i in range(REQUESTS)], "every custom_id once, input order"
     assert ids_of((laptop / "day.errors.jsonl").read_bytes()) == []
     assert keys_in(moto, root) == [], "the job's copies and its shard files removed"
+
+
+async def test_the_same_sharded_command_twice_through_batch_store_is_one_job(
+    stack: Stack,
+    bucket: tuple[str, dict[str, str]],
+    moto: MotoServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    root, env = bucket
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    (laptop / "day.jsonl").write_bytes(request_lines(REQUESTS))
+    starter = starter_env(stack, laptop, BATCH_STORE=f"{root}/batches/")
+    command = (
+        "run", str(laptop / "day.jsonl"), "--output", str(laptop / "day.results.jsonl"),
+        "--max-batch-requests", str(PER_SHARD), "--poll-seconds", "1",
+    )  # fmt: skip
+    shards = -(-REQUESTS // PER_SHARD)
+    # The batches validate until the test lets them go: the first job surely still runs.
+    stack.emulator.set_knobs(validating_seconds=600)
+    with stack.worker(**env):
+        first = StarterProcess(tmp_path / "first", starter, *command)
+        second: StarterProcess | None = None
+        try:
+            await first.stderr_shows("started ")
+            for _ in range(600):
+                if len(gateway_batches(stack)) >= shards:
+                    break
+                await asyncio.sleep(0.1)
+            second = StarterProcess(tmp_path / "second", starter, *command)
+            await second.stderr_shows("; following it")
+            copies = [key for key in keys_in(moto, root) if key.endswith("/input.jsonl")]
+            assert len(copies) == 1, f"the second run removed its own copy only: {copies}"
+            stack.emulator.set_knobs(validating_seconds=0.5)
+            codes = (await first.exit_code(180), await second.exit_code(180))
+        finally:
+            first.kill()
+            if second is not None:
+                second.kill()
+    assert second is not None
+    assert codes == (0, 0), first.stderr() + second.stderr()
+    assert len(gateway_batches(stack)) == shards, "each shard's batch made once"
+    assert stack.emulator.successes_by_custom_id("req-") == {
+        f"req-{i}": 1 for i in range(REQUESTS)
+    }, "every request ran to success in one batch"
+    results = ids_of((laptop / "day.results.jsonl").read_bytes())
+    assert results == [f"req-{i}" for i in range(REQUESTS)], "every custom_id once, input order"
+    assert keys_in(moto, root) == [], "the job's copies and shard files removed, none left over"

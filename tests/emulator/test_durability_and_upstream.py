@@ -52,6 +52,8 @@ def test_sigkill_mid_batch_resumes_without_losing_or_repeating_lines(tmp_path: P
             ids = [line["custom_id"] for line in read_jsonl(client, done.output_file_id)]
             assert sorted(ids) == sorted(f"req-{i}" for i in range(60))
             assert emu.stats()["lines_executed"] <= 60 - before
+            # Lines re-run after the kill were not committed before it: each counts once.
+            assert emu.successes_by_custom_id("req-") == {f"req-{i}": 1 for i in range(60)}
     finally:
         emu.stop()
 

@@ -161,3 +161,23 @@ def test_completion_window_expires_in_scaled_time(
     expired = read_jsonl(client, done.error_file_id)
     assert len(expired) == 40 - finished
     assert {e["error"]["code"] for e in expired} == {"batch_expired"}
+
+
+def test_successes_count_each_custom_id_once_per_batch_that_ran_it_to_success(
+    emu: EmulatorProcess, client: openai.OpenAI
+) -> None:
+    emu.set_knobs(line_failure_rate=0.3, seed=5)
+    ids = [f"twice-{i}" for i in range(30)]
+    failing = {cid for cid in ids if injected_failure(cid, 5, 0.3)}
+    assert 0 < len(failing) < 30
+
+    wait_for(client, submit(client, chat_file(30, prefix="twice")).id, {"completed"})
+    once = emu.successes_by_custom_id("twice-")
+    assert once == {cid: 1 for cid in ids if cid not in failing}, "failed lines are not successes"
+    assert emu.successes("twice-")["repeated"] == {}
+
+    wait_for(client, submit(client, chat_file(30, prefix="twice")).id, {"completed"})
+    counted = emu.successes("twice-")
+    assert counted["by_custom_id"] == {cid: 2 for cid in ids if cid not in failing}
+    assert counted["repeated"] == counted["by_custom_id"]
+    assert counted["successes"] == 2 * (30 - len(failing))
