@@ -27,7 +27,8 @@ DESCRIPTION = (
     "FILE (BatchNotForInput). Like run it follows the job to its end; with --start it returns "
     "the workflow id, like start."
 )
-METADATA_HELP = "no effect here: the batch exists already, with the metadata it was made with"
+METADATA_NOTE = "no effect here: the batch exists already, with the metadata it was made with"
+METADATA_HELP = f"{METADATA_NOTE} (default: none)"
 
 
 def add_attach_parser(commands: Any) -> None:
@@ -40,7 +41,12 @@ def add_attach_parser(commands: Any) -> None:
     for action in attach._actions:
         if action.dest == "metadata":
             action.help = METADATA_HELP
-    attach.add_argument("--refresh-seconds", type=float, default=1.0)
+    attach.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=1.0,
+        help="how often the progress line is redrawn, in seconds (default 1)",
+    )
     attach.add_argument(
         "--start", action="store_true", help="start the job and return its workflow id, like start"
     )
@@ -56,7 +62,7 @@ def build_attach_input(args: argparse.Namespace) -> BatchJobInput:
 
 async def cmd_attach(args: argparse.Namespace, client: Client) -> int:
     if args.metadata:
-        print(f"note: --metadata has {METADATA_HELP}", file=sys.stderr)
+        print(f"note: --metadata has {METADATA_NOTE}", file=sys.stderr)
     job = build_attach_input(args)
     started = await start_job(client, job, args.id, Path(args.file))
     if args.start:

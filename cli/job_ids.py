@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from cli import hints
 from cli.exits import UsageError
 from contracts.job import BatchJobInput, BatchJobResult
 from contracts.names import WORKFLOW_NAME
@@ -165,10 +166,10 @@ async def start_or_use_existing(
     if explicit_id:
         raise UsageError(
             f"workflow {workflow_id} is already running, but {why}; wait for it to end, "
-            f"cancel it (python starter.py cancel {workflow_id}), or give this job another --id"
+            f"cancel it ({hints.starter('cancel', workflow_id)}), or give this job another --id"
         )
     raise UsageError(
         f"workflow {workflow_id} is already running and writes {job.resolved_output_path}, "
-        f"but {why}; wait for it to end, cancel it (python starter.py cancel {workflow_id}), "
+        f"but {why}; wait for it to end, cancel it ({hints.starter('cancel', workflow_id)}), "
         "or give this job its own --output"
     )

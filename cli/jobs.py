@@ -20,6 +20,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
+from cli import hints, interrupts
+from cli.durations import readable
 from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
 from cli.follow import (
@@ -33,7 +35,7 @@ from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_u
 from cli.job_input import build_input
 from cli.job_summary import input_facts, job_summary
 from cli.locations import JobFiles, is_uri, plan_job_files
-from cli.progress import live_progress, render_progress
+from cli.progress import ProgressLine, live_progress, render_finished, render_progress
 from cli.sharded import (
     needs_shards,
     sharded_input,
@@ -72,7 +74,7 @@ async def warn_if_no_worker(client: Client, out: TextIO) -> None:
     if not await worker_polls(client, task_queue()):
         print(
             f"warning: no worker is polling task queue {task_queue()!r}; the job waits until one "
-            "starts (python worker.py)",
+            f"starts ({hints.worker()})",
             file=out,
         )
 
@@ -188,10 +190,14 @@ def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
         *gateway_files_lines(result),
-        f"took:     {result.finished_at - result.started_at}",
+        f"took:     {took(result)}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
+
+
+def took(result: BatchJobResult | ShardedJobResult) -> str:
+    return readable((result.finished_at - result.started_at).total_seconds())
 
 
 def gateway_files_lines(result: BatchJobResult) -> list[str]:
@@ -232,22 +238,27 @@ async def follow_to_end(
     the user named, unless keep_remote.
     """
     handle = started.handle
+    interrupts.following(handle.id)
     link = web_ui_link(client, handle.id)
     if started.started:
         print(f"started {handle.id}", file=sys.stderr)
     else:
         print(f"already running as {handle.id}; following it", file=sys.stderr)
     print(f"web ui:  {link}", file=sys.stderr)
-    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
+    line = ProgressLine(sys.stderr)
+    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds, line=line))
     try:
         result = await result_through_outages(handle, refresh_seconds)
     except WorkflowFailureError as exc:
+        line.close()
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         follower.cancel()
         with suppress(asyncio.CancelledError, TemporalError):
             await follower
+    line.show(render_finished(result))
+    line.close()
     if files is not None and files.bring_back and not keep_remote:
         try:
             result = await _results_brought_back(result, files)
@@ -322,7 +333,7 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
         if no_worker_answered(exc):
             print(
                 f"progress: no worker answered within {QUERY_TIMEOUT.total_seconds():g}s on "
-                f"task queue {description.task_queue!r} (python worker.py); "
+                f"task queue {description.task_queue!r} ({hints.worker()}); "
                 f"{last_known_state(description)}"
             )
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from pathlib import Path
 
 from temporalio.client import (
     Client,
@@ -20,9 +21,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.durations import format_every, parse_every
+from cli import hints
+from cli.durations import check_cron, format_every, parse_every
 from cli.environment import location, storage, task_queue
 from cli.exits import EXIT_OK, UsageError
+from cli.input_check import input_problems
 from cli.job_input import build_input
 from cli.locations import (
     JobFiles,
@@ -98,6 +101,11 @@ def build_schedule(args: argparse.Namespace) -> tuple[Schedule, JobFiles]:
     files = schedule_files(args)
     job = build_input(args, files)
     if args.cron is not None:
+        check_cron(args.cron)
+    local = files.upload.local if files.upload else (None if is_uri(args.file) else Path(args.file))
+    if local is not None:
+        input_problems(local, job.endpoint, args.file)  # every run would fail: exit 2
+    if args.cron is not None:
         spec = ScheduleSpec(cron_expressions=[args.cron], time_zone_name=args.time_zone)
     else:
         spec = ScheduleSpec(
@@ -132,11 +140,13 @@ async def cmd_schedule_create(args: argparse.Namespace, client: Client) -> int:
         await client.create_schedule(args.name, schedule)
     except BaseException as exc:
         await remove_job_copies(files)
+        if isinstance(exc, RPCError) and exc.status is RPCStatusCode.INVALID_ARGUMENT:
+            raise UsageError(f"schedule {args.name!r} refused: {exc.message}") from None
         if not isinstance(exc, ScheduleAlreadyRunningError):
             raise
         raise UsageError(
-            f"schedule {args.name!r} already exists (python starter.py schedule delete "
-            f"{args.name} first)"
+            f"schedule {args.name!r} already exists "
+            f"({hints.starter('schedule', 'delete', args.name)} first)"
         ) from exc
     assert isinstance(schedule.action, ScheduleActionStartWorkflow)
     [job] = schedule.action.args
@@ -195,7 +205,7 @@ async def _existing_schedule(client: Client, name: str) -> ScheduleHandle:
         await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UsageError(f"no schedule {name!r} (python starter.py schedule list)") from exc
+            raise UsageError(f"no schedule {name!r} ({hints.starter('schedule', 'list')})") from exc
         raise
     return handle
 
@@ -226,6 +236,6 @@ async def cmd_schedule_trigger(args: argparse.Namespace, client: Client) -> int:
     await handle.trigger()
     print(
         f"schedule {args.name} triggered: a run starts now unless its overlap policy skips it "
-        f"(python starter.py schedule list)"
+        f"({hints.starter('schedule', 'list')})"
     )
     return EXIT_OK
