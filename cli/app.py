@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 from temporalio.exceptions import TemporalError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from cli import attach, cancel, interrupts, jobs, schedules, sharded, validate
+from cli import attach, cancel, interrupts, job_ids, jobs, schedules, sharded, validate
 from cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from cli.input_check import ENDPOINT_HELP, InvalidInput
 from cli.job_input import add_job_options
@@ -179,12 +179,18 @@ async def main_async(args: argparse.Namespace) -> int:
     return await COMMANDS[args.command](args, client)
 
 
+def job_id(args: argparse.Namespace) -> str | None:
+    """The workflow id the command was given, if any."""
+    given = getattr(args, "workflow_id", None)
+    return given if isinstance(given, str) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every outcome is an exit code and at most a line on stderr."""
     args = parser().parse_args(argv)
     started = time.monotonic()
-    if isinstance(getattr(args, "workflow_id", None), str):
-        interrupts.following(args.workflow_id)
+    if (given := job_id(args)) is not None:
+        interrupts.following(given)
     try:
         with interrupts.stop_within_a_second(started):
             return asyncio.run(main_async(args))
@@ -198,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starter: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except RPCError as exc:
-        print(f"starter: Temporal refused the request: {exc.message}", file=sys.stderr)
+        if exc.status is RPCStatusCode.NOT_FOUND and isinstance(args_id := job_id(args), str):
+            print(f"starter: {job_ids.not_found(args_id)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"starter: Temporal answered {exc.status.name}: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except TemporalError as exc:
         print(f"starter: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -94,14 +94,17 @@ def identity_of(
     )
 
 
-def default_workflow_id(results: str, task_queue: str) -> str:
-    """batch-<results name>-<hash of task queue and results location>: stable across runs."""
+def default_workflow_id(results: str, task_queue: str, kind: str = "batch") -> str:
+    """<kind>-<results name>-<hash of task queue and results location>: stable across runs.
+
+    attach's jobs are kind "attach": a failed attach never takes run's id, nor its place in list.
+    """
     digest = hashlib.sha256(f"{task_queue}\n{results}".encode()).hexdigest()[:_ID_HASH_CHARS]
     name = Path(results).name
     for suffix in (".jsonl", ".output"):
         name = name.removesuffix(suffix)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "job"
-    return f"batch-{name}-{digest}"
+    return f"{kind}-{name}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -173,3 +176,22 @@ async def start_or_use_existing(
         f"but {why}; wait for it to end, cancel it ({hints.starter('cancel', workflow_id)}), "
         "or give this job its own --output"
     )
+
+
+BATCH_ID_SHAPE = re.compile(
+    r"batch_[A-Za-z0-9_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    re.IGNORECASE,
+)
+"""Gateway batch ids (OpenAI's and the emulator's batch_<hex>, Azure's batch_<uuid> or a bare
+uuid); the starter's own workflow ids are batch-<name>-<hash>, with a hyphen."""
+
+
+def not_found(workflow_id: str) -> str:
+    """One line for an id Temporal does not know: which kind of id it looks like, where to look."""
+    listing = hints.starter("list")
+    if BATCH_ID_SHAPE.fullmatch(workflow_id):
+        return (
+            f"{workflow_id} looks like a gateway batch id, not a workflow id; {listing} shows "
+            "each job's workflow id beside its batch id"
+        )
+    return f"no job with workflow id {workflow_id}; {listing} shows the jobs and their ids"

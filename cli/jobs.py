@@ -10,13 +10,20 @@ import sys
 import uuid
 from contextlib import suppress
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
@@ -92,6 +99,7 @@ async def start_job(
     source: Path | None,
     results: str | None = None,
     input_name: str | None = None,
+    kind: str = "batch",
 ) -> StartedJob:
     """Start the job, or pick up the same job already running (see cli/job_ids.py).
 
@@ -106,7 +114,7 @@ async def start_job(
         client,
         job,
         identity_of(job, source, results, input_name),
-        workflow_id=workflow_id or default_workflow_id(results, queue),
+        workflow_id=workflow_id or default_workflow_id(results, queue, kind),
         task_queue=queue,
         explicit_id=workflow_id is not None,
         summary=job_summary(job, results, requests, model),
@@ -327,6 +335,8 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     summary = await description.static_summary()
     if summary:
         print(f"job:      {summary}")
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return await print_ending(client, description, sys.stdout)
     try:
         progress, trouble = await live_progress(handle, QUERY_TIMEOUT)
     except TemporalError as exc:
@@ -348,12 +358,57 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+def _result_type(
+    description: WorkflowExecutionDescription,
+) -> type[BatchJobResult | ShardedJobResult]:
+    if description.workflow_type == SHARDED_JOB_WORKFLOW_NAME:
+        return ShardedJobResult
+    return BatchJobResult
+
+
+async def print_ending(
+    client: Client, description: WorkflowExecutionDescription, out: TextIO
+) -> int:
+    """How a closed job ended: its summary, or why it failed (as result says), and the exit code."""
+    handle = client.get_workflow_handle(description.id, result_type=_result_type(description))
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as exc:
+        how = (
+            ENDED_WITHOUT_RESULT.get(description.status, "failed")
+            if description.status
+            else "failed"
+        )
+        print(f"job {handle.id} {how}: {failure_text(exc)}", file=out)
+        print(f"web ui:   {web_ui_link(client, handle.id)}", file=out)
+        return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(f"{handle.id} did not return a batch job result ({exc})") from None
+    print(summarise(result, web_ui_link(client, handle.id)), file=out)
+    return exit_code(result)
+
+
+ENDED_WITHOUT_RESULT = {
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "was cancelled",
+    WorkflowExecutionStatus.TERMINATED: "was terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+}
+"""How a workflow that returned no result ended, in words."""
+
+
 async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     described = await client.get_workflow_handle(args.workflow_id).describe()
-    result_type: type[BatchJobResult | ShardedJobResult] = (
-        ShardedJobResult if described.workflow_type == SHARDED_JOB_WORKFLOW_NAME else BatchJobResult
-    )
-    handle = client.get_workflow_handle(args.workflow_id, result_type=result_type)
+    handle = client.get_workflow_handle(args.workflow_id, result_type=_result_type(described))
+    if described.status == WorkflowExecutionStatus.RUNNING and not await worker_polls(
+        client, described.task_queue
+    ):
+        print(
+            f"waiting for a worker on task queue {described.task_queue!r}: none is polling "
+            f"({hints.worker()}); the job, and this wait, go on once one runs it "
+            f"({last_known_state(described)})",
+            file=sys.stderr,
+        )
     try:
         result = await handle.result()
     except WorkflowFailureError as exc:
@@ -368,22 +423,52 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     return exit_code(result)
 
 
+LIST_SCAN = 1000
+"""Runs read at most to group the latest jobs: earlier runs past it go uncounted."""
+
+
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:
+    """One row per job (its latest run, and how many ran under its id), newest first."""
     query = f"WorkflowType = '{WORKFLOW_NAME}' OR WorkflowType = '{SHARDED_JOB_WORKFLOW_NAME}'"
-    rows = 0
-    async for execution in client.list_workflows(query, limit=args.limit):
-        attrs = execution.search_attributes
-        batch_status = (attrs.get(SEARCH_ATTRIBUTE_BATCH_STATUS) or ["-"])[0]
-        batch_id = (attrs.get(SEARCH_ATTRIBUTE_BATCH_ID) or ["-"])[0]
-        started = (
-            execution.start_time.strftime("%Y-%m-%d %H:%M:%S") if execution.start_time else "-"
-        )
-        state = execution.status.name if execution.status else "-"
-        print(f"{execution.id:45} {state:11} {batch_status!s:12} {batch_id!s:40} {started}")
-        rows += 1
-    if rows == 0:
+    latest: dict[str, WorkflowExecution] = {}
+    runs: dict[str, int] = {}
+    async for execution in client.list_workflows(query, limit=LIST_SCAN):
+        if execution.id not in latest and len(latest) >= args.limit:
+            continue
+        runs[execution.id] = runs.get(execution.id, 0) + 1
+        shown = latest.get(execution.id)
+        if shown is None or (execution.start_time or _EPOCH) > (shown.start_time or _EPOCH):
+            latest[execution.id] = execution
+    if not latest:
         print("no batch jobs yet")
+        return EXIT_OK
+    rows = [("WORKFLOW ID", "RUNS", "JOB", "BATCH", "BATCH ID", "STARTED (UTC)")]
+    for workflow_id, execution in latest.items():
+        attrs = execution.search_attributes
+        rows.append(
+            (
+                workflow_id,
+                str(runs[workflow_id]),
+                execution.status.name.lower() if execution.status else "-",
+                str((attrs.get(SEARCH_ATTRIBUTE_BATCH_STATUS) or ["-"])[0]),
+                str((attrs.get(SEARCH_ATTRIBUTE_BATCH_ID) or ["-"])[0]),
+                execution.start_time.strftime("%Y-%m-%d %H:%M:%S") if execution.start_time else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(
+        "JOB: the workflow's state (running, completed, failed, ...); BATCH: the gateway's last "
+        f"status of its batch; {hints.starter('status', 'WORKFLOW_ID')} says how a job ended",
+        file=sys.stderr,
+    )
     return EXIT_OK
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

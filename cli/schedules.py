@@ -18,6 +18,8 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -38,7 +40,7 @@ from cli.locations import (
 )
 from cli.transfers import remove_job_copies, upload_input
 from contracts.constants import ENV_BATCH_STORE
-from contracts.job import WORKFLOW_ID_PLACEHOLDER, BatchJobInput
+from contracts.job import WORKFLOW_ID_PLACEHOLDER, BatchJobInput, BatchJobResult
 from contracts.names import WORKFLOW_NAME
 
 OVERLAP_POLICIES = {
@@ -180,6 +182,8 @@ async def cmd_schedule_list(args: argparse.Namespace, client: Client) -> int:
         overlap = OVERLAP_NAMES.get(described.schedule.policy.overlap, "?")
         last = info.recent_actions[-1] if info.recent_actions else None
         last_run = getattr(last.action, "workflow_id", "-") if last else "-"
+        if last is not None and last_run != "-":
+            last_run += f" ({await run_outcome(client, last_run, last.action)})"
         upcoming = (
             info.next_action_times[0].strftime("%Y-%m-%d %H:%M:%S")
             if (info.next_action_times and not state.paused)
@@ -197,6 +201,28 @@ async def cmd_schedule_list(args: argparse.Namespace, client: Client) -> int:
     if rows == 0:
         print("no batch schedules")
     return EXIT_OK
+
+
+async def run_outcome(client: Client, workflow_id: str, action: object) -> str:
+    """How a scheduled run ended, in a word: running, succeeded, completed_with_failures, failed."""
+    run_id = getattr(action, "first_execution_run_id", None)
+    handle = client.get_workflow_handle(
+        workflow_id,
+        run_id=run_id if isinstance(run_id, str) and run_id else None,
+        result_type=BatchJobResult,
+    )
+    try:
+        described = await handle.describe()
+        if described.status != WorkflowExecutionStatus.COMPLETED:
+            return described.status.name.lower() if described.status else "unknown"
+        result: BatchJobResult = await handle.result()
+        return str(result.status.value)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "gone from Temporal's retention"
+        raise
+    except (WorkflowFailureError, ValueError):
+        return "unknown"
 
 
 async def _existing_schedule(client: Client, name: str) -> ScheduleHandle:

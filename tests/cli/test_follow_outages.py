@@ -126,7 +126,11 @@ def test_run_exits_2_when_temporal_is_unreachable_at_start(tmp_path: Path):
         timeout=60,
     )
     assert done.returncode == 2
-    assert f"cannot reach Temporal at {address}" in done.stderr
+    assert done.stderr.splitlines() == [
+        f"starter: cannot reach Temporal at {address} (namespace default): tcp connect error: "
+        "Connection refused. Start one with `make up` (or `temporal server start-dev`), "
+        "or set TEMPORAL_ADDRESS."
+    ]
 
 
 @asynccontextmanager
