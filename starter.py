@@ -5,6 +5,7 @@
     python starter.py attach BATCH_ID FILE        follow and collect a batch that already exists
     python starter.py status|result|cancel ID
     python starter.py list
+    python starter.py validate|estimate FILE          check an input, or price it, before sending
     python starter.py schema [input|result]           JSON Schemas for callers in other languages
     python starter.py schedule create NAME FILE (--cron EXPR | --every 24h) [--overlap skip]
     python starter.py schedule list|pause|unpause|delete|trigger [NAME]

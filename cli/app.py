@@ -152,6 +152,12 @@ def parser() -> argparse.ArgumentParser:
         "--note", help="note shown with the schedule (default: created by starter.py for FILE)"
     )
     add_job_options(create, with_id=False)
+    for action in create._actions:
+        if action.dest in ("output", "errors"):
+            action.help = (
+                f"each run's {action.dest} file, with {WORKFLOW_ID_PLACEHOLDER} in it (default "
+                f"FILE.{WORKFLOW_ID_PLACEHOLDER}.{action.dest}.jsonl)"
+            )
     subcommands.add_parser("list", help="batch schedules, their state, last and next run")
     pause = subcommands.add_parser("pause", help="stop starting runs")
     pause.add_argument("name", help="the schedule's name")

@@ -43,7 +43,7 @@ async def live_progress(
         if name in _SUBMITTING and progress.phase is JobPhase.UPLOADING:
             details = pending.heartbeat_details.payloads
             [reached] = await converter.decode(details, [_SUBMITTING[name]]) if details else [None]
-            progress = progress.model_copy(update={"phase": _step_running(reached)})
+            progress = progress.model_copy(update={"phase": step_running(reached)})
         if name == ACTIVITY_WATCH_BATCH and pending.heartbeat_details.payloads:
             [watched] = await converter.decode(pending.heartbeat_details.payloads, [BatchWatch])
             if isinstance(watched, BatchWatch) and watched.batch.status == progress.batch_status:
@@ -78,7 +78,7 @@ _SUBMITTING: dict[str, type[SubmittedBatch] | type[ValidatedUpload]] = {
 """Steps that validate, upload (and create) in one: the workflow calls all of it uploading."""
 
 
-def _step_running(reached: object) -> JobPhase:
+def step_running(reached: object) -> JobPhase:
     """Which part of a submit step runs, from how far its last heartbeat says it got."""
     if not isinstance(reached, SubmittedBatch | ValidatedUpload) or reached.summary is None:
         return JobPhase.VALIDATING_INPUT

@@ -188,3 +188,12 @@ def _commands(top: Any, prefix: str = "") -> list[tuple[str, Any]]:
                 found.append((full, sub))
                 found += _commands(sub, f"{full} ")
     return found
+
+
+def test_schedule_create_help_names_one_default_for_each_runs_results(tmp_path: Path):
+    done = starter(tmp_path, "schedule", "create", "--help")
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0
+    assert "FILE.output.jsonl" not in text and "FILE.errors.jsonl" not in text
+    assert "(default FILE.{workflow_id}.output.jsonl)" in text
+    assert "(default FILE.{workflow_id}.errors.jsonl)" in text
