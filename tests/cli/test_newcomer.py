@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from cli import hints
+from contracts.constants import LOCAL_STACK_FILE
 from devstack.process import REPO_ROOT
 from tests.cli.starter_process import StarterProcess
 from tests.e2e.conftest import Stack
@@ -268,3 +269,28 @@ async def test_an_embeddings_file_runs_without_endpoint_from_its_lines_url(stack
     assert ran.returncode == 0, ran.stderr
     assert "endpoint: /v1/embeddings (every line's url; --endpoint sets it)" in ran.stderr
     assert "requests: 3 total, 3 succeeded" in ran.stdout
+
+
+async def test_a_first_run_on_make_ups_stack_polls_fast_and_says_so(stack: Stack):
+    marker = REPO_ROOT / LOCAL_STACK_FILE
+    if marker.exists():
+        pytest.skip(f"a `make up` stack runs in this checkout ({marker})")
+    marker.parent.mkdir(exist_ok=True)
+    # What scripts/stack.py up writes (tests/devstack checks it does), aimed at this dev server.
+    marker.write_text(
+        json.dumps({"pid": os.getpid(), "temporal_address": stack.address, "poll_seconds": 1.0})
+    )
+    try:
+        stack.write_input("in.jsonl", 5)
+        with stack.worker():
+            ran = await starter(stack, "run", str(stack.data_dir / "in.jsonl"))
+    finally:
+        marker.unlink()
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "polling every 1 s: the local stack (make up) runs the gateway emulator "
+        "(--poll-seconds sets it)"
+    ) in ran.stderr.splitlines()
+    took = next(line for line in ran.stdout.splitlines() if line.startswith("took:"))
+    # At the default 60 s poll the batch (about 2 s at this emulator) would take a minute.
+    assert re.fullmatch(r"took:     (\d\.\d|[1-2]\d) s", took), took

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,21 @@ def test_schedule_create_help_names_one_default_for_each_runs_results(tmp_path: 
     assert "FILE.output.jsonl" not in text and "FILE.errors.jsonl" not in text
     assert "(default FILE.{workflow_id}.output.jsonl)" in text
     assert "(default FILE.{workflow_id}.errors.jsonl)" in text
+
+
+def test_a_python_without_the_requirements_is_told_the_command_that_works(tmp_path: Path):
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if (
+        system is None
+        or subprocess.run([system, "-c", "import temporalio"], check=False).returncode == 0
+    ):
+        pytest.skip("no python3 without the requirements on this machine")
+    done = subprocess.run(
+        [system, "starter.py", "list"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "starter: No module named 'temporalio'. Run it with the project's environment: "
+        ".venv/bin/python starter.py ... (make up creates .venv), or activate it first "
+        "(source .venv/bin/activate)"
+    ]
