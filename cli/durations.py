@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cli.exits import UsageError
 
@@ -90,3 +90,8 @@ def readable(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600} h {whole % 3600 // 60} min"
     return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+def took(started: datetime, finished: datetime) -> str:
+    """A job's run time as its summary prints it."""
+    return readable((finished - started).total_seconds())

@@ -59,11 +59,17 @@ def endpoint_of(path: Path) -> str | None:
     return url if url.startswith("/v1/") else None
 
 
-def input_problems(path: Path, endpoint: str, label: str | None = None) -> ValidInput:
-    """The job's validation of the whole input; InvalidInput lists every problem."""
+def input_problems(
+    path: Path, endpoint: str, label: str | None = None, limits: InputLimits | None = None
+) -> ValidInput:
+    """The job's validation of the input; InvalidInput lists every problem.
+
+    limits: one batch's, for a job that cannot be split (a scheduled run); by
+    default none, as run and start split an input over them into shards.
+    """
     try:
         return validate_jsonl(
-            path, label=label or str(path), endpoint=endpoint, limits=_WHOLE_INPUT
+            path, label=label or str(path), endpoint=endpoint, limits=limits or _WHOLE_INPUT
         )
     except InputProblems as problems:
         raise InvalidInput(problems) from None

@@ -28,7 +28,7 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
 from cli import hints, interrupts
-from cli.durations import readable
+from cli.durations import took
 from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
 from cli.follow import (
@@ -198,14 +198,10 @@ def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
         *gateway_files_lines(result),
-        f"took:     {took(result)}",
+        f"took:     {took(result.started_at, result.finished_at)}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
-
-
-def took(result: BatchJobResult | ShardedJobResult) -> str:
-    return readable((result.finished_at - result.started_at).total_seconds())
 
 
 def gateway_files_lines(result: BatchJobResult) -> list[str]:

@@ -106,7 +106,8 @@ def build_schedule(args: argparse.Namespace) -> tuple[Schedule, JobFiles]:
         check_cron(args.cron)
     local = files.upload.local if files.upload else (None if is_uri(args.file) else Path(args.file))
     if local is not None:
-        input_problems(local, job.endpoint, args.file)  # every run would fail: exit 2
+        # Every run (one batch each) would fail: exit 2.
+        input_problems(local, job.endpoint, args.file, job.limits)
     if args.cron is not None:
         spec = ScheduleSpec(cron_expressions=[args.cron], time_zone_name=args.time_zone)
     else:

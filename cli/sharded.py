@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from cli.durations import readable
+from cli.durations import took
 from cli.environment import location, storage, task_queue
 from cli.exits import EXIT_OK, UsageError
 from cli.input_check import chosen_endpoint, input_problems
@@ -177,7 +177,7 @@ def summarise_sharded(result: ShardedJobResult, link: str) -> str:
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
         *_gateway_lines(result),
-        f"took:     {readable((result.finished_at - result.started_at).total_seconds())}",
+        f"took:     {took(result.started_at, result.finished_at)}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
