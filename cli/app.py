@@ -195,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; every outcome is an exit code and at most a line on stderr."""
     args = parser().parse_args(argv)
     started = time.monotonic()
-    if (given := job_id(args)) is not None:
-        interrupts.following(given)
+    workflow_id = job_id(args)
+    if workflow_id is not None:
+        interrupts.following(workflow_id)
     try:
         with interrupts.stop_within_a_second(started):
             return asyncio.run(main_async(args))
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starter: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND and isinstance(args_id := job_id(args), str):
-            print(f"starter: {job_ids.not_found(args_id)}", file=sys.stderr)
+        if exc.status is RPCStatusCode.NOT_FOUND and workflow_id is not None:
+            print(f"starter: {job_ids.not_found(workflow_id)}", file=sys.stderr)
             return EXIT_USAGE
         print(f"starter: Temporal answered {exc.status.name}: {exc.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -347,8 +347,9 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
             print(f"progress: not available ({exc}); {last_known_state(description)}")
         print(f"web ui:   {web_ui_link(client, handle.id)}")
         return EXIT_OK
-    print(f"progress: {render_progress(progress, trouble)}")
-    if progress.reason:
+    shown = render_progress(progress, trouble)
+    print(f"progress: {shown}")
+    if progress.reason and progress.reason not in shown:
         print(f"reason:   {progress.reason}")
     print(f"web ui:   {web_ui_link(client, handle.id)}")
     return EXIT_OK

@@ -43,7 +43,9 @@ async def live_progress(
         if name in _SUBMITTING and progress.phase is JobPhase.UPLOADING:
             details = pending.heartbeat_details.payloads
             [reached] = await converter.decode(details, [_SUBMITTING[name]]) if details else [None]
-            progress = progress.model_copy(update={"phase": step_running(reached)})
+            running = step_running(reached)
+            if running is not None:
+                progress = progress.model_copy(update={"phase": running, "reason": None})
         if name == ACTIVITY_WATCH_BATCH and pending.heartbeat_details.payloads:
             [watched] = await converter.decode(pending.heartbeat_details.payloads, [BatchWatch])
             if isinstance(watched, BatchWatch) and watched.batch.status == progress.batch_status:
@@ -78,9 +80,15 @@ _SUBMITTING: dict[str, type[SubmittedBatch] | type[ValidatedUpload]] = {
 """Steps that validate, upload (and create) in one: the workflow calls all of it uploading."""
 
 
-def step_running(reached: object) -> JobPhase:
-    """Which part of a submit step runs, from how far its last heartbeat says it got."""
-    if not isinstance(reached, SubmittedBatch | ValidatedUpload) or reached.summary is None:
+def step_running(reached: object) -> JobPhase | None:
+    """Which part of a submit step runs, from how far its last heartbeat says it got.
+
+    None before its first beat (a step that ends within one beat never sends one):
+    the workflow's own words, which name all parts, are shown then.
+    """
+    if not isinstance(reached, SubmittedBatch | ValidatedUpload):
+        return None
+    if reached.summary is None:
         return JobPhase.VALIDATING_INPUT
     if reached.uploaded is None or isinstance(reached, ValidatedUpload):
         return JobPhase.UPLOADING
@@ -113,6 +121,11 @@ async def _with_shards_in_flight(
     return progress.model_copy(update={"counts": counts})
 
 
+_BEFORE_THE_BATCH = frozenset(
+    {JobPhase.VALIDATING_INPUT, JobPhase.UPLOADING, JobPhase.CREATING_BATCH}
+)
+
+
 def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR_WIDTH) -> str:
     counts = progress.counts
     total = (counts.total if counts and counts.total else None) or progress.requests
@@ -124,6 +137,9 @@ def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR
         text = f"[{bar}] {done}/{total} finished, {counts.failed} failed · {status}"
     elif progress.batch_status:
         text = f"[{'-' * width}] {progress.phase.value} · {status}"
+    elif progress.reason and progress.phase in _BEFORE_THE_BATCH:
+        # One step may validate, upload and create: the workflow's reason says which are left.
+        text = f"[{'-' * width}] {progress.reason}"
     else:
         text = f"[{'-' * width}] {progress.phase.value}"
     if trouble:

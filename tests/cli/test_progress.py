@@ -30,6 +30,15 @@ def test_before_the_batch_exists_only_the_phase_is_shown():
     assert line.endswith("] uploading")
 
 
+def test_before_any_heartbeat_the_submit_step_shows_every_part_it_runs():
+    progress = JobProgress(
+        phase=JobPhase.UPLOADING,
+        reason="validating the input, uploading it, then creating the batch",
+    )
+    line = render_progress(progress, None, width=3)
+    assert line == "[---] validating the input, uploading it, then creating the batch"
+
+
 def test_counts_fill_the_bar():
     progress = JobProgress(
         phase=JobPhase.WAITING,
@@ -98,7 +107,7 @@ UPLOADED = UploadedInput(file_id="file-1", bytes=100, adopted=False, ready=True)
 @pytest.mark.parametrize(
     ("heartbeat", "shown"),
     [
-        (None, JobPhase.VALIDATING_INPUT),  # no beat yet: the step starts by validating
+        (None, None),  # no beat yet: the workflow's own words are shown
         (SubmittedBatch(), JobPhase.VALIDATING_INPUT),
         (SubmittedBatch(summary=SUMMARY), JobPhase.UPLOADING),
         (SubmittedBatch(summary=SUMMARY, uploaded=UPLOADED), JobPhase.CREATING_BATCH),
@@ -107,7 +116,7 @@ UPLOADED = UploadedInput(file_id="file-1", bytes=100, adopted=False, ready=True)
     ],
 )
 def test_the_phase_shown_is_the_part_of_the_submit_step_that_runs(
-    heartbeat: SubmittedBatch | ValidatedUpload | None, shown: JobPhase
+    heartbeat: SubmittedBatch | ValidatedUpload | None, shown: JobPhase | None
 ):
     assert step_running(heartbeat) is shown
 
