@@ -8,11 +8,11 @@ one line saying what would run, exit 0.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from cli.exits import EXIT_OK, EXIT_USAGE, UsageError
-from cli.input_check import ENDPOINT_HELP, InvalidInput, chosen_endpoint, input_problems
+from cli.exits import EXIT_OK, UsageError
+from cli.input_check import ENDPOINT_HELP, chosen_endpoint, input_problems
+from cli.locations import is_uri
 from cli.sharded import add_limit_options, limits_from
 from shards.cost import estimate
 from shards.split import LineTooLarge
@@ -31,20 +31,19 @@ def add_validate_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """InvalidInput (every problem, exit 2) is printed by cli.app as estimate's is."""
+    if is_uri(args.file):
+        raise UsageError(f"{args.file}: validate reads a local file; copy it here first")
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{args.file}: no such file")
     endpoint = chosen_endpoint(args, path)
+    valid = input_problems(path, endpoint, args.file)
+    limits = limits_from(args)
     try:
-        valid = input_problems(path, endpoint, args.file)
-        limits = limits_from(args)
         shards = estimate(path, limits).shards
-    except InvalidInput as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
     except LineTooLarge as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     print(
         f"{args.file}: valid: {valid.requests:,} requests, model {valid.model}, endpoint "
         f"{endpoint}, {valid.bytes:,} bytes, {shards:,} batch(es) (at most "
