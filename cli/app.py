@@ -113,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "list",
         help="recent batch jobs",
-        description="One row per job (its latest run, and how many ran before under its id): "
+        description="One row per job: its latest run, RUNS the runs its id has had (reruns "
+        "included), "
         "the job's status (Temporal's) and its batch's status and id (the gateway's).",
     )
     listing.add_argument("--limit", type=int, default=20, help="jobs shown at most (default 20)")
