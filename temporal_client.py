@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -64,6 +65,22 @@ def data_converter(environ: Mapping[str, str] | None = None) -> DataConverter:
     )
 
 
+_QUOTED_CAUSE = re.compile(r'(?:message|error): "([^"]+)"')
+_CONNECT_STEP = re.compile(r'ConnectError\("([^"]+)"')
+
+
+def connect_failure(text: str) -> str:
+    """The SDK's connect error (a Rust debug dump) as the one phrase that says what happened."""
+    causes = _QUOTED_CAUSE.findall(text)
+    steps = _CONNECT_STEP.findall(text)
+    if causes:
+        return f"{steps[0]}: {causes[-1]}" if steps else str(causes[-1])
+    if steps:
+        return str(steps[0])
+    first = text.strip().splitlines()[0] if text.strip() else "no answer"
+    return first if len(first) <= 200 else f"{first[:200]}..."
+
+
 async def connect(
     environ: Mapping[str, str] | None = None, *, runtime: Runtime | None = None
 ) -> Client:
@@ -75,7 +92,8 @@ async def connect(
         return await Client.connect(data_converter=converter, runtime=runtime, **config)
     except RuntimeError as exc:
         raise TemporalUnreachableError(
-            f"cannot reach Temporal at {target} (namespace {config['namespace']}): {exc}. "
+            f"cannot reach Temporal at {target} (namespace {config['namespace']}): "
+            f"{connect_failure(str(exc))}. "
             "Start one with `make up` (or `temporal server start-dev`), or set TEMPORAL_ADDRESS."
         ) from exc
 

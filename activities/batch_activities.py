@@ -774,6 +774,14 @@ class BatchActivities:
                 raise _not_for_input(
                     request, f"it runs endpoint {batch.endpoint}, the job {request.endpoint}"
                 )
+            counted = batch.request_counts.total if batch.request_counts else 0
+            if request.input_requests is not None and counted and counted != request.input_requests:
+                # The gateway's own count: it holds even once the batch's input file is deleted.
+                raise _not_for_input(
+                    request,
+                    f"it runs {counted} requests, {request.input_path} holds "
+                    f"{request.input_requests}",
+                )
             if batch.input_file_id:
                 size = await self._file_size(batch.input_file_id)
                 if size is not None and size != request.input_bytes:

@@ -95,7 +95,7 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
         found.raise_if_any()
     size = path.stat().st_size
     if size == 0:
-        found.add(None, "the file is empty")
+        found.add(None, "the file is empty; write one JSON request a line")
         found.raise_if_any()
     if size > limits.max_bytes:
         found.add(None, f"{size} bytes is over the limit of {limits.max_bytes} bytes per file")
@@ -112,7 +112,7 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
                 found.add(1, "starts with a UTF-8 byte order mark (BOM); save the file without it")
                 raw = raw[len(_BOM) :]
             if not raw.strip():
-                found.add(number, "blank line; every line must be one request")
+                found.add(number, "blank line; every line must be one request: remove it")
                 continue
             requests += 1
             if requests > limits.max_requests:
@@ -122,13 +122,19 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 found.add(
-                    number, f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})"
+                    number,
+                    f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
+                    "save the file as UTF-8",
                 )
                 continue
             try:
                 request: Any = json.loads(text)
             except json.JSONDecodeError as exc:
-                found.add(number, f"not JSON: {exc.msg} at column {exc.colno}")
+                found.add(
+                    number,
+                    f"not JSON: {exc.msg} at column {exc.colno}; "
+                    "each line must be one complete JSON object",
+                )
                 continue
             if not isinstance(request, dict):
                 found.add(number, f"a request must be a JSON object, got {type(request).__name__}")
@@ -136,10 +142,14 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
             _check_request(request, number, endpoint, found, seen_ids, models)
 
     if requests == 0 and not found.problems:
-        found.add(None, "the file holds no requests")
+        found.add(None, "the file holds no requests; write one JSON request a line")
     if len(models) > 1:
         listed = ", ".join(f"{m!r} (first on line {n})" for m, n in models.items())
-        found.add(None, f"field 'body.model': one model per file, found {len(models)}: {listed}")
+        found.add(
+            None,
+            f"field 'body.model': one model per file, found {len(models)}: {listed}; "
+            "split the file by model",
+        )
     found.raise_if_any()
     # No blank line passed, so the n-th id is on the n-th line.
     return ValidInput(
@@ -162,11 +172,13 @@ def _check_request(
     custom_id = request.get("custom_id")
     shown_id = custom_id if isinstance(custom_id, str) else None
     if not isinstance(custom_id, str) or not custom_id:
-        found.add(number, "field 'custom_id': missing or not a non-empty string")
+        found.add(
+            number, "field 'custom_id': missing or not a non-empty string; give each request one"
+        )
     elif custom_id in seen_ids:
         found.add(
             number,
-            f"field 'custom_id': duplicate of line {seen_ids[custom_id]}",
+            f"field 'custom_id': duplicate of line {seen_ids[custom_id]}; each must be unique",
             custom_id,
         )
     else:

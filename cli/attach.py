@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 
+from cli import hints
 from cli.exits import UsageError
 from cli.job_input import add_job_options, build_input
 from cli.jobs import follow_to_end, print_started, start_job
@@ -27,7 +28,8 @@ DESCRIPTION = (
     "FILE (BatchNotForInput). Like run it follows the job to its end; with --start it returns "
     "the workflow id, like start."
 )
-METADATA_HELP = "no effect here: the batch exists already, with the metadata it was made with"
+METADATA_NOTE = "no effect here: the batch exists already, with the metadata it was made with"
+METADATA_HELP = f"{METADATA_NOTE} (default: none)"
 
 
 def add_attach_parser(commands: Any) -> None:
@@ -40,7 +42,12 @@ def add_attach_parser(commands: Any) -> None:
     for action in attach._actions:
         if action.dest == "metadata":
             action.help = METADATA_HELP
-    attach.add_argument("--refresh-seconds", type=float, default=1.0)
+    attach.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=1.0,
+        help="how often the progress line is redrawn, in seconds (default 1)",
+    )
     attach.add_argument(
         "--start", action="store_true", help="start the job and return its workflow id, like start"
     )
@@ -54,11 +61,22 @@ def build_attach_input(args: argparse.Namespace) -> BatchJobInput:
         raise UsageError(f"batch id {args.batch_id!r}: {exc.errors()[0]['msg']}") from None
 
 
+def refuse_swapped(batch_id: str, file: str) -> None:
+    """A file where the batch id belongs, and a batch id where the file does: say so, once."""
+    looks_like_a_file = Path(batch_id).is_file() or batch_id.endswith(".jsonl")
+    if looks_like_a_file and not Path(file).is_file():
+        raise UsageError(
+            f"the arguments look swapped: {batch_id} is a file and {file} no file; attach takes "
+            f"the batch id first: {hints.starter('attach', file, batch_id)}"
+        )
+
+
 async def cmd_attach(args: argparse.Namespace, client: Client) -> int:
     if args.metadata:
-        print(f"note: --metadata has {METADATA_HELP}", file=sys.stderr)
+        print(f"note: --metadata has {METADATA_NOTE}", file=sys.stderr)
+    refuse_swapped(args.batch_id, args.file)
     job = build_attach_input(args)
-    started = await start_job(client, job, args.id, Path(args.file))
+    started = await start_job(client, job, args.id, Path(args.file), kind="attach")
     if args.start:
         return print_started(client, started)
     return await follow_to_end(client, started, args.refresh_seconds)

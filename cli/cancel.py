@@ -24,6 +24,7 @@ from temporalio.client import (
 from temporalio.exceptions import TemporalError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import hints
 from cli.cancel_history import cancel_trail, cancelled_without_result
 from cli.exits import EXIT_FAILED, EXIT_NOT_SETTLED, EXIT_OK
 from cli.follow import (
@@ -84,11 +85,11 @@ async def still_running(handle: WorkflowHandle[object, BatchJobResult], waited: 
         if no_worker_answered(exc):
             return (
                 f"{lead}: no worker answered, so the cancel is carried out when one runs "
-                f"(python worker.py); {known}"
+                f"({hints.worker()}); {known}"
             )
         return f"{lead}; {known}"
     shown = render_progress(progress, trouble)
-    return f"{lead}: {shown} (python starter.py result {handle.id} waits for the end)"
+    return f"{lead}: {shown} ({hints.starter('result', handle.id)} waits for the end)"
 
 
 async def how_it_ended(
@@ -101,7 +102,7 @@ async def how_it_ended(
     if description.status == WorkflowExecutionStatus.CANCELED:
         return cancelled_without_result(handle.id, await cancel_trail(handle), known)
     state = description.status.name if description.status else "UNKNOWN"
-    return f"{state}, nothing to cancel; {known} (python starter.py result {handle.id})"
+    return f"{state}, nothing to cancel; {known} ({hints.starter('result', handle.id)})"
 
 
 async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: float) -> int:
@@ -123,7 +124,7 @@ async def cancel_and_report(client: Client, workflow_id: str, wait_seconds: floa
         print(
             f"cancel requested for {workflow_id}; no worker is polling task queue "
             f"{description.task_queue!r}, so the cancel is carried out when one runs "
-            f"(python worker.py); {last_known_state(description)}"
+            f"({hints.worker()}); {last_known_state(description)}"
         )
         return EXIT_NOT_SETTLED
     print(

@@ -16,6 +16,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import hints
 from cli.progress import ProgressLine, live_progress, render_progress, render_waiting
 from contracts.job import BatchJobResult, JobProgress
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_ID, SEARCH_ATTRIBUTE_BATCH_STATUS
@@ -54,7 +55,7 @@ def waiting_for_query(exc: TemporalError, task_queue: str, timeout: timedelta | 
         if exc.status in _TIMED_OUT_STATUSES and timeout is not None:
             return (
                 f"waiting for a worker on task queue {task_queue!r}: none answered within "
-                f"{timeout.total_seconds():g}s (python worker.py)"
+                f"{timeout.total_seconds():g}s ({hints.worker()})"
             )
         if exc.status in _TIMED_OUT_STATUSES or exc.status is RPCStatusCode.FAILED_PRECONDITION:
             return f"waiting for a worker on task queue {task_queue!r}: {_first_line(exc.message)}"
@@ -68,9 +69,14 @@ async def follow(
     out: TextIO,
     every: float,
     query_timeout: timedelta | None = QUERY_TIMEOUT,
+    line: ProgressLine | None = None,
 ) -> None:
-    """Print progress until the workflow closes: one updating line on a terminal."""
-    line = ProgressLine(out)
+    """Print progress until the workflow closes: one updating line on a terminal.
+
+    A caller that passes its own line closes it, after drawing the job's end on it.
+    """
+    owned = line is None
+    line = line or ProgressLine(out)
     seen: JobProgress | None = None
     try:
         while True:
@@ -91,7 +97,8 @@ async def follow(
                 line.show(render_progress(seen, trouble))
             await asyncio.sleep(every)
     finally:
-        line.close()
+        if owned:
+            line.close()
 
 
 async def result_through_outages(

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from cli import hints
 from cli.exits import UsageError
 from contracts.job import BatchJobInput, BatchJobResult
 from contracts.names import SHARDED_JOB_WORKFLOW_NAME, WORKFLOW_NAME
@@ -111,14 +112,17 @@ def identity_of(
     )
 
 
-def default_workflow_id(results: str, task_queue: str) -> str:
-    """batch-<results name>-<hash of task queue and results location>: stable across runs."""
+def default_workflow_id(results: str, task_queue: str, kind: str = "batch") -> str:
+    """<kind>-<results name>-<hash of task queue and results location>: stable across runs.
+
+    attach's jobs are kind "attach": a failed attach never takes run's id, nor its place in list.
+    """
     digest = hashlib.sha256(f"{task_queue}\n{results}".encode()).hexdigest()[:_ID_HASH_CHARS]
     name = Path(results).name
     for suffix in (".jsonl", ".output"):
         name = name.removesuffix(suffix)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "job"
-    return f"batch-{name}-{digest}"
+    return f"{kind}-{name}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,29 @@ async def start_or_use_existing(
     if explicit_id:
         raise UsageError(
             f"workflow {workflow_id} is already running, but {why}; wait for it to end, "
-            f"cancel it (python starter.py cancel {workflow_id}), or give this job another --id"
+            f"cancel it ({hints.starter('cancel', workflow_id)}), or give this job another --id"
         )
     raise UsageError(
         f"workflow {workflow_id} is already running and writes {identity.output_path}, "
-        f"but {why}; wait for it to end, cancel it (python starter.py cancel {workflow_id}), "
+        f"but {why}; wait for it to end, cancel it ({hints.starter('cancel', workflow_id)}), "
         "or give this job its own --output"
     )
+
+
+BATCH_ID_SHAPE = re.compile(
+    r"batch_[A-Za-z0-9_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    re.IGNORECASE,
+)
+"""Gateway batch ids (OpenAI's and the emulator's batch_<hex>, Azure's batch_<uuid> or a bare
+uuid); the starter's own workflow ids are batch-<name>-<hash>, with a hyphen."""
+
+
+def not_found(workflow_id: str) -> str:
+    """One line for an id Temporal does not know: which kind of id it looks like, where to look."""
+    listing = hints.starter("list")
+    if BATCH_ID_SHAPE.fullmatch(workflow_id):
+        return (
+            f"{workflow_id} looks like a gateway batch id, not a workflow id; {listing} shows "
+            "each job's workflow id beside its batch id"
+        )
+    return f"no job with workflow id {workflow_id}; {listing} shows the jobs and their ids"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from cli.exits import UsageError
-from cli.locations import JobFiles, plan_job_files
+from cli.input_check import DEFAULT_ENDPOINT, ENDPOINT_HELP, endpoint_of
+from cli.local_stack import DEFAULT_POLL_SECONDS, stack_poll_seconds
+from cli.locations import JobFiles, is_uri, plan_job_files
 from contracts.job import BatchJobInput, PhaseDeadlines
 
 PHASES_WITH_DEADLINES = ("validating", "in_progress", "finalizing")
@@ -19,11 +23,21 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
     sub.add_argument(
         "file", help="JSONL input, one request per line: a path, or an s3://, az://, gs:// URI"
     )
-    sub.add_argument("--endpoint", default="/v1/chat/completions")
+    sub.add_argument("--endpoint", help=ENDPOINT_HELP)
     sub.add_argument("--output", help="results file (default FILE.output.jsonl)")
     sub.add_argument("--errors", help="errors file (default FILE.errors.jsonl)")
-    sub.add_argument("--metadata", action="append", metavar="KEY=VALUE")
-    sub.add_argument("--poll-seconds", type=float, default=60.0)
+    sub.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="tag the batch at the gateway; repeat for more (default: none)",
+    )
+    sub.add_argument(
+        "--poll-seconds",
+        type=float,
+        help=f"how often the job reads the batch while it runs (default {DEFAULT_POLL_SECONDS:g}: "
+        "Azure asks for no more than one read a minute; 1 on the local stack of make up)",
+    )
     if with_id:
         sub.add_argument(
             "--id",
@@ -40,8 +54,30 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
             f"--max-{phase.replace('_', '-')}-hours",
             type=float,
             dest=f"max_{phase}_hours",
-            help=f"cancel the batch after this long in {phase}",
+            help=f"cancel the batch after this long in {phase} "
+            f"(default {getattr(PhaseDeadlines(), phase).total_seconds() / 3600:g})",
         )
+
+
+def _resolve_defaults(args: argparse.Namespace, files: JobFiles) -> None:
+    """--endpoint and --poll-seconds when not given, decided once and said on stderr."""
+    if args.endpoint is None:
+        local = files.upload.local if files.upload else None
+        if local is None and not is_uri(args.file):
+            local = Path(args.file)
+        inferred = endpoint_of(local) if local is not None else None
+        args.endpoint = inferred or DEFAULT_ENDPOINT
+        if inferred is not None and inferred != DEFAULT_ENDPOINT:
+            print(f"endpoint: {inferred} (every line's url; --endpoint sets it)", file=sys.stderr)
+    if args.poll_seconds is None:
+        fast = stack_poll_seconds()
+        args.poll_seconds = fast or DEFAULT_POLL_SECONDS
+        if fast is not None:
+            print(
+                f"polling every {fast:g} s: the local stack (make up) runs the gateway emulator "
+                "(--poll-seconds sets it)",
+                file=sys.stderr,
+            )
 
 
 def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> BatchJobInput:
@@ -49,6 +85,7 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
     from FILE, --output and --errors, in a fresh BATCH_STORE folder when that is set)."""
     if files is None:
         files = plan_job_files(args.file, args.output, args.errors, uuid.uuid4().hex)
+    _resolve_defaults(args, files)
     metadata: dict[str, str] = {}
     for pair in args.metadata or []:
         key, sep, value = pair.partition("=")

@@ -10,16 +10,25 @@ import sys
 import uuid
 from contextlib import suppress
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
+from cli import hints, interrupts
+from cli.durations import took
 from cli.environment import task_queue, web_ui_link
 from cli.exits import EXIT_FAILED, EXIT_NOT_ALL_SUCCEEDED, EXIT_OK, UsageError
 from cli.follow import (
@@ -33,7 +42,7 @@ from cli.job_ids import StartedJob, default_workflow_id, identity_of, start_or_u
 from cli.job_input import build_input
 from cli.job_summary import input_facts, job_summary
 from cli.locations import JobFiles, is_uri, plan_job_files
-from cli.progress import live_progress, render_progress
+from cli.progress import ProgressLine, live_progress, render_finished, render_progress
 from cli.sharded import (
     needs_shards,
     sharded_input,
@@ -71,7 +80,7 @@ async def warn_if_no_worker(client: Client, out: TextIO) -> None:
     if not await worker_polls(client, task_queue()):
         print(
             f"warning: no worker is polling task queue {task_queue()!r}; the job waits until one "
-            "starts (python worker.py)",
+            f"starts ({hints.worker()})",
             file=out,
         )
 
@@ -90,6 +99,7 @@ async def start_job(
     results: str | None = None,
     input_name: str | None = None,
     sharded: ShardedJobInput | None = None,
+    kind: str = "batch",
 ) -> StartedJob:
     """Start the job, or pick up the same job already running (see cli/job_ids.py).
 
@@ -105,7 +115,7 @@ async def start_job(
         client,
         job if sharded is None else sharded,
         identity_of(job, source, results, input_name, sharded),
-        workflow_id=workflow_id or default_workflow_id(results, queue),
+        workflow_id=workflow_id or default_workflow_id(results, queue, kind),
         task_queue=queue,
         explicit_id=workflow_id is not None,
         summary=job_summary(job, results, requests, model),
@@ -191,7 +201,7 @@ def summarise(result: BatchJobResult | ShardedJobResult, link: str) -> str:
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
         *gateway_files_lines(result),
-        f"took:     {result.finished_at - result.started_at}",
+        f"took:     {took(result.started_at, result.finished_at)}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
@@ -235,24 +245,29 @@ async def follow_to_end(
     the user named, unless keep_remote.
     """
     handle = started.handle
+    interrupts.following(handle.id)
     link = web_ui_link(client, handle.id)
     if started.started:
         print(f"started {handle.id}", file=sys.stderr)
     else:
         print(f"already running as {handle.id}; following it", file=sys.stderr)
     print(f"web ui:  {link}", file=sys.stderr)
-    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds))
+    line = ProgressLine(sys.stderr)
+    follower = asyncio.create_task(follow(handle, sys.stderr, refresh_seconds, line=line))
     try:
         result: BatchJobResult | ShardedJobResult = await result_through_outages(
             handle, refresh_seconds
         )
     except WorkflowFailureError as exc:
+        line.close()
         print(f"job {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         follower.cancel()
         with suppress(asyncio.CancelledError, TemporalError):
             await follower
+    line.show(render_finished(result))
+    line.close()
     if files is not None and files.bring_back and not keep_remote:
         try:
             result = await _results_brought_back(result, files, remove=started.started)
@@ -326,13 +341,15 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
     summary = await description.static_summary()
     if summary:
         print(f"job:      {summary}")
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return await print_ending(client, description, sys.stdout)
     try:
         progress, trouble = await live_progress(handle, QUERY_TIMEOUT)
     except TemporalError as exc:
         if no_worker_answered(exc):
             print(
                 f"progress: no worker answered within {QUERY_TIMEOUT.total_seconds():g}s on "
-                f"task queue {description.task_queue!r} (python worker.py); "
+                f"task queue {description.task_queue!r} ({hints.worker()}); "
                 f"{last_known_state(description)}"
             )
         else:
@@ -340,19 +357,65 @@ async def cmd_status(args: argparse.Namespace, client: Client) -> int:
             print(f"progress: not available ({exc}); {last_known_state(description)}")
         print(f"web ui:   {web_ui_link(client, handle.id)}")
         return EXIT_OK
-    print(f"progress: {render_progress(progress, trouble)}")
-    if progress.reason:
+    shown = render_progress(progress, trouble)
+    print(f"progress: {shown}")
+    if progress.reason and progress.reason not in shown:
         print(f"reason:   {progress.reason}")
     print(f"web ui:   {web_ui_link(client, handle.id)}")
     return EXIT_OK
 
 
+def _result_type(
+    description: WorkflowExecutionDescription,
+) -> type[BatchJobResult | ShardedJobResult]:
+    if description.workflow_type == SHARDED_JOB_WORKFLOW_NAME:
+        return ShardedJobResult
+    return BatchJobResult
+
+
+async def print_ending(
+    client: Client, description: WorkflowExecutionDescription, out: TextIO
+) -> int:
+    """How a closed job ended: its summary, or why it failed (as result says), and the exit code."""
+    handle = client.get_workflow_handle(description.id, result_type=_result_type(description))
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as exc:
+        how = (
+            ENDED_WITHOUT_RESULT.get(description.status, "failed")
+            if description.status
+            else "failed"
+        )
+        print(f"job {handle.id} {how}: {failure_text(exc)}", file=out)
+        print(f"web ui:   {web_ui_link(client, handle.id)}", file=out)
+        return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(f"{handle.id} did not return a batch job result ({exc})") from None
+    print(summarise(result, web_ui_link(client, handle.id)), file=out)
+    return exit_code(result)
+
+
+ENDED_WITHOUT_RESULT = {
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "was cancelled",
+    WorkflowExecutionStatus.TERMINATED: "was terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+}
+"""How a workflow that returned no result ended, in words."""
+
+
 async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     described = await client.get_workflow_handle(args.workflow_id).describe()
-    result_type: type[BatchJobResult | ShardedJobResult] = (
-        ShardedJobResult if described.workflow_type == SHARDED_JOB_WORKFLOW_NAME else BatchJobResult
-    )
-    handle = client.get_workflow_handle(args.workflow_id, result_type=result_type)
+    handle = client.get_workflow_handle(args.workflow_id, result_type=_result_type(described))
+    if described.status == WorkflowExecutionStatus.RUNNING and not await worker_polls(
+        client, described.task_queue
+    ):
+        print(
+            f"waiting for a worker on task queue {described.task_queue!r}: none is polling "
+            f"({hints.worker()}); the job, and this wait, go on once one runs it "
+            f"({last_known_state(described)})",
+            file=sys.stderr,
+        )
     try:
         result = await handle.result()
     except WorkflowFailureError as exc:
@@ -367,22 +430,52 @@ async def cmd_result(args: argparse.Namespace, client: Client) -> int:
     return exit_code(result)
 
 
+LIST_SCAN = 1000
+"""Runs read at most to group the latest jobs: earlier runs past it go uncounted."""
+
+
 async def cmd_list(args: argparse.Namespace, client: Client) -> int:
+    """One row per job (its latest run, and how many ran under its id), newest first."""
     query = f"WorkflowType = '{WORKFLOW_NAME}' OR WorkflowType = '{SHARDED_JOB_WORKFLOW_NAME}'"
-    rows = 0
-    async for execution in client.list_workflows(query, limit=args.limit):
-        attrs = execution.search_attributes
-        batch_status = (attrs.get(SEARCH_ATTRIBUTE_BATCH_STATUS) or ["-"])[0]
-        batch_id = (attrs.get(SEARCH_ATTRIBUTE_BATCH_ID) or ["-"])[0]
-        started = (
-            execution.start_time.strftime("%Y-%m-%d %H:%M:%S") if execution.start_time else "-"
-        )
-        state = execution.status.name if execution.status else "-"
-        print(f"{execution.id:45} {state:11} {batch_status!s:12} {batch_id!s:40} {started}")
-        rows += 1
-    if rows == 0:
+    latest: dict[str, WorkflowExecution] = {}
+    runs: dict[str, int] = {}
+    async for execution in client.list_workflows(query, limit=LIST_SCAN):
+        if execution.id not in latest and len(latest) >= args.limit:
+            continue
+        runs[execution.id] = runs.get(execution.id, 0) + 1
+        shown = latest.get(execution.id)
+        if shown is None or (execution.start_time or _EPOCH) > (shown.start_time or _EPOCH):
+            latest[execution.id] = execution
+    if not latest:
         print("no batch jobs yet")
+        return EXIT_OK
+    rows = [("WORKFLOW ID", "RUNS", "JOB", "BATCH", "BATCH ID", "STARTED (UTC)")]
+    for workflow_id, execution in latest.items():
+        attrs = execution.search_attributes
+        rows.append(
+            (
+                workflow_id,
+                str(runs[workflow_id]),
+                execution.status.name.lower() if execution.status else "-",
+                str((attrs.get(SEARCH_ATTRIBUTE_BATCH_STATUS) or ["-"])[0]),
+                str((attrs.get(SEARCH_ATTRIBUTE_BATCH_ID) or ["-"])[0]),
+                execution.start_time.strftime("%Y-%m-%d %H:%M:%S") if execution.start_time else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(
+        "JOB: the workflow's state (running, completed, failed, ...); BATCH: the gateway's last "
+        f"status of its batch; {hints.starter('status', 'WORKFLOW_ID')} says how a job ended",
+        file=sys.stderr,
+    )
     return EXIT_OK
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -8,14 +8,17 @@ from typing import Any, TextIO
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import TemporalError
 
-from contracts.job import BatchCounts, JobProgress
+from contracts.job import BatchCounts, BatchJobResult, JobPhase, JobProgress
 from contracts.names import (
     ACTIVITY_AWAIT_STATUS_CHANGE,
+    ACTIVITY_SUBMIT_BATCH,
+    ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     FAILURE_BATCH_NOT_CHANGED,
     QUERY_PROGRESS,
 )
-from contracts.steps import BatchSnapshot, BatchWatch
+from contracts.sharding import ShardedJobResult
+from contracts.steps import BatchSnapshot, BatchWatch, SubmittedBatch, ValidatedUpload
 
 BAR_WIDTH = 30
 
@@ -37,6 +40,12 @@ async def live_progress(
     converter = handle._client.data_converter
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name
+        if name in _SUBMITTING and progress.phase is JobPhase.UPLOADING:
+            details = pending.heartbeat_details.payloads
+            [reached] = await converter.decode(details, [_SUBMITTING[name]]) if details else [None]
+            running = step_running(reached)
+            if running is not None:
+                progress = progress.model_copy(update={"phase": running, "reason": None})
         if name == ACTIVITY_WATCH_BATCH and pending.heartbeat_details.payloads:
             [watched] = await converter.decode(pending.heartbeat_details.payloads, [BatchWatch])
             if isinstance(watched, BatchWatch) and watched.batch.status == progress.batch_status:
@@ -62,6 +71,28 @@ async def live_progress(
     if shards and progress.counts is not None:
         progress = await _with_shards_in_flight(handle, progress, shards, query_timeout)
     return progress, trouble
+
+
+_SUBMITTING: dict[str, type[SubmittedBatch] | type[ValidatedUpload]] = {
+    ACTIVITY_SUBMIT_BATCH: SubmittedBatch,
+    ACTIVITY_VALIDATE_AND_UPLOAD: ValidatedUpload,
+}
+"""Steps that validate, upload (and create) in one: the workflow calls all of it uploading."""
+
+
+def step_running(reached: object) -> JobPhase | None:
+    """Which part of a submit step runs, from how far its last heartbeat says it got.
+
+    None before its first beat (a step that ends within one beat never sends one):
+    the workflow's own words, which name all parts, are shown then.
+    """
+    if not isinstance(reached, SubmittedBatch | ValidatedUpload):
+        return None
+    if reached.summary is None:
+        return JobPhase.VALIDATING_INPUT
+    if reached.uploaded is None or isinstance(reached, ValidatedUpload):
+        return JobPhase.UPLOADING
+    return JobPhase.CREATING_BATCH
 
 
 async def _with_shards_in_flight(
@@ -90,6 +121,11 @@ async def _with_shards_in_flight(
     return progress.model_copy(update={"counts": counts})
 
 
+_BEFORE_THE_BATCH = frozenset(
+    {JobPhase.VALIDATING_INPUT, JobPhase.UPLOADING, JobPhase.CREATING_BATCH}
+)
+
+
 def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR_WIDTH) -> str:
     counts = progress.counts
     total = (counts.total if counts and counts.total else None) or progress.requests
@@ -101,11 +137,28 @@ def render_progress(progress: JobProgress, trouble: str | None, width: int = BAR
         text = f"[{bar}] {done}/{total} finished, {counts.failed} failed · {status}"
     elif progress.batch_status:
         text = f"[{'-' * width}] {progress.phase.value} · {status}"
+    elif progress.reason and progress.phase in _BEFORE_THE_BATCH:
+        # One step may validate, upload and create: the workflow's reason says which are left.
+        text = f"[{'-' * width}] {progress.reason}"
     else:
         text = f"[{'-' * width}] {progress.phase.value}"
     if trouble:
         text += f" · retrying {trouble}"
     return text
+
+
+def render_finished(result: BatchJobResult | ShardedJobResult, width: int = BAR_WIDTH) -> str:
+    """The bar at the job's end, from its result: drawn before the summary so the two agree."""
+    if isinstance(result, ShardedJobResult):
+        total, failed, status = result.requests, result.failed, result.status.value
+        done = result.succeeded + result.failed
+    else:
+        tally = result.requests
+        total, failed, status = tally.total, tally.failed, result.batch_status
+        done = tally.succeeded + tally.failed
+    filled = int(width * done / total) if total else width
+    bar = "#" * filled + "-" * (width - filled)
+    return f"[{bar}] {done}/{total} finished, {failed} failed · {status}"
 
 
 def render_waiting(last: JobProgress | None, waiting_for: str, width: int = BAR_WIDTH) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from pathlib import Path
 
 from temporalio.client import (
     Client,
@@ -17,12 +18,16 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.durations import format_every, parse_every
+from cli import hints
+from cli.durations import check_cron, format_every, parse_every
 from cli.environment import location, storage, task_queue
 from cli.exits import EXIT_OK, UsageError
+from cli.input_check import input_problems
 from cli.job_input import build_input
 from cli.locations import (
     JobFiles,
@@ -35,7 +40,7 @@ from cli.locations import (
 )
 from cli.transfers import remove_job_copies, upload_input
 from contracts.constants import ENV_BATCH_STORE
-from contracts.job import WORKFLOW_ID_PLACEHOLDER, BatchJobInput
+from contracts.job import WORKFLOW_ID_PLACEHOLDER, BatchJobInput, BatchJobResult
 from contracts.names import WORKFLOW_NAME
 
 OVERLAP_POLICIES = {
@@ -98,6 +103,12 @@ def build_schedule(args: argparse.Namespace) -> tuple[Schedule, JobFiles]:
     files = schedule_files(args)
     job = build_input(args, files)
     if args.cron is not None:
+        check_cron(args.cron)
+    local = files.upload.local if files.upload else (None if is_uri(args.file) else Path(args.file))
+    if local is not None:
+        # Every run (one batch each) would fail: exit 2.
+        input_problems(local, job.endpoint, args.file, job.limits)
+    if args.cron is not None:
         spec = ScheduleSpec(cron_expressions=[args.cron], time_zone_name=args.time_zone)
     else:
         spec = ScheduleSpec(
@@ -132,11 +143,13 @@ async def cmd_schedule_create(args: argparse.Namespace, client: Client) -> int:
         await client.create_schedule(args.name, schedule)
     except BaseException as exc:
         await remove_job_copies(files)
+        if isinstance(exc, RPCError) and exc.status is RPCStatusCode.INVALID_ARGUMENT:
+            raise UsageError(f"schedule {args.name!r} refused: {exc.message}") from None
         if not isinstance(exc, ScheduleAlreadyRunningError):
             raise
         raise UsageError(
-            f"schedule {args.name!r} already exists (python starter.py schedule delete "
-            f"{args.name} first)"
+            f"schedule {args.name!r} already exists "
+            f"({hints.starter('schedule', 'delete', args.name)} first)"
         ) from exc
     assert isinstance(schedule.action, ScheduleActionStartWorkflow)
     [job] = schedule.action.args
@@ -170,6 +183,8 @@ async def cmd_schedule_list(args: argparse.Namespace, client: Client) -> int:
         overlap = OVERLAP_NAMES.get(described.schedule.policy.overlap, "?")
         last = info.recent_actions[-1] if info.recent_actions else None
         last_run = getattr(last.action, "workflow_id", "-") if last else "-"
+        if last is not None and last_run != "-":
+            last_run += f" ({await run_outcome(client, last_run, last.action)})"
         upcoming = (
             info.next_action_times[0].strftime("%Y-%m-%d %H:%M:%S")
             if (info.next_action_times and not state.paused)
@@ -189,13 +204,35 @@ async def cmd_schedule_list(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+async def run_outcome(client: Client, workflow_id: str, action: object) -> str:
+    """How a scheduled run ended, in a word: running, succeeded, completed_with_failures, failed."""
+    run_id = getattr(action, "first_execution_run_id", None)
+    handle = client.get_workflow_handle(
+        workflow_id,
+        run_id=run_id if isinstance(run_id, str) and run_id else None,
+        result_type=BatchJobResult,
+    )
+    try:
+        described = await handle.describe()
+        if described.status != WorkflowExecutionStatus.COMPLETED:
+            return described.status.name.lower() if described.status else "unknown"
+        result: BatchJobResult = await handle.result()
+        return str(result.status.value)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "gone from Temporal's retention"
+        raise
+    except (WorkflowFailureError, ValueError):
+        return "unknown"
+
+
 async def _existing_schedule(client: Client, name: str) -> ScheduleHandle:
     handle = client.get_schedule_handle(name)
     try:
         await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UsageError(f"no schedule {name!r} (python starter.py schedule list)") from exc
+            raise UsageError(f"no schedule {name!r} ({hints.starter('schedule', 'list')})") from exc
         raise
     return handle
 
@@ -226,6 +263,6 @@ async def cmd_schedule_trigger(args: argparse.Namespace, client: Client) -> int:
     await handle.trigger()
     print(
         f"schedule {args.name} triggered: a run starts now unless its overlap policy skips it "
-        f"(python starter.py schedule list)"
+        f"({hints.starter('schedule', 'list')})"
     )
     return EXIT_OK

@@ -11,8 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
+from cli.durations import took
 from cli.environment import location, storage
 from cli.exits import EXIT_OK, UsageError
+from cli.input_check import chosen_endpoint, input_problems
 from contracts.job import BatchJobInput, InputLimits
 from contracts.sharding import ShardedJobInput, ShardedJobResult, ShardingOptions
 from gateway.settings import ENV_GATEWAY_DIALECT
@@ -53,7 +55,8 @@ def add_sharding_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--max-enqueued-tokens",
         type=int,
-        help="estimated input tokens of the shards in flight at most (the deployment's quota)",
+        help="estimated input tokens of the shards in flight at most, from the deployment's "
+        "enqueued-token quota (default: no limit)",
     )
     sub.add_argument(
         "--resubmit",
@@ -157,7 +160,7 @@ def summarise_sharded(result: ShardedJobResult, link: str) -> str:
         f"results:  {result.output_path}",
         f"errors:   {result.errors_path}",
         *_gateway_lines(result),
-        f"took:     {result.finished_at - result.started_at}",
+        f"took:     {took(result.started_at, result.finished_at)}",
         f"web ui:   {link}",
     ]
     return "\n".join(lines)
@@ -180,6 +183,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{args.file}: no such file")
+    input_problems(path, chosen_endpoint(args, path), args.file)  # InvalidInput: exit 2
     try:
         prices = load_prices(Path(args.prices) if args.prices else None)
         found = estimate(path, limits_from(args), prices=prices, label=args.file)

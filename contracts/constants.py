@@ -19,3 +19,8 @@ ENV_DATA_DIR = "BATCH_DATA_DIR"
 # Object-store folder (s3://bucket/prefix, az://container/prefix, gs://...) the
 # starter copies local inputs to, and brings results back from: no shared disk.
 ENV_BATCH_STORE = "BATCH_STORE"
+
+# While `make up` runs, it writes this file (under the repository root): its pid,
+# Temporal address and the poll interval its gateway emulator allows. The starter
+# reads it for --poll-seconds' default, so a first run there finishes with its batch.
+LOCAL_STACK_FILE = ".local/stack.json"

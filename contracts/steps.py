@@ -288,6 +288,11 @@ class AttachBatchRequest(_Step):
     input_path: str
     input_bytes: int
     endpoint: str
+    input_requests: int | None = Field(
+        default=None,
+        description="The validated input's requests, checked against the batch's own count "
+        "(None from jobs started before this was sent).",
+    )
 
 
 class CleanUpRequest(_Step):

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from typing import TextIO
 
+from contracts.constants import LOCAL_STACK_FILE
 from devstack.emulator import EmulatorProcess, emulator_healthy
 from devstack.ports import LOCALHOST, port_open
 from devstack.process import REPO_ROOT, ManagedProcess
@@ -31,6 +36,53 @@ TEMPORAL_PORT = 7233
 UI_PORT = 8233
 GATEWAY_PORT = 8000
 STOP_SECONDS = 25.0
+STACK_FILE = REPO_ROOT / LOCAL_STACK_FILE
+STACK_POLL_SECONDS = 1.0
+"""The emulator answers at once: its jobs read their batch every second, not every minute."""
+WORKER_CHECK_SECONDS = 2.0
+WORKER_RESTARTS = 3
+"""Restarts of a worker that died, within RESTART_WINDOW_SECONDS, before the stack gives up."""
+RESTART_WINDOW_SECONDS = 600.0
+
+
+def keep_worker_up(
+    start: Callable[[], ManagedProcess],
+    out: TextIO,
+    *,
+    check_every: float = WORKER_CHECK_SECONDS,
+    restarts: int = WORKER_RESTARTS,
+    window: float = RESTART_WINDOW_SECONDS,
+    stopped: threading.Event | None = None,
+) -> int:
+    """Watch the worker; one that died is said, with its log's last line, and started again.
+
+    A worker that dies more than ``restarts`` times within ``window`` seconds is
+    not restarted again: the stack says so and returns 1 (it stops). Returns 0
+    when ``stopped`` is set.
+    """
+    stopped = stopped or threading.Event()
+    worker = start()
+    deaths: list[float] = []
+    while not stopped.wait(check_every):
+        if worker.running:
+            continue
+        code = worker.proc.returncode if worker.proc is not None else None
+        worker.stop(0)
+        last = worker.log_tail(1)
+        now = time.monotonic()
+        deaths = [t for t in deaths if now - t < window] + [now]
+        print(f"stack: the worker exited (code {code}); last log line: {last}", file=out)
+        if len(deaths) > restarts:
+            print(
+                f"stack: the worker died {len(deaths)} times in {window / 60:g} min; stopping "
+                f"the stack (log {worker.log_path})",
+                file=out,
+                flush=True,
+            )
+            return 1
+        print(f"stack: restarting the worker (log {worker.log_path})", file=out, flush=True)
+        worker = start()
+    return 0
 
 
 class LocalStack:
@@ -86,7 +138,7 @@ class LocalStack:
         self.launch(emulator)
         print(f"stack: gateway emulator on {emulator.base_url}", file=sys.stderr)
 
-    def worker(self) -> None:
+    def worker(self) -> WorkerProcess:
         gateway = os.environ.get("GATEWAY_URL", f"http://{LOCALHOST}:{GATEWAY_PORT}")
         worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway})
         self.launch(worker)
@@ -94,11 +146,36 @@ class LocalStack:
         if not worker.running:
             raise SystemExit(f"stack: the worker exited at start; see {worker.log_path}")
         print(f"stack: worker running (log {worker.log_path})", file=sys.stderr)
+        return worker
+
+    def say_up(self) -> None:
+        """Write LOCAL_STACK_FILE: starters aimed at this Temporal poll the emulator fast."""
+        if "GATEWAY_URL" in os.environ:
+            return  # a gateway of the user's: its own poll interval applies
+        STACK_FILE.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "temporal_address": f"localhost:{TEMPORAL_PORT}",
+                    "poll_seconds": STACK_POLL_SECONDS,
+                }
+            )
+        )
+
+    def say_down(self) -> None:
+        STACK_FILE.unlink(missing_ok=True)
 
     def stop(self) -> None:
+        self.say_down()
         for process in reversed(self.procs):
             process.stop(STOP_SECONDS)
             print(f"stack: stopped {process.name}", file=sys.stderr)
+
+
+def _python() -> str:
+    """This interpreter as typed from the repository: .venv/bin/python, not a bare python."""
+    relative = os.path.relpath(os.path.abspath(sys.executable), REPO_ROOT)
+    return relative if not relative.startswith("..") else sys.executable
 
 
 def main() -> int:
@@ -112,13 +189,25 @@ def main() -> int:
     try:
         stack.temporal()
         stack.emulator()
-        stack.worker()
+        worker = stack.worker()
         if command.command == "up":
-            print("stack: up; Ctrl-C stops it. Try: python starter.py run examples/batch.jsonl")
+            stack.say_up()
+            print(
+                "stack: up; Ctrl-C stops it; the worker is restarted if it dies. Try: "
+                f"{_python()} starter.py run examples/batch.jsonl"
+            )
             signal.signal(signal.SIGTERM, signal.default_int_handler)
+            started = [worker]
+
+            def restart() -> ManagedProcess:
+                if started:
+                    return started.pop()
+                again = WorkerProcess(worker.log_path, worker.env)
+                stack.launch(again)
+                return again
+
             try:
-                while True:
-                    time.sleep(3600)
+                return keep_worker_up(restart, sys.stderr)
             except KeyboardInterrupt:
                 return 0
         run = subprocess.run(

@@ -101,10 +101,10 @@ def request_field_problems(request: dict[str, Any], endpoint: str) -> Iterator[s
         yield f"field 'url': must equal the batch endpoint {endpoint!r}, got {request.get('url')!r}"
     body = request.get("body")
     if not isinstance(body, dict):
-        yield "field 'body': missing or not a JSON object"
+        yield "field 'body': missing or not a JSON object; put the request there"
         return
     if model_of(request) is None:
-        yield "field 'body.model': missing or not a string"
+        yield "field 'body.model': missing or not a string; name the model"
 
 
 def model_of(request: dict[str, Any]) -> str | None:

@@ -363,6 +363,7 @@ class BatchJobWorkflow(Watching):
             input_path=self._job.input_path,
             input_bytes=summary.bytes,
             endpoint=self._job.endpoint,
+            input_requests=summary.requests,
         )
         if not workflow.patched(PATCH_CANCEL_DURING_ATTACH):
             batch = await self._step(BatchActivities.attach_batch, request, step_options.ATTACH)
@@ -854,7 +855,7 @@ def _collect_failed(outcome: Outcome, exc: ActivityError) -> ApplicationError:
     error = exc.cause or exc
     return ApplicationError(
         f"collecting {batch_files(outcome.batch)} failed: {error}; the batch has "
-        "ended and no longer bills: its files stay at the gateway",
+        "ended and no longer bills; the job deleted none of its files at the gateway",
         type=error.type if isinstance(error, ApplicationError) else None,
         non_retryable=True,
     )

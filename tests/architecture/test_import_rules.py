@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "workflows": {"contracts", "observability.names", "activities"},
     "observability": {"contracts", "gateway"},
     "codec": {"contracts"},
-    "cli": {"contracts", "storage", "shards", "temporal_client"},
+    "cli": {"contracts", "storage", "shards", "temporal_client", "activities.validation"},
     "emulator": set(),
     "devstack": {"contracts", "temporal_client", "workflows"},
     "bench": {"*"} - {"tests"},

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from cli.durations import format_every, parse_every
+from cli.durations import format_every, parse_every, readable
 from cli.exits import UsageError
 
 
@@ -49,3 +49,19 @@ def test_printed_back_in_the_shortest_spelling_it_reads(every: timedelta, printe
     assert format_every(every) == printed
     if every:
         assert parse_every(printed) == every
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.04, "0.0 s"),
+        (2.274226, "2.3 s"),
+        (42.4, "42 s"),
+        (60.0, "1 min 0 s"),
+        (61.6, "1 min 2 s"),
+        (3600 + 5 * 60 + 7, "1 h 5 min"),
+        (86400 + 3 * 3600 + 1, "1 d 3 h"),
+    ],
+)
+def test_spans_are_printed_as_people_read_them(seconds: float, shown: str):
+    assert readable(seconds) == shown

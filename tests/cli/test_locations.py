@@ -15,13 +15,18 @@ from cli.locations import plan_job_files
 from cli.schedules import build_schedule
 from contracts.constants import ENV_BATCH_STORE, ENV_DATA_DIR
 
+VALID_LINE = (
+    '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", '
+    '"body": {"model": "m", "messages": []}}'
+)
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path))
     monkeypatch.delenv(ENV_BATCH_STORE, raising=False)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "in.jsonl").write_text("{}\n")
+    (tmp_path / "in.jsonl").write_text(VALID_LINE + "\n")
     return tmp_path
 
 

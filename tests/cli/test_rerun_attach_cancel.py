@@ -210,6 +210,12 @@ async def test_cancel_says_the_batch_was_cancelled_and_what_was_collected(stack:
         f"batch {batch['id']} cancelled at the gateway; {len(done)} of 40 requests had finished "
         f"({len(done)} succeeded, 0 failed) and were collected into in.output.jsonl"
     ), cancelled.stdout
+    status = starter_now(stack, "status", workflow_id)
+    assert status.returncode == 3, "a cancelled job did not run every request"
+    assert "\nstatus:   cancelled (" in status.stdout, status.stdout
+    assert f"requests: 40 total, {len(done)} succeeded, 0 failed, {40 - len(done)} not run" in (
+        status.stdout
+    )
 
 
 async def test_cancel_never_claims_a_batch_the_gateway_would_not_cancel(stack: Stack):

@@ -59,7 +59,13 @@ def test_a_line_over_the_byte_limit_is_a_usage_error_naming_it(
 ) -> None:
     write_requests(tmp_path / "in.jsonl", 3)
     with (tmp_path / "in.jsonl").open("a") as out:
-        out.write(json.dumps({"custom_id": "long-one", "body": {"x": "y" * 5000}}) + "\n")
+        line = {
+            "custom_id": "long-one",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "x": "y" * 5000},
+        }
+        out.write(json.dumps(line) + "\n")
     code = main(["estimate", str(tmp_path / "in.jsonl"), "--max-batch-bytes", "2000"])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE

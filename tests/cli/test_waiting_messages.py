@@ -8,6 +8,7 @@ import pytest
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import hints
 from cli.follow import TRANSIENT_STATUSES, waiting_for_query, waiting_for_temporal
 from contracts.names import TASK_QUEUE
 
@@ -27,7 +28,7 @@ def test_a_query_nobody_answers_in_time_waits_for_a_worker_on_the_task_queue(tim
     why = waiting_for_query(timed_out, TASK_QUEUE, timedelta(seconds=5))
     assert why == (
         f"waiting for a worker on task queue {TASK_QUEUE!r}: none answered within 5s "
-        "(python worker.py)"
+        f"({hints.worker()})"
     )
 
 

@@ -208,7 +208,7 @@ async def test_a_failed_collection_removes_the_index_and_keeps_the_files(time_sk
     with pytest.raises(WorkflowFailureError) as failure:
         await run_on(time_skipping_env, script, job(), collect_results)
     assert isinstance(failure.value.cause, ApplicationError)
-    assert "its files stay at the gateway" in failure.value.cause.message
+    assert "the job deleted none of its files at the gateway" in failure.value.cause.message
     [clean_up] = clean_ups(script)
     assert index_only(clean_up)
 
