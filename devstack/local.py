@@ -22,7 +22,12 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from contracts.constants import LOCAL_STACK_FILE
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+from contracts.constants import ENV_TASK_QUEUE, LOCAL_STACK_FILE
+from contracts.names import TASK_QUEUE
 from devstack.emulator import EmulatorProcess, emulator_healthy
 from devstack.ports import LOCALHOST, port_open
 from devstack.process import REPO_ROOT, ManagedProcess
@@ -43,6 +48,7 @@ WORKER_CHECK_SECONDS = 2.0
 WORKER_RESTARTS = 3
 """Restarts of a worker that died, within RESTART_WINDOW_SECONDS, before the stack gives up."""
 RESTART_WINDOW_SECONDS = 600.0
+WORKER_START_SECONDS = 60.0
 
 
 def keep_worker_up(
@@ -142,9 +148,16 @@ class LocalStack:
         gateway = os.environ.get("GATEWAY_URL", f"http://{LOCALHOST}:{GATEWAY_PORT}")
         worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway})
         self.launch(worker)
-        time.sleep(1.0)
-        if not worker.running:
-            raise SystemExit(f"stack: the worker exited at start; see {worker.log_path}")
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while not asyncio.run(_worker_polls()):
+            if not worker.running:
+                raise SystemExit(f"stack: the worker exited at start; see {worker.log_path}")
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"stack: the worker did not poll within {WORKER_START_SECONDS:.0f} s; "
+                    f"see {worker.log_path}"
+                )
+            time.sleep(0.25)
         print(f"stack: worker running (log {worker.log_path})", file=sys.stderr)
         return worker
 
@@ -176,6 +189,20 @@ def _python() -> str:
     """This interpreter as typed from the repository: .venv/bin/python, not a bare python."""
     relative = os.path.relpath(os.path.abspath(sys.executable), REPO_ROOT)
     return relative if not relative.startswith("..") else sys.executable
+
+
+async def _worker_polls() -> bool:
+    """Whether a worker polls the job's task queue, so the first job never waits for one."""
+    client = await connect()
+    queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(described.pollers)
 
 
 def main() -> int:
