@@ -86,6 +86,9 @@ clean-up step after it); a job on it runs validate-and-upload-v1's code, and ask
 PATCH_SUBMIT = "submit-v1"
 """A new job validates, uploads and creates its batch in one step (submit_batch); a job on
 it runs collect-cleans-up-v1's code, and asks only this."""
+PATCH_WAIT_OUT_UNCANCELLED = "wait-out-uncancelled-v1"
+"""A batch the gateway did not cancel (no cancel route, or still cancelling past its
+deadline) is waited for to its end and collected, never left running uncollected."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
+        PATCH_WAIT_OUT_UNCANCELLED,
         QUERY_PROGRESS,
         QUOTA_REFUSAL_CODE,
         SEARCH_ATTRIBUTE_BATCH_ID,
@@ -659,7 +660,7 @@ class BatchJobWorkflow(Watching):
             batch = await self._await_change(batch, limit)
         return batch
 
-    async def _await_change(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+    async def _await_change(self, batch: BatchSnapshot, limit: timedelta | None) -> BatchSnapshot:
         if self._watching:
             return await self._watch(batch, limit)
         poll = self._job.poll_interval
@@ -674,7 +675,7 @@ class BatchJobWorkflow(Watching):
                 step_options.await_change(poll, limit),
             )
         except ActivityError as exc:
-            if _ran_out_of_time(exc):
+            if limit is not None and _ran_out_of_time(exc):
                 raise DeadlineExceeded(batch.status, limit, batch) from exc
             raise
         self._observe(changed)
@@ -693,8 +694,10 @@ class BatchJobWorkflow(Watching):
         """Cancel at the gateway and wait for it to settle, keeping what already finished.
 
         A gateway without a cancel route (Kong may lack one) leaves the batch
-        running and billing: when the user cancelled, the job then waits for it
-        to end so its results are kept; past a deadline it stops waiting.
+        running and billing, and one may stay cancelling past its deadline: the
+        job then waits for it to end, with no deadline, so what it ran is
+        collected and nothing of it is paid for again (wait-out-uncancelled-v1;
+        before it, a job past a deadline stopped waiting and left the batch running).
         """
         self._set_phase(JobPhase.CANCELLING)
         cancelled = await self._cancel(batch.id)
@@ -702,8 +705,12 @@ class BatchJobWorkflow(Watching):
             batch = cancelled
             self._observe(batch)
         if not batch.status.is_terminal and batch.status is not BatchStatus.CANCELLING:
+            uncancelled = f"the gateway could not cancel batch {batch.id}"
             if not run_on_if_uncancellable:
-                return batch, f"the gateway could not cancel batch {batch.id}; it may still run"
+                if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                    return batch, f"{uncancelled}; it may still run"
+                batch = await self._wait_out(batch, uncancelled)
+                return batch, f"{uncancelled}, so it ran to its end and its results were kept"
             workflow.logger.warning(
                 "the gateway could not cancel batch %s; waiting for it to end", batch.id
             )
@@ -711,18 +718,33 @@ class BatchJobWorkflow(Watching):
             try:
                 batch = await self._wait_until_terminal(batch)
             except DeadlineExceeded as exc:
-                return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
+                if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                    return exc.last, f"{uncancelled}; {exc}"
+                batch = await self._wait_out(exc.last, f"{uncancelled}; {exc}")
             return batch, "the gateway could not cancel the batch, so it ran to its end"
         limit = self._job.deadlines.cancelling
         try:
             while not batch.status.is_terminal:
                 batch = await self._await_change(batch, limit)
-        except DeadlineExceeded:
-            workflow.logger.warning(
-                "batch %s did not settle within %s; collecting what is there", batch.id, limit
-            )
-            return batch, f"batch {batch.id} was still {batch.status} after {limit}"
+        except DeadlineExceeded as exc:
+            still = f"batch {batch.id} was still {batch.status} after {limit}"
+            if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                workflow.logger.warning("%s; collecting what is there", still)
+                return batch, still
+            batch = await self._wait_out(exc.last, still)
+            return batch, f"{still}; it ended {batch.status} later"
         return batch, None
+
+    async def _wait_out(self, batch: BatchSnapshot, why: str) -> BatchSnapshot:
+        """Wait, with no deadline, for a batch the gateway did not cancel: it runs and bills
+        on, so its results are worth collecting, and a shard's requests must not be sent
+        again while it may still run them. Shown in the progress, status and Web UI."""
+        reason = f"{why}: waiting for it to end, with no deadline, to collect what it ran"
+        workflow.logger.warning("%s", reason)
+        self._set_phase(JobPhase.WAITING, reason=reason)
+        while not batch.status.is_terminal:
+            batch = await self._await_change(batch, None)
+        return batch
 
     async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> ApplicationError:
         """Best effort before failing: cancel the batch, so it stops billing; the failure

@@ -67,6 +67,8 @@ def test_there_are_histories_to_replay():
         "submitted_create_refused",
         "submitted_cancelled_during_create",
     } <= names
+    # A batch the gateway did not cancel, waited for and collected (wait-out-uncancelled-v1).
+    assert {"waited_out_without_cancel_route", "waited_out_cancelling"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
