@@ -80,6 +80,9 @@ PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 PATCH_SHARDS_IN_STORE = "shards-in-store-v1"
 """A sharded job with results in an object store keeps its shard files there, not on the
 data directory, and removes them after the merge."""
+PATCH_SHARDS_OUTLIVE_PARENT_FAILURE = "shards-outlive-parent-failure-v1"
+"""A sharded job whose own step fails for good lets its shards in flight finish (each
+collects its batch) before it fails naming them, instead of cancelling them."""
 PATCH_COLLECT_CLEANS_UP = "collect-cleans-up-v1"
 """The collect step deletes the job's gateway files once the results are published (no
 clean-up step after it); a job on it runs validate-and-upload-v1's code, and asks only this."""

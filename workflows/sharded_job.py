@@ -19,9 +19,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    is_cancelled_exception,
+)
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -41,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.names import (
         PATCH_SHARDS_IN_STORE,
+        PATCH_SHARDS_OUTLIVE_PARENT_FAILURE,
         QUERY_PROGRESS,
         QUERY_SHARDS,
         SHARDED_JOB_WORKFLOW_NAME,
@@ -140,6 +148,8 @@ class ShardedBatchJobWorkflow:
             await self._cancel_children()
             if not self._state.rounds:
                 raise  # cancelled before the input was split: nothing to keep
+        except FailureError as exc:
+            await self._fail_after_shards_in_flight(exc)
         merged = await self._merge(output, errors)
         await self._remove_shard_files()
         return self._result(merged, output, errors)
@@ -378,6 +388,31 @@ class ShardedBatchJobWorkflow:
             (child or task).cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _fail_after_shards_in_flight(self, exc: FailureError) -> NoReturn:
+        """A step of the job failed for good (its retries spent, or not retryable). The
+        shards in flight are healthy and paid for: they finish, each collecting its batch
+        into the shard folder, and only then does the job fail, naming them; failing at
+        once would cancel them (the parent-close policy)."""
+        in_flight = sorted(self._tasks)
+        if not in_flight or not workflow.patched(PATCH_SHARDS_OUTLIVE_PARENT_FAILURE):
+            raise exc
+        number = self._state.round
+        names = [self._child_id(number, index) for index in in_flight]
+        shown = ", ".join(names[:LEFT_EXAMPLES]) + (" ..." if len(names) > LEFT_EXAMPLES else "")
+        why = innermost_message(exc)
+        self._phase = JobPhase.WAITING
+        self._reason = f"{why}; letting the {len(names)} shard(s) in flight finish: {shown}"
+        self._show()
+        workflow.logger.error("the job failed: %s", self._reason)
+        await workflow.wait_condition(lambda: not self._tasks)
+        cause = exc.cause if isinstance(exc, ActivityError) else exc
+        raise ApplicationError(
+            f"{why}; the {len(names)} shard(s) in flight were let finish first, their "
+            f"results and errors under {round_dir(self._work_dir, number)}: {shown}",
+            type=cause.type if isinstance(cause, ApplicationError) else None,
+            non_retryable=True,
+        ) from exc
 
     # -- history, the end, and what the job shows ------------------------------------------
 

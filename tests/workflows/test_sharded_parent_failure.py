@@ -1,0 +1,89 @@
+"""A sharded job whose own step fails for good, while shards run: they are let finish."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.sharding import ShardingActivities
+from contracts.job import BatchJobInput
+from contracts.names import (
+    ACTIVITY_SHARD_TOKENS,
+    FAILURE_PERMISSION_DENIED,
+)
+from contracts.sharding import ShardedJobInput, ShardingOptions, ShardTokensRequest
+from storage import LocalStorage, Stores
+from tests.workflows.shard_gateway import ShardGateway, read_ids, write_input
+from workflows.batch_job import BatchJobWorkflow
+from workflows.sharded_job import ShardedBatchJobWorkflow
+
+
+async def run_until_a_token_read_is_denied(
+    env: WorkflowEnvironment, root: Path
+) -> tuple[ShardGateway, WorkflowFailureError]:
+    """6 shards of 2, 4 at a time; the token read for the third shard is denied for good
+    (a storage permission error), once the first two shards' children are running."""
+    write_input(root / "in.jsonl", 12)
+    gateway = ShardGateway(root)
+    reads = 0
+
+    @activity.defn(name=ACTIVITY_SHARD_TOKENS)
+    async def shard_tokens(request: ShardTokensRequest) -> list[int]:
+        nonlocal reads
+        reads += 1
+        if reads > 1:
+            raise ApplicationError(
+                f"{request.round_dir}: permission denied",
+                type=FAILURE_PERMISSION_DENIED,
+                non_retryable=True,
+            )
+        return [10, 10]  # two shards' worth: the third needs another read
+
+    sharding = ShardingActivities(Stores(LocalStorage(root)), "openai")
+    others = [fn for fn in sharding.all() if fn.__name__ != "shard_tokens"]
+    queue = f"test-{uuid.uuid4()}"
+    request = ShardedJobInput(
+        job=BatchJobInput(input_path="in.jsonl", poll_interval=timedelta(seconds=30)),
+        sharding=ShardingOptions(
+            max_batch_requests=2, max_concurrent_batches=4, max_enqueued_tokens=1000
+        ),
+    )
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow, ShardedBatchJobWorkflow],
+        activities=[*gateway.activities(), *others, shard_tokens],
+    ):
+        handle = await env.client.start_workflow(
+            ShardedBatchJobWorkflow.run, request, id=f"job-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    return gateway, failure.value
+
+
+async def test_a_parent_step_that_fails_lets_the_shards_in_flight_finish_and_names_them(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    gateway, failure = await run_until_a_token_read_is_denied(time_skipping_env, tmp_path)
+
+    assert isinstance(failure.cause, ApplicationError)
+    message = failure.cause.message
+    assert "permission denied" in message
+    assert "2 shard(s) in flight were let finish" in message
+    assert "-shard-0" in message and "-shard-1" in message
+    assert failure.cause.type == FAILURE_PERMISSION_DENIED
+    # Both batches ran to the end and were collected; none was cancelled.
+    assert [b.status for b in gateway.batches.values()] == ["completed", "completed"]
+    assert not any(b.cancel_requested for b in gateway.batches.values())
+    round_0 = tmp_path / "in.output.shards" / "round-0"
+    assert read_ids(round_0 / "shard-00000.results.jsonl") == ["req-0000", "req-0001"]
+    assert read_ids(round_0 / "shard-00001.results.jsonl") == ["req-0002", "req-0003"]
