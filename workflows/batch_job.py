@@ -146,6 +146,8 @@ class BatchJobWorkflow(Watching):
     async def run(self, job: JobArgument) -> BatchJobResult:
         try:
             result = await self._run(_parsed(job))
+        except InputFromNewerRelease:
+            raise  # fails the workflow task, retried until a newer worker runs it
         except (Exception, asyncio.CancelledError) as exc:
             # Only when the job ends: any other exception (a bug) fails the workflow
             # task, which is retried and replays on fixed code: no step may be added here.
@@ -806,11 +808,33 @@ class BatchJobWorkflow(Watching):
         workflow.set_current_details(describe(self._progress))
 
 
+class InputFromNewerRelease(Exception):
+    """A workflow's child input with fields this worker does not know: written by a newer
+    release mid-deploy, never typed by a person. Not a FailureError, so it fails the
+    workflow task, which Temporal retries until a worker that knows the fields runs it."""
+
+
 def _parsed(job: JobArgument) -> BatchJobInput:
-    """The input, or a non-retryable failure naming each field that does not validate."""
+    """The input, or a non-retryable failure naming each field that does not validate.
+
+    Unknown fields are a caller's typo, except in a child's input (a parent's code wrote
+    it): there they come from a newer release, and the job waits for a worker of it.
+    """
     try:
         return BatchJobInput.parse(job)
     except ValidationError as exc:
+        unknown = [
+            ".".join(str(part) for part in error["loc"])
+            for error in exc.errors()
+            if error["type"] == "extra_forbidden"
+        ]
+        parent = workflow.info().parent
+        if unknown and parent is not None:
+            raise InputFromNewerRelease(
+                f"the input from parent workflow {parent.workflow_id} has "
+                f"fields this worker does not know ({', '.join(unknown)}): a newer release "
+                "wrote it; waiting for a worker of that release"
+            ) from None
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
             for error in exc.errors()
