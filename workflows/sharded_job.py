@@ -306,12 +306,12 @@ class ShardedBatchJobWorkflow:
             elif quota_refused(exc):
                 self._quota_refused(state, index)
             else:
-                state.failed[index] = innermost_message(exc)
+                state.shard_failed(index, innermost_message(exc))
                 self._state.shards_done += 1
         except Exception as exc:
             # E.g. a child of this id still running from an earlier run: this shard
             # is reported failed, the job goes on.
-            state.failed[index] = f"shard {index} could not start: {innermost_message(exc)}"
+            state.shard_failed(index, f"shard {index} could not start: {innermost_message(exc)}")
             self._state.shards_done += 1
         else:
             self._shard_ended(state, index, result)
@@ -362,7 +362,7 @@ class ShardedBatchJobWorkflow:
         s.usage.total_tokens += result.usage.total_tokens
         s.usage.by_model = _add_by_model(s.usage.by_model, result.usage.by_model)
         if result.status is JobStatus.DEADLINE_EXCEEDED:
-            state.deadline_cancelled.append(index)
+            state.cancelled_at_deadline(index)
         if result.gateway_files is not None:
             files = s.gateway_files
             files.deleted += len(result.gateway_files.deleted)
@@ -488,7 +488,7 @@ class ShardedBatchJobWorkflow:
             reason = f"{merged.failed} of {merged.requests} requests did not succeed"
         else:
             status, reason = JobStatus.SUCCEEDED, None
-        failed_shards = sum(len(r.failed) for r in s.rounds)
+        failed_shards = sum(len(r.failed_shards()) for r in s.rounds)
         if failed_shards:
             # The first one's cause says what to change (e.g. a 413 names --max-batch-bytes).
             first = next(why for r in s.rounds for why in r.failed.values())
