@@ -80,6 +80,9 @@ PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 PATCH_SHARDS_IN_STORE = "shards-in-store-v1"
 """A sharded job with results in an object store keeps its shard files there, not on the
 data directory, and removes them after the merge."""
+PATCH_EXACT_SHARD_CANCEL = "exact-shard-cancel-v1"
+"""A sharded job's cancel that lands while a child's start is unconfirmed waits for the
+start and cancels the child, which cancels its batch; the shard counts what it did."""
 PATCH_SHARDS_OUTLIVE_PARENT_FAILURE = "shards-outlive-parent-failure-v1"
 """A sharded job whose own step fails for good lets its shards in flight finish (each
 collects its batch) before it fails naming them, instead of cancelling them."""

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         TokenTotals,
     )
     from contracts.names import (
+        PATCH_EXACT_SHARD_CANCEL,
         PATCH_SHARDS_IN_STORE,
         PATCH_SHARDS_OUTLIVE_PARENT_FAILURE,
         QUERY_PROGRESS,
@@ -99,6 +100,8 @@ class ShardedBatchJobWorkflow:
         self._admission = Admission(1, None, timedelta(0), timedelta(0))
         self._started_this_run = 0
         self._ended = 0
+        self._cancels_on_start = False
+        """The job was cancelled: a child whose start is confirmed now is cancelled at once."""
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
@@ -297,6 +300,10 @@ class ShardedBatchJobWorkflow:
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
             self._children[index] = handle
+            if self._cancels_on_start:
+                # The job's cancel landed while this start was unconfirmed: the child
+                # may have begun, so it is cancelled like any other (its batch too).
+                handle.cancel()
             result = await handle
         except asyncio.CancelledError:
             state.unrun.append(index)
@@ -382,10 +389,21 @@ class ShardedBatchJobWorkflow:
         )
 
     async def _cancel_children(self) -> None:
-        """Cancel every shard in flight; each cancels its batch and keeps what finished."""
+        """Cancel every shard in flight; each cancels its batch and keeps what finished.
+
+        A shard whose child start is not confirmed yet may still begin (the server may
+        have started it): its start is waited for and the child then cancelled, so the
+        shard counts what its batch did (exact-shard-cancel-v1). Before the patch its
+        start was abandoned and the shard counted not run, though its child might run.
+        """
+        starting = [index for index in self._tasks if index not in self._children]
+        self._cancels_on_start = bool(starting) and workflow.patched(PATCH_EXACT_SHARD_CANCEL)
         for index, task in list(self._tasks.items()):
             child = self._children.get(index)
-            (child or task).cancel()
+            if child is not None:
+                child.cancel()
+            elif not self._cancels_on_start:
+                task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
