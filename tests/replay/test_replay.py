@@ -67,6 +67,18 @@ def test_there_are_histories_to_replay():
         "submitted_create_refused",
         "submitted_cancelled_during_create",
     } <= names
+    # Every path of the sharded parent: continue-as-new (the run that continues, and the
+    # one that starts from what it carried), cancel, quota wait, token counting, and a
+    # step failing while shards run (shards-outlive-parent-failure-v1); "sharded" holds
+    # a resubmission round.
+    assert {
+        "sharded_continued_as_new",
+        "sharded_carried_over",
+        "sharded_cancelled",
+        "sharded_quota_waited",
+        "sharded_tokens_counted",
+        "sharded_failed_after_shards_finished",
+    } <= names
     # A batch the gateway did not cancel, waited for and collected (wait-out-uncancelled-v1).
     assert {"waited_out_without_cancel_route", "waited_out_cancelling"} <= names
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -28,7 +29,7 @@ from workflows.sharded_job import ShardedBatchJobWorkflow
 
 async def run_until_a_token_read_is_denied(
     env: WorkflowEnvironment, root: Path
-) -> tuple[ShardGateway, WorkflowFailureError]:
+) -> tuple[ShardGateway, WorkflowFailureError, WorkflowHandle[Any, Any]]:
     """6 shards of 2, 4 at a time; the token read for the third shard is denied for good
     (a storage permission error), once the first two shards' children are running."""
     write_input(root / "in.jsonl", 12)
@@ -67,13 +68,13 @@ async def run_until_a_token_read_is_denied(
         )
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
-    return gateway, failure.value
+    return gateway, failure.value, handle
 
 
 async def test_a_parent_step_that_fails_lets_the_shards_in_flight_finish_and_names_them(
     time_skipping_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    gateway, failure = await run_until_a_token_read_is_denied(time_skipping_env, tmp_path)
+    gateway, failure, _ = await run_until_a_token_read_is_denied(time_skipping_env, tmp_path)
 
     assert isinstance(failure.cause, ApplicationError)
     message = failure.cause.message
