@@ -282,6 +282,7 @@ def _settled_round(
                 results_path=results,
                 errors_path=errors,
                 cancelled_by_deadline=index in state.deadline_shards(),
+                batch_may_run=index in state.running_shards(),
                 requests=plan.shards[index].requests,
             )
         )

@@ -143,9 +143,15 @@ class RoundState(_Contract):
     deadline_bitmap: str = Field(
         default="", description="Every shard cancelled at a deadline (encode_shards)."
     )
+    running_bitmap: str = Field(
+        default="",
+        description="Every shard whose child ended while its batch had not (a child from "
+        "before wait-out-uncancelled-v1): its requests may still run, so none is resubmitted.",
+    )
 
     _failed: set[int] | None = PrivateAttr(default=None)
     _deadline: set[int] | None = PrivateAttr(default=None)
+    _running: set[int] | None = PrivateAttr(default=None)
 
     def failed_shards(self) -> set[int]:
         if self._failed is None:
@@ -156,6 +162,14 @@ class RoundState(_Contract):
         if self._deadline is None:
             self._deadline = decode_shards(self.deadline_bitmap) | set(self.deadline_cancelled)
         return self._deadline
+
+    def running_shards(self) -> set[int]:
+        if self._running is None:
+            self._running = decode_shards(self.running_bitmap)
+        return self._running
+
+    def ended_running(self, index: int) -> None:
+        self.running_shards().add(index)
 
     def shard_failed(self, index: int, why: str) -> None:
         self.failed_shards().add(index)
@@ -182,6 +196,8 @@ class RoundState(_Contract):
             data["failed_bitmap"] = encode_shards(self._failed)
         if self._deadline is not None:
             data["deadline_bitmap"] = encode_shards(self._deadline)
+        if self._running is not None:
+            data["running_bitmap"] = encode_shards(self._running)
         return data
 
 

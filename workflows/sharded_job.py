@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.sharding import ShardingActivities
+    from contracts.batch_status import TERMINAL_STATUSES
     from contracts.job import (
         BatchCounts,
         BatchJobInput,
@@ -370,6 +371,9 @@ class ShardedBatchJobWorkflow:
         s.usage.by_model = _add_by_model(s.usage.by_model, result.usage.by_model)
         if result.status is JobStatus.DEADLINE_EXCEEDED:
             state.cancelled_at_deadline(index)
+        if result.batch_status not in TERMINAL_STATUSES:
+            # A child from before wait-out-uncancelled-v1 gave up on a batch that runs on.
+            state.ended_running(index)
         if result.gateway_files is not None:
             files = s.gateway_files
             files.deleted += len(result.gateway_files.deleted)

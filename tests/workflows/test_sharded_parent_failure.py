@@ -1,4 +1,5 @@
-"""A sharded job whose own step fails for good, while shards run: they are let finish."""
+"""A sharded job whose own step fails for good, while shards run: they are let finish;
+and a mid-deploy child that gave up on a batch still running: nothing of it is sent again."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.sharding import ShardingActivities
-from contracts.job import BatchJobInput
+from contracts.job import BatchJobInput, PhaseDeadlines
 from contracts.names import (
     ACTIVITY_SHARD_TOKENS,
     FAILURE_PERMISSION_DENIED,
+    PATCH_WAIT_OUT_UNCANCELLED,
 )
 from contracts.sharding import ShardedJobInput, ShardingOptions, ShardTokensRequest
 from storage import LocalStorage, Stores
-from tests.workflows.shard_gateway import ShardGateway, read_ids, write_input
+from tests.workflows.shard_gateway import ShardGateway, error_codes, read_ids, write_input
 from workflows.batch_job import BatchJobWorkflow
 from workflows.sharded_job import ShardedBatchJobWorkflow
 
@@ -88,3 +90,36 @@ async def test_a_parent_step_that_fails_lets_the_shards_in_flight_finish_and_nam
     round_0 = tmp_path / "in.output.shards" / "round-0"
     assert read_ids(round_0 / "shard-00000.results.jsonl") == ["req-0000", "req-0001"]
     assert read_ids(round_0 / "shard-00001.results.jsonl") == ["req-0002", "req-0003"]
+
+
+async def test_requests_of_a_child_that_gave_up_on_a_running_batch_are_not_sent_again(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    # Children from before wait-out-uncancelled-v1, mid-deploy: past the deadline, on
+    # a gateway without a cancel route, they end while their batches run on.
+    ids = write_input(tmp_path / "in.jsonl", 4)
+    gateway = ShardGateway(tmp_path, hang=lambda key: True, cancel_unsupported=True)
+    sharding = ShardingActivities(Stores(LocalStorage(tmp_path)), "openai")
+    queue = f"test-{uuid.uuid4()}"
+    job = BatchJobInput(
+        input_path="in.jsonl",
+        poll_interval=timedelta(seconds=30),
+        deadlines=PhaseDeadlines(in_progress=timedelta(hours=1)),
+    )
+    request = ShardedJobInput(job=job, sharding=ShardingOptions(max_batch_requests=2, resubmit=2))
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow, ShardedBatchJobWorkflow],
+        activities=[*gateway.activities(), *sharding.all()],
+        patch_activation_callback=lambda patch: patch.patch_id != PATCH_WAIT_OUT_UNCANCELLED,
+    ):
+        handle = await time_skipping_env.client.start_workflow(
+            ShardedBatchJobWorkflow.run, request, id=f"job-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        result = await handle.result()
+
+    assert len(gateway.batches) == 2, "no request was sent again"
+    assert all(b.status == "in_progress" for b in gateway.batches.values())
+    assert (result.resubmitted, result.rounds) == (0, 1)
+    assert error_codes(tmp_path / "in.errors.jsonl") == dict.fromkeys(ids, "deadline_exceeded")
