@@ -13,8 +13,9 @@ that continues as new every 2 children. sharded_cancelled: a cancel with two sha
 running. sharded_quota_waited: a refusal with nothing else in flight (the parent's
 timer). sharded_tokens_counted: admission within an enqueued-token budget.
 sharded_failed_after_shards_finished: a step failing while shards run
-(shards-outlive-parent-failure-v1). Not captured: a cancel racing a child's start
-(exact-shard-cancel-v1), which needs the test's interceptor to hold the start open.
+(shards-outlive-parent-failure-v1). sharded_cancel_raced_start: a cancel racing three
+children's starts (exact-shard-cancel-v1), held open by the test's interceptor, with
+which the replay test replays it.
 """
 
 from __future__ import annotations
@@ -24,20 +25,26 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.sharding import ShardingActivities
 from contracts.names import QUERY_SHARDS
 from contracts.sharding import ShardedJobInput, ShardedProgress
 from devstack.storage_servers import MotoServer
 from devstack.temporal import start_time_skipping
-from storage import ObjectStorage
+from storage import LocalStorage, ObjectStorage, Stores
+from tests.workflows.hold_child_starts import HoldChildStartsUntilCancel
 from tests.workflows.shard_gateway import ShardGateway, write_input
 from tests.workflows.test_sharded_job import sharded
+from workflows.batch_job import BatchJobWorkflow
+from workflows.sharded_job import ShardedBatchJobWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 BUCKET = "replay"
@@ -146,6 +153,35 @@ async def _in_store(env: WorkflowEnvironment, root: Path) -> WorkflowHandle[Any,
         return await _run(env, root, request)
 
 
+async def _cancel_raced_start(env: WorkflowEnvironment, root: Path) -> WorkflowHandle[Any, Any]:
+    """A cancel landing while three children's starts are unconfirmed (exact-shard-cancel-v1);
+    replayed with the interceptor that held the starts open."""
+    write_input(root / "in.jsonl", 6)
+    gateway = ShardGateway(root, hang=lambda key: True)
+    sharding = ShardingActivities(Stores(LocalStorage(root)), "openai")
+    queue = f"capture-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BatchJobWorkflow, ShardedBatchJobWorkflow],
+        activities=[*gateway.activities(), *sharding.all()],
+        interceptors=[HoldChildStartsUntilCancel()],
+    ):
+        handle = await env.client.start_workflow(
+            ShardedBatchJobWorkflow.run,
+            sharded(max_batch_requests=2, max_concurrent_batches=3),
+            id=f"replay-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+        )
+        for _ in range(600):
+            if len(gateway.batches) == 3:
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[WorkflowEnvironment, Path], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "sharded": _local,
     "sharded_in_store": _in_store,
@@ -155,6 +191,7 @@ SCENARIOS: dict[str, Callable[[WorkflowEnvironment, Path], Awaitable[WorkflowHan
     "sharded_quota_waited": _quota_waited,
     "sharded_tokens_counted": _tokens_counted,
     "sharded_failed_after_shards_finished": _failed_after_shards_finished,
+    "sharded_cancel_raced_start": _cancel_raced_start,
 }
 
 
