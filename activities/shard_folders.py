@@ -34,7 +34,7 @@ def in_object_store(location: str) -> bool:
 def ran(index: int, state: RoundState) -> bool:
     """Whether the shard's child ended with its results and errors files written."""
     return not (
-        index in state.failed
+        index in state.failed_shards()
         or index >= state.next_shard
         or index in state.unrun
         or index in state.retry

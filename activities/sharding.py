@@ -285,8 +285,9 @@ def _settled_round(
         inputs = folder.path(shard_input(location, index))
         results = folder.path(shard_results(location, index))
         errors = folder.path(shard_errors(location, index))
-        if index in state.failed:
-            _write_not_run(inputs, results, errors, SHARD_FAILED_CODE, state.failed[index])
+        failure = state.failure_of(index)
+        if failure is not None:
+            _write_not_run(inputs, results, errors, SHARD_FAILED_CODE, failure)
         elif not ran(index, state):
             _write_not_run(
                 inputs, results, errors, not_run_code, "not run: the job was cancelled first"
@@ -296,7 +297,8 @@ def _settled_round(
                 input_path=inputs,
                 results_path=results,
                 errors_path=errors,
-                cancelled_by_deadline=index in state.deadline_cancelled,
+                cancelled_by_deadline=index in state.deadline_shards(),
+                batch_may_run=index in state.running_shards(),
                 requests=plan.shards[index].requests,
             )
         )

@@ -80,12 +80,21 @@ PATCH_VALIDATE_AND_UPLOAD = "validate-and-upload-v1"
 PATCH_SHARDS_IN_STORE = "shards-in-store-v1"
 """A sharded job with results in an object store keeps its shard files there, not on the
 data directory, and removes them after the merge."""
+PATCH_EXACT_SHARD_CANCEL = "exact-shard-cancel-v1"
+"""A sharded job's cancel that lands while a child's start is unconfirmed waits for the
+start and cancels the child, which cancels its batch; the shard counts what it did."""
+PATCH_SHARDS_OUTLIVE_PARENT_FAILURE = "shards-outlive-parent-failure-v1"
+"""A sharded job whose own step fails for good lets its shards in flight finish (each
+collects its batch) before it fails naming them, instead of cancelling them."""
 PATCH_COLLECT_CLEANS_UP = "collect-cleans-up-v1"
 """The collect step deletes the job's gateway files once the results are published (no
 clean-up step after it); a job on it runs validate-and-upload-v1's code, and asks only this."""
 PATCH_SUBMIT = "submit-v1"
 """A new job validates, uploads and creates its batch in one step (submit_batch); a job on
 it runs collect-cleans-up-v1's code, and asks only this."""
+PATCH_WAIT_OUT_UNCANCELLED = "wait-out-uncancelled-v1"
+"""A batch the gateway did not cancel (no cancel route, or still cancelling past its
+deadline) is waited for to its end and collected, never left running uncollected."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

@@ -6,11 +6,21 @@ payloads, and never one entry per shard in the result.
 
 from __future__ import annotations
 
+import base64
+import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from contracts.job import (
     WORKFLOW_ID_PLACEHOLDER,
@@ -24,6 +34,35 @@ Order = Literal["input", "gateway"]
 
 LEFT_EXAMPLES = 5
 """Files left at the gateway that a sharded job's result names; the rest are counted."""
+FAILED_EXAMPLES = 5
+"""Failed shards of a round whose cause the state keeps; the others are named by their child."""
+MAX_FAILURE_TEXT = 500
+"""Characters of a failed shard's cause kept in the state."""
+
+
+def encode_shards(indexes: Iterable[int]) -> str:
+    """Shard indexes as a compressed bitmap: a bit a shard before compression, and a
+    run of alike shards (all failed, none failed) compresses to a few bytes."""
+    found = sorted(indexes)
+    if not found:
+        return ""
+    bitmap = bytearray(found[-1] // 8 + 1)
+    for index in found:
+        bitmap[index // 8] |= 1 << (index % 8)
+    return base64.b64encode(zlib.compress(bytes(bitmap), 9)).decode()
+
+
+def decode_shards(text: str) -> set[int]:
+    if not text:
+        return set()
+    bitmap = zlib.decompress(base64.b64decode(text))
+    return {
+        byte_at * 8 + bit
+        for byte_at, byte in enumerate(bitmap)
+        if byte
+        for bit in range(8)
+        if byte & (1 << bit)
+    }
 
 
 class _Contract(BaseModel):
@@ -71,23 +110,95 @@ class ShardingOptions(_Contract):
 
 
 class RoundState(_Contract):
-    """One round of shards: the input's, or a follow-up of transient failures."""
+    """One round of shards: the input's, or a follow-up of transient failures.
+
+    Carried across continue-as-new and sent to the merge, so its size must not grow
+    with the shards: which shards failed or were cancelled at a deadline is kept as
+    compressed bitmaps, with the cause of the first few failures only. The lists of a
+    state carried from a run before the bitmaps are still read.
+    """
 
     shards: int = Field(description="How many shards the split wrote.")
     requests: int
     next_shard: int = Field(default=0, description="Shards below this one have been started.")
     deadline_cancelled: list[int] = Field(
-        default_factory=list, description="Shards the job cancelled at a phase deadline."
+        default_factory=list,
+        description="Shards the job cancelled at a phase deadline (runs before the bitmaps).",
     )
     failed: dict[int, str] = Field(
-        default_factory=dict, description="Shard -> why its child failed (results not written)."
+        default_factory=dict,
+        description=f"Shard -> why its child failed (results not written): the first "
+        f"{FAILED_EXAMPLES}, and every one of a run before the bitmaps.",
     )
     unrun: list[int] = Field(
-        default_factory=list, description="Shards started but cancelled before their child ran."
+        default_factory=list,
+        description="Shards started but cancelled before their child ran (at most those "
+        "in flight at the cancel).",
     )
     retry: list[int] = Field(
-        default_factory=list, description="Shards refused for quota, waiting to start again."
+        default_factory=list,
+        description="Shards refused for quota, waiting to start again (at most those in flight).",
     )
+    failed_bitmap: str = Field(default="", description="Every failed shard (encode_shards).")
+    deadline_bitmap: str = Field(
+        default="", description="Every shard cancelled at a deadline (encode_shards)."
+    )
+    running_bitmap: str = Field(
+        default="",
+        description="Every shard whose child ended while its batch had not (a child from "
+        "before wait-out-uncancelled-v1): its requests may still run, so none is resubmitted.",
+    )
+
+    _failed: set[int] | None = PrivateAttr(default=None)
+    _deadline: set[int] | None = PrivateAttr(default=None)
+    _running: set[int] | None = PrivateAttr(default=None)
+
+    def failed_shards(self) -> set[int]:
+        if self._failed is None:
+            self._failed = decode_shards(self.failed_bitmap) | set(self.failed)
+        return self._failed
+
+    def deadline_shards(self) -> set[int]:
+        if self._deadline is None:
+            self._deadline = decode_shards(self.deadline_bitmap) | set(self.deadline_cancelled)
+        return self._deadline
+
+    def running_shards(self) -> set[int]:
+        if self._running is None:
+            self._running = decode_shards(self.running_bitmap)
+        return self._running
+
+    def ended_running(self, index: int) -> None:
+        self.running_shards().add(index)
+
+    def shard_failed(self, index: int, why: str) -> None:
+        self.failed_shards().add(index)
+        if len(self.failed) < FAILED_EXAMPLES:
+            self.failed[index] = why[:MAX_FAILURE_TEXT]
+
+    def cancelled_at_deadline(self, index: int) -> None:
+        self.deadline_shards().add(index)
+
+    def failure_of(self, index: int) -> str | None:
+        """Why the shard's child failed; None if it did not."""
+        if index not in self.failed_shards():
+            return None
+        return self.failed.get(
+            index,
+            "its child workflow failed: its history says why (the job's result names "
+            "the first failures)",
+        )
+
+    @model_serializer(mode="wrap")
+    def _with_bitmaps(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self._failed is not None:
+            data["failed_bitmap"] = encode_shards(self._failed)
+        if self._deadline is not None:
+            data["deadline_bitmap"] = encode_shards(self._deadline)
+        if self._running is not None:
+            data["running_bitmap"] = encode_shards(self._running)
+        return data
 
 
 class ShardGatewayFiles(_Contract):

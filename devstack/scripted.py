@@ -125,6 +125,9 @@ class ScriptedBatch:
     output_on_failure: bool = False
     # A gateway without a cancel route: a cancel leaves the batch running.
     cancel_unsupported: bool = False
+    # A cancelled batch stays cancelling this long (the watch sees it) before it is cancelled.
+    cancelling_for: timedelta = timedelta(0)
+    cancelled_at: datetime | None = None
     errors: list[str] = field(default_factory=list)
     collected: CollectedResults = field(
         default_factory=lambda: CollectedResults(
@@ -219,7 +222,8 @@ class ScriptedBatch:
 
     def status_at(self, at: datetime) -> str:
         if self.cancel_requested:
-            return "cancelled"
+            settled = self.cancelled_at is None or at >= self.cancelled_at + self.cancelling_for
+            return "cancelled" if settled else "cancelling"
         for name, _ in self.path:
             if at < self.phase_window(name)[1]:
                 return name
@@ -385,6 +389,7 @@ class ScriptedBatch:
                 now = activity.info().current_attempt_scheduled_time
                 return script.snapshot(script.status_at(now), now)
             script.cancel_requested = True
+            script.cancelled_at = activity.info().current_attempt_scheduled_time
             return script.snapshot("cancelling")
 
         @activity.defn(name=ACTIVITY_CLEAN_UP)

@@ -15,5 +15,7 @@ class ShardFiles:
     errors_path: Path
     cancelled_by_deadline: bool = False
     """The job cancelled this batch at a phase deadline: its not-run requests are transient."""
+    batch_may_run: bool = False
+    """Its batch had not ended when it was collected: none of its requests is sent again."""
     requests: int | None = None
     """The input's requests, when the split plan says (else its lines are counted)."""

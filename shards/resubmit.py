@@ -5,7 +5,8 @@ Transient: the request did not get a fair run (429, 408, 5xx, a timeout,
 upstream that was down, a quota refusal, or a batch our deadline cancelled).
 Permanent: the gateway judged the request itself (other 4xx, e.g. a context
 too long or a content filter): sending it again bills again and fails again.
-A batch cancelled by someone else (a user, an operator) is not resubmitted.
+A batch cancelled by someone else (a user, an operator) is not resubmitted, nor
+any request of a batch that had not ended when it was collected: it may still run.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def _transient(
         if not isinstance(custom_id, str):
             raise LineError(f"{shard.errors_path}:{number}: no custom_id")
         code, _ = failure_code(line)
-        if is_transient(line, cancelled_by_deadline=shard.cancelled_by_deadline):
+        if not shard.batch_may_run and is_transient(
+            line, cancelled_by_deadline=shard.cancelled_by_deadline
+        ):
             chosen.add(custom_id)
             keys.append(custom_id_key(raw) or b"")
             transient[code] += 1

@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
+        PATCH_WAIT_OUT_UNCANCELLED,
         QUERY_PROGRESS,
         QUOTA_REFUSAL_CODE,
         SEARCH_ATTRIBUTE_BATCH_ID,
@@ -145,6 +146,8 @@ class BatchJobWorkflow(Watching):
     async def run(self, job: JobArgument) -> BatchJobResult:
         try:
             result = await self._run(_parsed(job))
+        except InputFromNewerRelease:
+            raise  # fails the workflow task, retried until a newer worker runs it
         except (Exception, asyncio.CancelledError) as exc:
             # Only when the job ends: any other exception (a bug) fails the workflow
             # task, which is retried and replays on fixed code: no step may be added here.
@@ -660,7 +663,7 @@ class BatchJobWorkflow(Watching):
             batch = await self._await_change(batch, limit)
         return batch
 
-    async def _await_change(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+    async def _await_change(self, batch: BatchSnapshot, limit: timedelta | None) -> BatchSnapshot:
         if self._watching:
             return await self._watch(batch, limit)
         poll = self._job.poll_interval
@@ -675,7 +678,7 @@ class BatchJobWorkflow(Watching):
                 step_options.await_change(poll, limit),
             )
         except ActivityError as exc:
-            if _ran_out_of_time(exc):
+            if limit is not None and _ran_out_of_time(exc):
                 raise DeadlineExceeded(batch.status, limit, batch) from exc
             raise
         self._observe(changed)
@@ -694,8 +697,10 @@ class BatchJobWorkflow(Watching):
         """Cancel at the gateway and wait for it to settle, keeping what already finished.
 
         A gateway without a cancel route (Kong may lack one) leaves the batch
-        running and billing: when the user cancelled, the job then waits for it
-        to end so its results are kept; past a deadline it stops waiting.
+        running and billing, and one may stay cancelling past its deadline: the
+        job then waits for it to end, with no deadline, so what it ran is
+        collected and nothing of it is paid for again (wait-out-uncancelled-v1;
+        before it, a job past a deadline stopped waiting and left the batch running).
         """
         self._set_phase(JobPhase.CANCELLING)
         cancelled = await self._cancel(batch.id)
@@ -703,8 +708,12 @@ class BatchJobWorkflow(Watching):
             batch = cancelled
             self._observe(batch)
         if not batch.status.is_terminal and batch.status is not BatchStatus.CANCELLING:
+            uncancelled = f"the gateway could not cancel batch {batch.id}"
             if not run_on_if_uncancellable:
-                return batch, f"the gateway could not cancel batch {batch.id}; it may still run"
+                if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                    return batch, f"{uncancelled}; it may still run"
+                batch = await self._wait_out(batch, uncancelled)
+                return batch, f"{uncancelled}, so it ran to its end and its results were kept"
             workflow.logger.warning(
                 "the gateway could not cancel batch %s; waiting for it to end", batch.id
             )
@@ -712,18 +721,33 @@ class BatchJobWorkflow(Watching):
             try:
                 batch = await self._wait_until_terminal(batch)
             except DeadlineExceeded as exc:
-                return exc.last, f"the gateway could not cancel batch {batch.id}; {exc}"
+                if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                    return exc.last, f"{uncancelled}; {exc}"
+                batch = await self._wait_out(exc.last, f"{uncancelled}; {exc}")
             return batch, "the gateway could not cancel the batch, so it ran to its end"
         limit = self._job.deadlines.cancelling
         try:
             while not batch.status.is_terminal:
                 batch = await self._await_change(batch, limit)
-        except DeadlineExceeded:
-            workflow.logger.warning(
-                "batch %s did not settle within %s; collecting what is there", batch.id, limit
-            )
-            return batch, f"batch {batch.id} was still {batch.status} after {limit}"
+        except DeadlineExceeded as exc:
+            still = f"batch {batch.id} was still {batch.status} after {limit}"
+            if not workflow.patched(PATCH_WAIT_OUT_UNCANCELLED):
+                workflow.logger.warning("%s; collecting what is there", still)
+                return batch, still
+            batch = await self._wait_out(exc.last, still)
+            return batch, f"{still}; it ended {batch.status} later"
         return batch, None
+
+    async def _wait_out(self, batch: BatchSnapshot, why: str) -> BatchSnapshot:
+        """Wait, with no deadline, for a batch the gateway did not cancel: it runs and bills
+        on, so its results are worth collecting, and a shard's requests must not be sent
+        again while it may still run them. Shown in the progress, status and Web UI."""
+        reason = f"{why}: waiting for it to end, with no deadline, to collect what it ran"
+        workflow.logger.warning("%s", reason)
+        self._set_phase(JobPhase.WAITING, reason=reason)
+        while not batch.status.is_terminal:
+            batch = await self._await_change(batch, None)
+        return batch
 
     async def _abandon(self, batch: BatchSnapshot, cause: ActivityError) -> ApplicationError:
         """Best effort before failing: cancel the batch, so it stops billing; the failure
@@ -785,11 +809,33 @@ class BatchJobWorkflow(Watching):
         workflow.set_current_details(describe(self._progress))
 
 
+class InputFromNewerRelease(Exception):
+    """A workflow's child input with fields this worker does not know: written by a newer
+    release mid-deploy, never typed by a person. Not a FailureError, so it fails the
+    workflow task, which Temporal retries until a worker that knows the fields runs it."""
+
+
 def _parsed(job: JobArgument) -> BatchJobInput:
-    """The input, or a non-retryable failure naming each field that does not validate."""
+    """The input, or a non-retryable failure naming each field that does not validate.
+
+    Unknown fields are a caller's typo, except in a child's input (a parent's code wrote
+    it): there they come from a newer release, and the job waits for a worker of it.
+    """
     try:
         return BatchJobInput.parse(job)
     except ValidationError as exc:
+        unknown = [
+            ".".join(str(part) for part in error["loc"])
+            for error in exc.errors()
+            if error["type"] == "extra_forbidden"
+        ]
+        parent = workflow.info().parent
+        if unknown and parent is not None:
+            raise InputFromNewerRelease(
+                f"the input from parent workflow {parent.workflow_id} has "
+                f"fields this worker does not know ({', '.join(unknown)}): a newer release "
+                "wrote it; waiting for a worker of that release"
+            ) from None
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
             for error in exc.errors()

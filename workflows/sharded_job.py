@@ -19,15 +19,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    is_cancelled_exception,
+)
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.sharding import ShardingActivities
+    from contracts.batch_status import TERMINAL_STATUSES
     from contracts.job import (
         BatchCounts,
         BatchJobInput,
@@ -40,7 +48,9 @@ with workflow.unsafe.imports_passed_through():
         TokenTotals,
     )
     from contracts.names import (
+        PATCH_EXACT_SHARD_CANCEL,
         PATCH_SHARDS_IN_STORE,
+        PATCH_SHARDS_OUTLIVE_PARENT_FAILURE,
         QUERY_PROGRESS,
         QUERY_SHARDS,
         SHARDED_JOB_WORKFLOW_NAME,
@@ -91,6 +101,8 @@ class ShardedBatchJobWorkflow:
         self._admission = Admission(1, None, timedelta(0), timedelta(0))
         self._started_this_run = 0
         self._ended = 0
+        self._cancels_on_start = False
+        """The job was cancelled: a child whose start is confirmed now is cancelled at once."""
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> JobProgress:
@@ -140,6 +152,8 @@ class ShardedBatchJobWorkflow:
             await self._cancel_children()
             if not self._state.rounds:
                 raise  # cancelled before the input was split: nothing to keep
+        except FailureError as exc:
+            await self._fail_after_shards_in_flight(exc)
         merged = await self._merge(output, errors)
         await self._remove_shard_files()
         return self._result(merged, output, errors)
@@ -289,6 +303,10 @@ class ShardedBatchJobWorkflow:
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
             self._children[index] = handle
+            if self._cancels_on_start:
+                # The job's cancel landed while this start was unconfirmed: the child
+                # may have begun, so it is cancelled like any other (its batch too).
+                handle.cancel()
             result = await handle
         except asyncio.CancelledError:
             state.unrun.append(index)
@@ -298,12 +316,12 @@ class ShardedBatchJobWorkflow:
             elif quota_refused(exc):
                 self._quota_refused(state, index)
             else:
-                state.failed[index] = innermost_message(exc)
+                state.shard_failed(index, innermost_message(exc))
                 self._state.shards_done += 1
         except Exception as exc:
             # E.g. a child of this id still running from an earlier run: this shard
             # is reported failed, the job goes on.
-            state.failed[index] = f"shard {index} could not start: {innermost_message(exc)}"
+            state.shard_failed(index, f"shard {index} could not start: {innermost_message(exc)}")
             self._state.shards_done += 1
         else:
             self._shard_ended(state, index, result)
@@ -354,7 +372,10 @@ class ShardedBatchJobWorkflow:
         s.usage.total_tokens += result.usage.total_tokens
         s.usage.by_model = _add_by_model(s.usage.by_model, result.usage.by_model)
         if result.status is JobStatus.DEADLINE_EXCEEDED:
-            state.deadline_cancelled.append(index)
+            state.cancelled_at_deadline(index)
+        if result.batch_status not in TERMINAL_STATUSES:
+            # A child from before wait-out-uncancelled-v1 gave up on a batch that runs on.
+            state.ended_running(index)
         if result.gateway_files is not None:
             files = s.gateway_files
             files.deleted += len(result.gateway_files.deleted)
@@ -374,12 +395,48 @@ class ShardedBatchJobWorkflow:
         )
 
     async def _cancel_children(self) -> None:
-        """Cancel every shard in flight; each cancels its batch and keeps what finished."""
+        """Cancel every shard in flight; each cancels its batch and keeps what finished.
+
+        A shard whose child start is not confirmed yet may still begin (the server may
+        have started it): its start is waited for and the child then cancelled, so the
+        shard counts what its batch did (exact-shard-cancel-v1). Before the patch its
+        start was abandoned and the shard counted not run, though its child might run.
+        """
+        starting = [index for index in self._tasks if index not in self._children]
+        self._cancels_on_start = bool(starting) and workflow.patched(PATCH_EXACT_SHARD_CANCEL)
         for index, task in list(self._tasks.items()):
             child = self._children.get(index)
-            (child or task).cancel()
+            if child is not None:
+                child.cancel()
+            elif not self._cancels_on_start:
+                task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _fail_after_shards_in_flight(self, exc: FailureError) -> NoReturn:
+        """A step of the job failed for good (its retries spent, or not retryable). The
+        shards in flight are healthy and paid for: they finish, each collecting its batch
+        into the shard folder, and only then does the job fail, naming them; failing at
+        once would cancel them (the parent-close policy)."""
+        in_flight = sorted(self._tasks)
+        if not in_flight or not workflow.patched(PATCH_SHARDS_OUTLIVE_PARENT_FAILURE):
+            raise exc
+        number = self._state.round
+        names = [self._child_id(number, index) for index in in_flight]
+        shown = ", ".join(names[:LEFT_EXAMPLES]) + (" ..." if len(names) > LEFT_EXAMPLES else "")
+        why = innermost_message(exc)
+        self._phase = JobPhase.WAITING
+        self._reason = f"{why}; letting the {len(names)} shard(s) in flight finish: {shown}"
+        self._show()
+        workflow.logger.error("the job failed: %s", self._reason)
+        await workflow.wait_condition(lambda: not self._tasks)
+        cause = exc.cause if isinstance(exc, ActivityError) else exc
+        raise ApplicationError(
+            f"{why}; the {len(names)} shard(s) in flight were let finish first, their "
+            f"results and errors under {round_dir(self._work_dir, number)}: {shown}",
+            type=cause.type if isinstance(cause, ApplicationError) else None,
+            non_retryable=True,
+        ) from exc
 
     # -- history, the end, and what the job shows ------------------------------------------
 
@@ -455,7 +512,7 @@ class ShardedBatchJobWorkflow:
             reason = f"{merged.failed} of {merged.requests} requests did not succeed"
         else:
             status, reason = JobStatus.SUCCEEDED, None
-        failed_shards = sum(len(r.failed) for r in s.rounds)
+        failed_shards = sum(len(r.failed_shards()) for r in s.rounds)
         if failed_shards:
             # The first one's cause says what to change (e.g. a 413 names --max-batch-bytes).
             first = next(why for r in s.rounds for why in r.failed.values())

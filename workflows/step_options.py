@@ -109,11 +109,12 @@ def watch(heartbeat_timeout: timedelta, poll: timedelta) -> StepOptions:
     )
 
 
-def await_change(poll: timedelta, deadline: timedelta) -> StepOptions:
+def await_change(poll: timedelta, deadline: timedelta | None) -> StepOptions:
     """Jobs started before watch_batch: Temporal retries one poll until the deadline.
 
     The deadline of the batch's phase is the step's schedule-to-close timeout,
-    so a wait of any length costs a handful of history events.
+    so a wait of any length costs a handful of history events; None: no deadline
+    (a batch the gateway would not cancel, waited for until it ends).
     """
     return StepOptions(
         start_to_close=timedelta(minutes=5),

@@ -68,18 +68,25 @@ class Watching:
     def _observe(self, batch: BatchSnapshot) -> None:
         raise NotImplementedError
 
-    async def _watch(self, batch: BatchSnapshot, limit: timedelta) -> BatchSnapshot:
+    async def _watch(self, batch: BatchSnapshot, limit: timedelta | None) -> BatchSnapshot:
         """Until the status changes; past the phase's deadline, read again, then give up.
 
         The deadline runs from when the gateway says the batch entered its
         status (or, where it does not say, when the job first saw it), so a
         job whose workers were away longer than the deadline still finds a
         batch that moved on or finished, and cancels only one really stuck.
+        No limit: a batch the gateway would not cancel, watched until it ends.
         """
         status = batch.status
         while True:
-            deadline = self._phase_deadline(batch, limit)
             now = workflow.now()
+            if limit is None:
+                refresh = now + step_options.WATCH_REFRESH
+                batch = await self._watch_once(batch, None, return_by=refresh)
+                if batch.status != status or batch.status.is_terminal:
+                    return batch
+                continue
+            deadline = self._phase_deadline(batch, limit)
             if now >= deadline:
                 batch = await self._watch_once(batch, deadline, return_by=now)
                 still = batch.status == status and not batch.status.is_terminal
@@ -92,7 +99,7 @@ class Watching:
                 return batch
 
     async def _watch_once(
-        self, batch: BatchSnapshot, deadline: datetime, *, return_by: datetime
+        self, batch: BatchSnapshot, deadline: datetime | None, *, return_by: datetime
     ) -> BatchSnapshot:
         self._progress.deadline = deadline
         self._progress.phase_since = self._phase_start(batch)

@@ -208,6 +208,7 @@ async def main() -> None:
         await capture_lean_scenarios(env)
         await capture_collect_cleans_up_scenarios(env)
         await capture_submit_scenarios(env)
+        await capture_wait_out_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -518,6 +519,29 @@ async def capture_submit_scenarios(env: WorkflowEnvironment) -> None:
     )
     script = ScriptedBatch(create_hangs=True)
     await capture("submitted_cancelled_during_create", script, cancelled_during_submit, env)
+
+
+async def capture_wait_out_scenarios(env: WorkflowEnvironment) -> None:
+    """A batch the gateway did not cancel, waited for to its end (wait-out-uncancelled-v1)."""
+    hours = 6  # polls of 10 minutes
+    await capture(
+        "waited_out_without_cancel_route",
+        ScriptedBatch(
+            path=[("validating", 1), ("in_progress", 5 * hours), ("finalizing", 1)],
+            cancel_unsupported=True,
+        ),
+        lambda c, q: _run(c, q, job(deadlines=PhaseDeadlines(in_progress=timedelta(hours=1)))),
+        env,
+    )
+    deadlines = PhaseDeadlines(in_progress=timedelta(hours=1), cancelling=timedelta(hours=1))
+    await capture(
+        "waited_out_cancelling",
+        ScriptedBatch(
+            path=[("validating", 1), ("in_progress", 10**6)], cancelling_for=timedelta(hours=5)
+        ),
+        lambda c, q: _run(c, q, job(deadlines=deadlines)),
+        env,
+    )
 
 
 if __name__ == "__main__":

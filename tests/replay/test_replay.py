@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Interceptor, Replayer
 
+from tests.workflows.hold_child_starts import HoldChildStartsUntilCancel
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
 from workflows.sharded_job import ShardedBatchJobWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+INTERCEPTED: dict[str, list[Interceptor]] = {
+    # Recorded with child starts held open until the cancel arrived: replayed the same way.
+    "sharded_cancel_raced_start": [HoldChildStartsUntilCancel()],
+}
 
 
 def test_there_are_histories_to_replay():
@@ -67,6 +72,21 @@ def test_there_are_histories_to_replay():
         "submitted_create_refused",
         "submitted_cancelled_during_create",
     } <= names
+    # Every path of the sharded parent: continue-as-new (the run that continues, and the
+    # one that starts from what it carried), cancel, quota wait, token counting, and a
+    # step failing while shards run (shards-outlive-parent-failure-v1); "sharded" holds
+    # a resubmission round.
+    assert {
+        "sharded_continued_as_new",
+        "sharded_carried_over",
+        "sharded_cancelled",
+        "sharded_quota_waited",
+        "sharded_tokens_counted",
+        "sharded_failed_after_shards_finished",
+        "sharded_cancel_raced_start",
+    } <= names
+    # A batch the gateway did not cancel, waited for and collected (wait-out-uncancelled-v1).
+    assert {"waited_out_without_cancel_route", "waited_out_cancelling"} <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
@@ -80,6 +100,7 @@ async def test_history_replays_deterministically(path: Path):
     replayer = Replayer(
         workflows=[BatchJobWorkflow, BatchFanOutWorkflow, ShardedBatchJobWorkflow],
         data_converter=pydantic_data_converter,
+        interceptors=INTERCEPTED.get(path.stem, []),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.stem}: {result.replay_failure}"

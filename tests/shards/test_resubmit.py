@@ -89,6 +89,26 @@ def test_follow_up_input_holds_the_original_lines_of_transient_failures_in_input
     assert (chosen.permanent, chosen.permanent_by_code) == (1, {"invalid_request_error": 1})
 
 
+def test_no_request_of_a_batch_that_may_still_run_is_sent_again(tmp_path: Path) -> None:
+    # A child from before wait-out-uncancelled-v1 gave up on a batch the gateway would
+    # not cancel: its not-run requests read deadline_exceeded, but the batch runs on.
+    running = shard(
+        tmp_path,
+        "s0",
+        ["a", "b", "c"],
+        [ok("a")],
+        [not_run("b", "deadline_exceeded"), http_failure("c", 429)],
+        cancelled_by_deadline=True,
+        batch_may_run=True,
+    )
+    ended = shard(tmp_path, "s1", ["d"], [], [not_run("d", "deadline_exceeded")])
+
+    chosen = select_resubmissions([running, ended], tmp_path / "follow-up.jsonl")
+
+    assert [r["custom_id"] for r in read_jsonl(tmp_path / "follow-up.jsonl")] == ["d"]
+    assert chosen.permanent_by_code == {"deadline_exceeded": 1, "rate_limit_exceeded": 1}
+
+
 def test_nothing_transient_writes_an_empty_follow_up(tmp_path: Path) -> None:
     only = shard(tmp_path, "s0", ["a", "b"], [ok("a")], [http_failure("b", 400, "bad")])
 

@@ -35,10 +35,16 @@ class NextBatchSnapshot(BatchSnapshot):
     region: str | None = None
 
 
+NEXT_RELEASE_OPTION = "next_release_option"
+"""An input field the next release adds; its parents send it to their children."""
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class NextBatchJobWorkflow(BatchJobWorkflow):
     @workflow.run
     async def run(self, job: JobArgument) -> BatchJobResult:
+        if isinstance(job, dict):  # a field it knows (and, as a stand-in, does nothing with)
+            job = {name: value for name, value in job.items() if name != NEXT_RELEASE_OPTION}
         return await super().run(job)
 
     async def _upload(self, summary: InputSummary) -> UploadedInput:
@@ -56,6 +62,22 @@ class NextBatchJobWorkflow(BatchJobWorkflow):
     async def _settle(self) -> None:
         if workflow.patched(PATCH_SETTLE_AFTER_UPLOAD):
             await workflow.sleep(timedelta(seconds=1))
+
+
+@workflow.defn(name="NextReleaseParent")
+class NextReleaseParent:
+    """A parent on the next release: its child's input carries the new field."""
+
+    @workflow.run
+    async def run(self, order: dict[str, Any]) -> BatchJobResult:
+        job = {**order["job"], NEXT_RELEASE_OPTION: 1}
+        return await workflow.execute_child_workflow(
+            WORKFLOW_NAME,
+            job,
+            id=order["child_id"],
+            task_queue=order["task_queue"],
+            result_type=BatchJobResult,
+        )
 
 
 class NextBatchWatch(BatchWatch):

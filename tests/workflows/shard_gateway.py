@@ -91,6 +91,8 @@ class ShardGateway:
     hang: Callable[[str], bool] = lambda input_path: False
     """Batches of these shard inputs stay in_progress until cancelled."""
     quota_refusals: int = 0
+    cancel_unsupported: bool = False
+    """No cancel route (Kong may expose none): a cancel leaves the batch as it is."""
     upload_refusal: tuple[str, str] | None = None
     """(part of the job key, message): that upload fails for good, as a 413 does."""
     """The first creates, this many, answer a batch already failed for the token quota."""
@@ -190,7 +192,12 @@ class ShardGateway:
                 known_status=request.batch.status,
                 poll_seconds=request.poll_seconds,
             )
-            return BatchWatch(batch=await await_status_change(known))
+            try:
+                return BatchWatch(batch=await await_status_change(known))
+            except ApplicationError:
+                if activity.info().current_attempt_scheduled_time >= request.return_by:
+                    return BatchWatch(batch=request.batch)  # its time is up: no news
+                raise
 
         @activity.defn(name="collect_results")
         async def collect_results(request: CollectResultsRequest) -> CollectedResults:
@@ -208,6 +215,8 @@ class ShardGateway:
             if request.batch_id is None:
                 return None
             batch = gateway.batches[request.batch_id]
+            if gateway.cancel_unsupported:
+                return gateway._snapshot(batch)
             batch.cancel_requested = True
             if batch.status != "completed":
                 batch.status = "cancelling"

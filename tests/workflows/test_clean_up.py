@@ -23,6 +23,7 @@ from contracts.names import (
     ACTIVITY_VALIDATE_AND_UPLOAD,
     ACTIVITY_WATCH_BATCH,
     PATCH_SUBMIT,
+    PATCH_WAIT_OUT_UNCANCELLED,
 )
 from contracts.steps import (
     BatchWatch,
@@ -136,8 +137,15 @@ async def test_a_deadline_with_no_output_deletes_the_files_of_the_ended_batch(ti
     assert "file-1" in result.gateway_files.deleted
 
 
-async def test_a_batch_that_could_not_be_cancelled_keeps_its_files(time_skipping_env):
-    script = ScriptedBatch(path=[("in_progress", 10**6)], cancel_unsupported=True)
+async def test_a_job_before_wait_out_leaves_a_batch_it_could_not_cancel_its_files(
+    time_skipping_env,
+):
+    # A job started before wait-out-uncancelled-v1 stops waiting past the deadline.
+    script = ScriptedBatch(
+        path=[("in_progress", 10**6)],
+        cancel_unsupported=True,
+        patches_off=(PATCH_WAIT_OUT_UNCANCELLED,),
+    )
     deadlines = PhaseDeadlines(in_progress=timedelta(hours=1))
     _, result = await run_job(time_skipping_env, script, job(deadlines=deadlines))
     assert result.status is JobStatus.DEADLINE_EXCEEDED

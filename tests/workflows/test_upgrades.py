@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
@@ -39,8 +41,10 @@ from contracts.steps import BatchSnapshot
 from devstack.scripted import ScriptedBatch
 from devstack.temporal import start_dev_server, start_time_skipping
 from tests.workflows.next_release import (
+    NEXT_RELEASE_OPTION,
     PATCH_SETTLE_AFTER_UPLOAD,
     NextBatchJobWorkflow,
+    NextReleaseParent,
     with_region,
 )
 from tests.workflows.test_batch_job_workflow import job
@@ -211,3 +215,53 @@ async def test_a_running_job_whose_input_this_release_does_not_know_waits_for_on
     ).replay_workflow(history, raise_on_replay_failure=False)
 
     assert isinstance(replayed.replay_failure, NondeterminismError)
+
+
+async def test_a_child_from_a_newer_parent_waits_on_an_older_worker_for_a_newer_one(dev_server):
+    """A rolling deploy: a parent on the next release starts a child whose input has a
+    field this release does not know. This release's worker fails the child's workflow
+    task (retried), never the child; the next release's worker then runs it to the end."""
+    env: WorkflowEnvironment = dev_server
+    script = ScriptedBatch(path=[("in_progress", 1)])
+    queue, parents = f"deploy-{uuid.uuid4()}", f"parents-{uuid.uuid4()}"
+    child_id = f"job-{uuid.uuid4()}"
+    order = {
+        "job": job(poll_interval=timedelta(seconds=1)).model_dump(mode="json"),
+        "child_id": child_id,
+        "task_queue": queue,
+    }
+    async with Worker(env.client, task_queue=parents, workflows=[NextReleaseParent]):
+        parent = await env.client.start_workflow(
+            NextReleaseParent.run, order, id=f"parent-{uuid.uuid4()}", task_queue=parents
+        )
+        child = env.client.get_workflow_handle(child_id)
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[BatchJobWorkflow],
+            activities=script.activities(),
+        ):
+            failed_task = None
+            for _ in range(200):
+                with contextlib.suppress(RPCError):
+                    async for event in child.fetch_history_events():
+                        if event.HasField("workflow_task_failed_event_attributes"):
+                            failed_task = event.workflow_task_failed_event_attributes
+                if failed_task is not None:
+                    break
+                await asyncio.sleep(0.05)
+        assert failed_task is not None, "this release failed the child's workflow task"
+        assert NEXT_RELEASE_OPTION in failed_task.failure.message
+        assert (await child.describe()).status is WorkflowExecutionStatus.RUNNING
+        assert (await parent.describe()).status is WorkflowExecutionStatus.RUNNING
+        assert script.calls == [], "nothing ran on the older worker"
+
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[NextBatchJobWorkflow],
+            activities=script.activities(),
+        ):
+            result = await asyncio.wait_for(parent.result(), 60)
+    assert result.status is JobStatus.SUCCEEDED
+    assert result.requests.succeeded > 0
