@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import re
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,16 @@ def _checkpoint() -> ValidatedUpload:
         return ValidatedUpload.model_validate(details[0])
     except ValidationError:
         return ValidatedUpload()
+
+
+def _refused_since(details: Sequence[Any]) -> datetime | None:
+    """Since when the gateway refused an earlier attempt of this watch, by its last heartbeat."""
+    if not details:
+        return None
+    try:
+        return BatchWatch.model_validate(details[0]).refused_since
+    except ValidationError:
+        return None
 
 
 def _submit_checkpoint() -> SubmittedBatch:
@@ -530,8 +540,13 @@ class BatchActivities:
     async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
         """Poll inside one attempt until there is news, detached from the worker's slots
         (see activities.watch); inline where there is no client (ActivityEnvironment)."""
-        watch = Watch(request, self._read_batch)
         info = activity.info()
+        watch = Watch(
+            request,
+            self._read_batch,
+            refusal_patience_seconds=self.client.settings.refusal_patience_seconds,
+            refused_since=_refused_since(info.heartbeat_details),
+        )
         try:
             client = activity.client()
         except RuntimeError:

@@ -69,6 +69,10 @@ FAILURE_QUOTA_REFUSED = "QuotaRefused"
 """Non-retryable for the step: the gateway refused the batch for its enqueued-token quota
 (nothing runs); the workflow waits and creates again, or, as a shard, fails for its parent."""
 
+FAILURE_GATEWAY_REFUSES = "GatewayRefuses"
+"""Non-retryable: the gateway refused to read the batch (401/403/404) for longer than the
+worker's patience; the job gives up without cancelling a batch it cannot read."""
+
 # workflow.patched ids: recorded in running jobs' histories, so never reused or renamed.
 PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
@@ -86,6 +90,9 @@ clean-up step after it); a job on it runs validate-and-upload-v1's code, and ask
 PATCH_SUBMIT = "submit-v1"
 """A new job validates, uploads and creates its batch in one step (submit_batch); a job on
 it runs collect-cleans-up-v1's code, and asks only this."""
+PATCH_REFUSED_NOT_CANCELLED = "refused-not-cancelled-v1"
+"""A wait the gateway refused to read for longer than the worker's patience ends the job
+without a cancel (it could not be sent either), naming the batch and how to attach to it."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

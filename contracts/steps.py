@@ -214,6 +214,11 @@ class WatchBatchRequest(_Step):
         "once), so a batch that passes through its statuses within it costs one watch; "
         "None: at once.",
     )
+    refused_since: datetime | None = Field(
+        default=None,
+        description="Since when the gateway refuses to read the batch (401/403/404), as an "
+        "earlier watch saw it: the worker's patience runs from here, not from this watch.",
+    )
 
 
 class BatchWatch(_Step):
@@ -222,6 +227,11 @@ class BatchWatch(_Step):
     batch: BatchSnapshot
     gateway_error: str | None = None
     polls: int = 0
+    refused_since: datetime | None = Field(
+        default=None,
+        description="Since when the gateway refuses to read the batch (401/403/404); None "
+        "once a read works.",
+    )
 
 
 class CollectResultsRequest(_Step):

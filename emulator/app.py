@@ -280,6 +280,8 @@ def create_app(data_dir: Path, knobs: Knobs) -> ASGIApp:
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix)
     app.include_router(admin_router(), prefix="/_emulator")
-    faults = FaultsMiddleware(app, lambda: rt.knobs, rt.claim_ambiguous_create)
+    faults = FaultsMiddleware(
+        app, lambda: rt.knobs, rt.claim_ambiguous_create, rt.claim_refused_read
+    )
     rt.faults = faults
     return faults

@@ -25,6 +25,7 @@ EmulatorDialect = Literal["openai", "azure"]
 EnqueuedTokenRefusal = Literal["failed_batch", "http_429"]
 UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
 AmbiguousCreateAnswer = Literal["drop", "502"]
+RefusedReadAnswer = Literal["401", "403", "no_route"]
 
 MIB = 1024 * 1024
 
@@ -135,6 +136,19 @@ class Knobs(BaseModel):
         "drop",
         description="How an ambiguous create ends: 'drop' closes the connection unanswered, "
         "'502' answers a gateway error.",
+    )
+
+    refused_batch_reads: int = Field(
+        0,
+        ge=0,
+        description="The next N GET /batches/{id} are refused (see refused_batch_read_answer), "
+        "as a gateway node that does not know the key yet, or Kong reloading, answers; "
+        "counts down to 0.",
+    )
+    refused_batch_read_answer: RefusedReadAnswer = Field(
+        "401",
+        description="How a refused read is answered: '401' invalid_api_key, '403', or "
+        "'no_route' (Kong's 404 'no Route matched with those values').",
     )
 
     @property

@@ -31,6 +31,14 @@ class Runtime:
         self.knobs = self.knobs.model_copy(update={"ambiguous_creates": left - 1})
         return True
 
+    def claim_refused_read(self) -> bool:
+        """Take one of the refused_batch_reads still owed; the knob counts down as they happen."""
+        left = self.knobs.refused_batch_reads
+        if left <= 0:
+            return False
+        self.knobs = self.knobs.model_copy(update={"refused_batch_reads": left - 1})
+        return True
+
 
 def runtime(request: Request) -> Runtime:
     rt = request.app.state.runtime

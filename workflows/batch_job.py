@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.names import (
         FAILURE_BATCH_NOT_CHANGED,
+        FAILURE_GATEWAY_REFUSES,
         FAILURE_INVALID_JOB,
         FAILURE_QUOTA_REFUSED,
         PATCH_CANCEL_AFTER_CREATE,
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_CLEAN_UP,
         PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
+        PATCH_REFUSED_NOT_CANCELLED,
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
@@ -728,6 +730,22 @@ class BatchJobWorkflow(Watching):
         """Best effort before failing: cancel the batch, so it stops billing; the failure
         names the batch, its files, and whether it may still be billing."""
         error = cause.cause or cause
+        failure_type = error.type if isinstance(error, ApplicationError) else None
+        if failure_type == FAILURE_GATEWAY_REFUSES and workflow.patched(
+            PATCH_REFUSED_NOT_CANCELLED
+        ):
+            # A gateway that refuses to read the batch refuses its cancel too; the batch
+            # may run on, and a job attached to it once the key works collects it.
+            note = (
+                "it was not cancelled and may still run and bill: once the gateway takes "
+                f"the worker's key again, `python starter.py attach {batch.id} "
+                f"{self._job.input_path}` waits for it and collects its results, or cancel "
+                "it at the gateway"
+            )
+            message = f"{error}; giving up on {batch_files(batch)}: {note}"
+            workflow.logger.error("%s", message)
+            self._set_phase(JobPhase.DONE, reason=message)
+            return ApplicationError(message, type=failure_type, non_retryable=True)
         self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {error}")
         try:
             await self._cancel(batch.id)
@@ -737,7 +755,6 @@ class BatchJobWorkflow(Watching):
         message = f"{error}; giving up on {batch_files(batch)}: {note}"
         workflow.logger.error("%s", message)
         self._set_phase(JobPhase.DONE, reason=message)
-        failure_type = error.type if isinstance(error, ApplicationError) else None
         return ApplicationError(message, type=failure_type, non_retryable=True)
 
     # -- one activity step, and what the job shows ----------------------------------------
