@@ -51,6 +51,7 @@ from contracts.names import (
     JOB_KEY_METADATA,
     QUOTA_REFUSAL_CODE,
 )
+from contracts.quota import is_quota_refusal
 from contracts.steps import (
     AttachBatchRequest,
     AwaitChangeRequest,
@@ -849,16 +850,31 @@ def _create_outcome_unknown(job_key: str, what_happened: str) -> ApplicationErro
 
 
 def _quota_refusal(exc: GatewayError) -> bool:
-    """A create refused for the enqueued-token quota (Azure, OpenAI): no batch was made."""
-    if exc.code == QUOTA_REFUSAL_CODE and exc.status_code is not None:
-        return 400 <= exc.status_code < 500
-    return exc.status_code == 429 and "enqueued" in exc.message.lower()
+    """A create refused for the enqueued-token quota (Azure's 400, a 429): no batch was made.
+
+    By code or by the providers' words (contracts.quota); a 4xx only, since a 5xx may
+    have made the batch."""
+    if exc.status_code is None or not 400 <= exc.status_code < 500:
+        return False
+    return is_quota_refusal(exc.code, exc.message)
 
 
 def _refused_for_quota(batch: Batch) -> bool:
-    """A batch the gateway failed at once for its quota (Azure's fail-fast): it never ran."""
-    return batch.status is BatchStatus.FAILED and any(
-        error.code == QUOTA_REFUSAL_CODE for error in batch.errors.data
+    """A batch the gateway failed for its quota, at once (Azure's fail-fast) or at the end of
+    validation (OpenAI's): it never ran."""
+    return (
+        batch.status is BatchStatus.FAILED
+        and not _ran_any(batch)
+        and any(is_quota_refusal(error.code, error.message) for error in batch.errors.data)
+    )
+
+
+def _ran_any(batch: Batch) -> bool:
+    counts = batch.request_counts
+    return bool(
+        batch.output_file_id
+        or batch.error_file_id
+        or (counts is not None and counts.completed + counts.failed)
     )
 
 

@@ -90,6 +90,10 @@ clean-up step after it); a job on it runs validate-and-upload-v1's code, and ask
 PATCH_SUBMIT = "submit-v1"
 """A new job validates, uploads and creates its batch in one step (submit_batch); a job on
 it runs collect-cleans-up-v1's code, and asks only this."""
+PATCH_LATE_QUOTA_REFUSAL = "late-quota-refusal-v1"
+"""A batch the gateway failed for its enqueued-token quota after answering the create
+(OpenAI's refusal) is waited out and created again on the same upload, as a create refused
+at once is; a shard fails with QuotaRefused for its parent."""
 PATCH_REFUSED_NOT_CANCELLED = "refused-not-cancelled-v1"
 """A wait the gateway refused to read for longer than the worker's patience ends the job
 without a cancel (it could not be sent either), naming the batch and how to attach to it."""

@@ -113,6 +113,13 @@ async def submit_by_parts(
     return done.model_copy(update={"batch": batch})
 
 
+LATE_QUOTA_REFUSAL = (
+    "[token_limit_exceeded] Enqueued token limit reached for gpt-4o-mini in organization "
+    "org-x. Limit: 2,000,000 enqueued tokens. Please try again once some in_progress batches "
+    "have been completed."
+)
+
+
 @dataclass
 class ScriptedBatch:
     """A batch that spends `polls` unchanged polls in each status, then moves on."""
@@ -176,8 +183,20 @@ class ScriptedBatch:
     collect_deletes_nothing: bool = False
     # Patches the worker leaves inactive for new jobs: the path a job started before them runs.
     patches_off: tuple[str, ...] = ()
+    # The first N batches made fail unrun at the end of their path for the enqueued-token
+    # quota (OpenAI's late refusal); each batch made is then batch_<n>.
+    late_quota_refusals: int = 0
+    refused_late: bool = False
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
+        if self.refused_late and status == self.final:
+            return BatchSnapshot(
+                id=self.batch_id,
+                status="failed",
+                input_file_id="file-1",
+                counts=BatchCounts(total=REQUESTS),
+                errors=[LATE_QUOTA_REFUSAL],
+            )
         done = REQUESTS if status in ("finalizing", "completed") else 0
         if status == "in_progress" and at is not None:
             start, end = self.phase_window("in_progress")
@@ -273,6 +292,10 @@ class ScriptedBatch:
                     non_retryable=True,
                 )
             script.created_at = activity.info().current_attempt_scheduled_time
+            if script.late_quota_refusals:
+                made = len(script.called("create_batch")) - script.create_quota_refusals
+                script.refused_late = made <= script.late_quota_refusals
+                script.batch_id = f"batch_{made}"
             if script.create_hangs or script.create_finishes_on_cancel:
                 try:
                     while True:

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENV_PREFIX = "EMULATOR_"
 
-ForceOutcome = Literal["none", "failed", "expired", "stuck_validating", "stuck_finalizing"]
+ForceOutcome = Literal[
+    "none", "failed", "expired", "stuck_validating", "stuck_finalizing", "token_limit_exceeded"
+]
 EmulatorDialect = Literal["openai", "azure"]
-EnqueuedTokenRefusal = Literal["failed_batch", "http_429"]
+EnqueuedTokenRefusal = Literal["failed_batch", "http_429", "late_failed"]
 UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
 AmbiguousCreateAnswer = Literal["drop", "502"]
 RefusedReadAnswer = Literal["401", "403", "no_route"]
@@ -84,7 +86,9 @@ class Knobs(BaseModel):
     enqueued_token_refusal: EnqueuedTokenRefusal = Field(
         "failed_batch",
         description="How a refusal looks: failed_batch (create answers 200 with a batch "
-        "already failed, errors.data[0].code token_limit_exceeded) or http_429.",
+        "already failed, errors.data[0].code token_limit_exceeded), http_429, or late_failed "
+        "(OpenAI's: the create answers validating, and the batch fails at the end of "
+        "validation with token_limit_exceeded).",
     )
     dialect: EmulatorDialect = Field("openai", description="openai, or azure with its quirks.")
     unsupported_routes: list[UnsupportedRoute] = Field(

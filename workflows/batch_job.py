@@ -35,7 +35,7 @@ from temporalio.exceptions import (
 from temporalio.types import MethodAsyncSingleParam
 
 from workflows import leftovers, metrics, step_options
-from workflows.outcome import Outcome, rejection
+from workflows.outcome import Outcome, quota_refusal, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
 from workflows.summaries import summary as step_summary
@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_CLEAN_UP,
         PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
+        PATCH_LATE_QUOTA_REFUSAL,
         PATCH_REFUSED_NOT_CANCELLED,
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
@@ -169,13 +170,14 @@ class BatchJobWorkflow(Watching):
         self._submits = job.batch_id is None and workflow.patched(PATCH_SUBMIT)
         if self._submits:
             summary, batch = await self._submit()
-            outcome = await self._wait(batch)
+            assert self._uploaded is not None
+            outcome = await self._wait_past_refusals(batch, self._uploaded)
         else:
             summary = await self._validate()
             self._validated = summary
             if job.batch_id is None:
                 uploaded = await self._upload(summary)
-                outcome = await self._wait(await self._create(uploaded))
+                outcome = await self._wait_past_refusals(await self._create(uploaded), uploaded)
             else:
                 outcome = await self._attach(job.batch_id, summary)
         rejected = rejection(outcome.batch)
@@ -518,6 +520,20 @@ class BatchJobWorkflow(Watching):
         metrics.record_wait(workflow.now() - wait_started, outcome.batch.status)
         return outcome
 
+    async def _wait_past_refusals(self, batch: BatchSnapshot, uploaded: UploadedInput) -> Outcome:
+        """Wait for the batch; one the gateway failed for its quota before it ran (OpenAI
+        answers the create, then fails the batch at the end of validation) is a refusal like
+        any other: wait for the quota and create again on the same upload, or, as a shard,
+        fail so the parent admits it later (and the clean-up deletes the upload)."""
+        outcome = await self._wait(batch)
+        while True:
+            refused = quota_refusal(outcome.batch)
+            if refused is None or not workflow.patched(PATCH_LATE_QUOTA_REFUSAL):
+                return outcome
+            message = f"batch {outcome.batch.id} failed after it was created: {refused}"
+            retried = await self._create_after_refusal(uploaded, QuotaRefusal(message=message))
+            outcome = await self._wait(retried)
+
     def _watches(self) -> bool:
         """Whether this wait is a watch; by retries for jobs older than it, or that ask.
 
@@ -777,6 +793,8 @@ class BatchJobWorkflow(Watching):
         )
 
     def _observe(self, batch: BatchSnapshot) -> None:
+        # A batch created again after a late quota refusal replaces the refused one.
+        new_batch = self._last_seen is not None and batch.id != self._last_seen.id
         self._last_seen = batch
         self._first_seen.setdefault(batch.status, workflow.now())
         if batch.status != self._progress.batch_status:
@@ -788,7 +806,7 @@ class BatchJobWorkflow(Watching):
         self._progress.updated_at = workflow.now()
         if batch.status != self._last_status:
             updates = [BATCH_STATUS.value_set(batch.status.value)]
-            if self._last_status is None:
+            if self._last_status is None or new_batch:
                 updates.append(BATCH_ID.value_set(batch.id))
             workflow.upsert_search_attributes(updates)
             self._last_status = batch.status

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.batch_activities import BatchActivities
+from activities.batch_activities import BatchActivities, _quota_refusal
 from activities.create_mark import CreateMark
 from contracts.names import (
     FAILURE_CREATE_OUTCOME_UNKNOWN,
@@ -24,6 +24,7 @@ from contracts.names import (
 from contracts.steps import CreateBatchRequest
 from devstack.emulator import EmulatorProcess
 from gateway.client import GatewayClient
+from gateway.errors import GatewayError, RejectedByGatewayError, RetryableGatewayError
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
 
 POST_MAY_BE_OUT = [{"post_may_be_out": True}]
@@ -177,3 +178,48 @@ async def test_a_create_refused_for_quota_says_so_and_a_later_create_is_not_the_
     made = await runner.run(acts.create_batch, _request(file_id, job_key, fresh=False))
     # A new batch, not the refused one (failed): how far it got by the answer is the load's.
     assert made.status in ("validating", "in_progress") and not made.adopted
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        # Azure's fail-fast as Microsoft's samples see it: matched by its words, whatever code.
+        (
+            RejectedByGatewayError(
+                "create batch: gateway answered 400: The number of enqueued tokens has "
+                "surpassed the configured limit of 240 for the deployment 'gpt-4o-mini'.",
+                status_code=400,
+                code="invalid_request_error",
+            ),
+            True,
+        ),
+        (RejectedByGatewayError("x", status_code=400, code="token_limit_exceeded"), True),
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 429: Enqueued token limit reached for gpt-4o. "
+                "Limit: 90,000 enqueued tokens.",
+                status_code=429,
+            ),
+            True,
+        ),
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 429: Rate limit reached on tokens per min",
+                status_code=429,
+                code="rate_limit_exceeded",
+            ),
+            False,
+        ),
+        # A 5xx may have made the batch: never taken as a refusal.
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 503: enqueued tokens", status_code=503
+            ),
+            False,
+        ),
+    ],
+)
+def test_a_quota_refusal_is_known_by_its_code_or_its_words(
+    error: GatewayError, refusal: bool
+) -> None:
+    assert _quota_refusal(error) is refusal

@@ -69,7 +69,7 @@ def _tokens(stack: Stack, name: str) -> int:
     return sum(prompt_tokens("/v1/chat/completions", json.loads(x)["body"]) for x in lines)
 
 
-@pytest.mark.parametrize("refusal", ["failed_batch", "http_429"])
+@pytest.mark.parametrize("refusal", ["failed_batch", "http_429", "late_failed"])
 async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(stack: Stack, refusal: str):
     count = 12
     stack.write_input("first.jsonl", count)
