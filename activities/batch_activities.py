@@ -290,7 +290,13 @@ class BatchActivities:
             valid.model,
         )
         return InputSummary(
-            requests=valid.requests, bytes=valid.bytes, model=valid.model, sha256=valid.sha256
+            requests=valid.requests,
+            bytes=valid.bytes,
+            model=valid.model,
+            sha256=valid.sha256,
+            input_tokens=valid.input_tokens,
+            largest_request_tokens=valid.largest_request_tokens,
+            largest_request_id=valid.largest_request_id,
         )
 
     async def _upload(self, request: UploadInputRequest) -> UploadedInput:

@@ -69,6 +69,12 @@ FAILURE_QUOTA_REFUSED = "QuotaRefused"
 """Non-retryable for the step: the gateway refused the batch for its enqueued-token quota
 (nothing runs); the workflow waits and creates again, or, as a shard, fails for its parent."""
 
+FAILURE_QUOTA_NEVER_FITS = "QuotaNeverFits"
+"""Non-retryable: the enqueued-token limit the gateway states is below the job's own estimate
+(of one request, or of the whole batch): no wait lets it run."""
+FAILURE_QUOTA_WAIT_EXCEEDED = "QuotaWaitExceeded"
+"""Non-retryable: the gateway kept refusing the batch for its quota for longer than the job's
+quota_retry.max_wait; nothing runs."""
 FAILURE_GATEWAY_REFUSES = "GatewayRefuses"
 """Non-retryable: the gateway refused to read the batch (401/403/404) for longer than the
 worker's patience; the job gives up without cancelling a batch it cannot read."""
@@ -94,6 +100,9 @@ PATCH_LATE_QUOTA_REFUSAL = "late-quota-refusal-v1"
 """A batch the gateway failed for its enqueued-token quota after answering the create
 (OpenAI's refusal) is waited out and created again on the same upload, as a create refused
 at once is; a shard fails with QuotaRefused for its parent."""
+PATCH_QUOTA_BOUNDS = "quota-bounds-v1"
+"""A quota wait ends: at once when the limit the refusal states is below the job's estimate,
+else once it has lasted quota_retry.max_wait."""
 PATCH_REFUSED_NOT_CANCELLED = "refused-not-cancelled-v1"
 """A wait the gateway refused to read for longer than the worker's patience ends the job
 without a cancel (it could not be sent either), naming the batch and how to attach to it."""

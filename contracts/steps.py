@@ -34,6 +34,15 @@ class InputSummary(_Step):
     bytes: int
     model: str
     sha256: str
+    input_tokens: int | None = Field(
+        default=None,
+        description="Estimated input tokens of every request (shards.tokens): what the "
+        "enqueued-token quota counts. None from workers before the estimate.",
+    )
+    largest_request_tokens: int | None = None
+    largest_request_id: str | None = Field(
+        default=None, description="The custom_id of the request with the most input tokens."
+    )
 
 
 class UploadInputRequest(_Step):

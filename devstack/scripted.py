@@ -187,6 +187,10 @@ class ScriptedBatch:
     # quota (OpenAI's late refusal); each batch made is then batch_<n>.
     late_quota_refusals: int = 0
     refused_late: bool = False
+    # The gateway's words of a refused create, and the estimate validation reports.
+    quota_refusal_message: str = "Enqueued token limit reached for gpt-4o-mini"
+    input_tokens: int | None = None
+    largest_request_tokens: int | None = None
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
         if self.refused_late and status == self.final:
@@ -259,7 +263,15 @@ class ScriptedBatch:
         @activity.defn(name="validate_input")
         async def validate_input(request: ValidateInputRequest) -> InputSummary:
             script.calls.append(("validate_input", request))
-            return InputSummary(requests=REQUESTS, bytes=1000, model="gpt-4o-mini", sha256="0" * 64)
+            return InputSummary(
+                requests=REQUESTS,
+                bytes=1000,
+                model="gpt-4o-mini",
+                sha256="0" * 64,
+                input_tokens=script.input_tokens,
+                largest_request_tokens=script.largest_request_tokens,
+                largest_request_id="req-7" if script.largest_request_tokens else None,
+            )
 
         @activity.defn(name="upload_input")
         async def upload_input(request: UploadInputRequest) -> UploadedInput:
@@ -282,7 +294,7 @@ class ScriptedBatch:
             if script.create_failure is not None:
                 raise script.create_failure
             if len(script.called("create_batch")) <= script.create_quota_refusals:
-                said = "Enqueued token limit reached for gpt-4o-mini"
+                said = script.quota_refusal_message
                 raise ApplicationError(
                     f"the gateway refused the batch for its enqueued-token quota "
                     f"[token_limit_exceeded]: {said}",

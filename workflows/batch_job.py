@@ -59,13 +59,16 @@ with workflow.unsafe.imports_passed_through():
         FAILURE_BATCH_NOT_CHANGED,
         FAILURE_GATEWAY_REFUSES,
         FAILURE_INVALID_JOB,
+        FAILURE_QUOTA_NEVER_FITS,
         FAILURE_QUOTA_REFUSED,
+        FAILURE_QUOTA_WAIT_EXCEEDED,
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_CANCEL_DURING_ATTACH,
         PATCH_CLEAN_UP,
         PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
         PATCH_LATE_QUOTA_REFUSAL,
+        PATCH_QUOTA_BOUNDS,
         PATCH_REFUSED_NOT_CANCELLED,
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
@@ -76,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_BATCH_STATUS,
         WORKFLOW_NAME,
     )
+    from contracts.quota import stated_limit
     from contracts.steps import (
         AttachBatchRequest,
         AwaitChangeRequest,
@@ -98,6 +102,9 @@ with workflow.unsafe.imports_passed_through():
 
 BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
 BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
+# A quota wait makes at most about this many refused creates (each about 11 history
+# events), whatever its max_wait: the back-off's ceiling is raised to max_wait / this.
+MAX_QUOTA_REFUSALS = 400
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -133,6 +140,8 @@ class BatchJobWorkflow(Watching):
         self._cleaned_up = False
         self._refused = False
         """The last create was refused for quota: no batch uses the upload."""
+        self._quota_since: datetime | None = None
+        """When the gateway first refused this job's batch for its quota."""
         # Set when the collect step deletes the gateway files (collect-cleans-up-v1).
         self._collect_cleans = False
         self._left_at_collect: dict[str, str] = {}
@@ -260,6 +269,7 @@ class BatchJobWorkflow(Watching):
         """A submit whose create was refused for quota: wait and create again, or, as a
         shard, fail so its parent admits it later (and the clean-up deletes the upload)."""
         self._refused = True
+        self._end_if_never_fits(refusal.message)
         message = (
             f"the gateway refused the batch for its enqueued-token quota "
             f"[{QUOTA_REFUSAL_CODE}]: {refusal.message}"
@@ -462,13 +472,19 @@ class BatchJobWorkflow(Watching):
                 except ActivityError as exc:
                     refused = _quota_refused(exc)
                     self._refused = refused is not None
-                    if refused is None or retry is None:
+                    if refused is None:
+                        raise
+                    if retry is None:
+                        self._end_if_never_fits(refused[0])
                         raise
             assert retry is not None
             message, retry_after = refused
             refused = None
             refusals += 1
-            wait = retry.first if wait is None else min(wait * 2, retry.most)
+            self._end_if_never_fits(message)
+            self._end_if_waited_enough(message, retry.max_wait, refusals)
+            most = max(retry.most, retry.max_wait / MAX_QUOTA_REFUSALS)
+            wait = retry.first if wait is None else min(wait * 2, most)
             if retry_after is not None:
                 wait = max(wait, timedelta(seconds=retry_after))
             self._progress.gateway_error = message
@@ -483,6 +499,31 @@ class BatchJobWorkflow(Watching):
             await workflow.sleep(wait, summary="wait for enqueued-token quota")
             self._progress.gateway_error = None
             self._set_phase(JobPhase.CREATING_BATCH)
+
+    def _end_if_never_fits(self, refusal: str) -> None:
+        """End the job when the limit the refusal states is below its own estimate (of one
+        request, or of the batch): no wait lets it run."""
+        never = _never_fits(refusal, self._validated, sharded=self._job.quota_retry is None)
+        if never is not None and workflow.patched(PATCH_QUOTA_BOUNDS):
+            self._set_phase(JobPhase.DONE, reason=never.message)
+            raise never
+
+    def _end_if_waited_enough(self, refusal: str, most: timedelta, refusals: int) -> None:
+        """End the job once it has waited its quota_retry.max_wait for the quota."""
+        now = workflow.now()
+        if self._quota_since is None:
+            self._quota_since = now
+        waited = now - self._quota_since
+        if waited < most or not workflow.patched(PATCH_QUOTA_BOUNDS):
+            return
+        message = (
+            f"the gateway refused the batch for its enqueued-token quota {refusals} time(s) "
+            f"over {_span(waited)}, the job's most (quota_retry.max_wait, "
+            f"--max-quota-wait-hours): giving up; no batch runs and nothing bills. "
+            f"The last refusal: {refusal}"
+        )
+        self._set_phase(JobPhase.DONE, reason=message)
+        raise ApplicationError(message, type=FAILURE_QUOTA_WAIT_EXCEEDED, non_retryable=True)
 
     def _fresh(self, uploaded: UploadedInput) -> bool:
         """Whether no batch can use this input yet: this run uploaded it, and no run came before.
@@ -857,6 +898,47 @@ def _submitted_before(exc: BaseException) -> SubmittedBatch | None:
     except ValidationError:
         return None
     return done if done.summary is not None and done.uploaded is not None else None
+
+
+def _never_fits(
+    refusal: str, summary: InputSummary | None, *, sharded: bool
+) -> ApplicationError | None:
+    """The failure of a job the quota can never admit, by the limit its refusal states.
+
+    Never the refusal code in its words: a sharded parent re-admits a shard whose
+    failure carries it."""
+    limit = stated_limit(refusal)
+    if limit is None or summary is None or summary.input_tokens is None:
+        return None
+    largest = summary.largest_request_tokens or 0
+    if largest > limit:
+        text = (
+            f"request {summary.largest_request_id!r} alone has about {largest:,} input tokens, "
+            f"more than the enqueued-token limit of {limit:,} the gateway states: no wait lets "
+            "it run; shorten it, or run the job where the quota is larger"
+        )
+    elif summary.input_tokens > limit:
+        fit = max(1, summary.requests * limit // summary.input_tokens)
+        split = (
+            f"run it with --max-batch-requests {fit} or fewer"
+            if sharded
+            else f"run it as a sharded job: --max-enqueued-tokens {limit} "
+            f"--max-batch-requests {fit}"
+        )
+        text = (
+            f"the batch's {summary.requests:,} requests have about {summary.input_tokens:,} "
+            f"input tokens, more than the enqueued-token limit of {limit:,} the gateway "
+            f"states: no wait lets it run whole; split it ({split}, about {fit:,} requests a "
+            "batch fit)"
+        )
+    else:
+        return None
+    return ApplicationError(text, type=FAILURE_QUOTA_NEVER_FITS, non_retryable=True)
+
+
+def _span(waited: timedelta) -> str:
+    hours = waited.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours >= 1 else f"{waited.total_seconds() / 60:.0f} min"
 
 
 def _at(moment: datetime) -> str:

@@ -70,9 +70,14 @@ async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_runnin
     assert clean_up.gateway_file_ids == ["file-1"], "no batch uses the upload: it is deleted"
 
 
-async def test_quota_refusals_back_off_doubling_to_the_most_without_a_limit(time_skipping_env):
+async def test_quota_refusals_back_off_doubling_to_the_most(time_skipping_env):
     script = ScriptedBatch(create_quota_refusals=6)
-    request = job(quota_retry=QuotaRetry(first=timedelta(seconds=30), most=timedelta(minutes=2)))
+    # 12 hours' 400th part (108 s) stays below the 2-minute ceiling, which it would raise.
+    request = job(
+        quota_retry=QuotaRetry(
+            first=timedelta(seconds=30), most=timedelta(minutes=2), max_wait=timedelta(hours=12)
+        )
+    )
 
     handle, result = await run_job(time_skipping_env, script, request)
 
