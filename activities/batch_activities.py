@@ -20,7 +20,7 @@ import hashlib
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
 from activities.collect_record import PublishRecord, published_before
-from activities.create_mark import PostMark, marked
+from activities.create_mark import PostMark, marked, posted_at
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.input_index import ids_to_join, input_index_location, write_input_index
@@ -84,6 +84,12 @@ from storage import Storage
 # and how many objects it reads at most before it gives up looking.
 LOOKUP_CLOCK_SKEW = timedelta(minutes=10)
 LOOKUP_MAX_OBJECTS = 2_000
+"""Only for a gateway not seen listing newest first: one that is pages back to the job's
+start, whatever the number of batches since (a look bounded by time, not count)."""
+# After an unanswered POST /batches, how long past the client's timeout a retry looks for
+# its batch before creating again (a provider still making it when the gateway gave up).
+CREATE_SETTLE_SECONDS = 120.0
+CREATE_LOOK_EVERY_SECONDS = 5.0
 
 
 def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
@@ -205,6 +211,8 @@ class BatchActivities:
     def __init__(self, client: GatewayClient, storage: Storage) -> None:
         self.client = client
         self.storage = storage
+        # Seen at a create: the gateway answers batches without the job key.
+        self._drops_metadata = False
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
@@ -365,7 +373,11 @@ class BatchActivities:
         before it carries none, as nothing was made.
         """
         done = _submit_checkpoint()
-        mark = PostMark(lambda m: done.model_copy(update={"post_may_be_out": m.post_may_be_out}))
+        mark = PostMark(
+            lambda m: done.model_copy(
+                update={"post_may_be_out": m.post_may_be_out, "post_at": m.post_at}
+            )
+        )
         async with temporal_failures(), heartbeating(mark.details):
             steps = ValidateAndUploadRequest(validation=request.validation, job_key=request.job_key)
             earlier = ValidatedUpload(summary=done.summary, uploaded=done.uploaded)
@@ -416,6 +428,12 @@ class BatchActivities:
             existing = await self._keep_one_batch(
                 request.job_key, request.not_before, input_file_id=request.input_file_id
             )
+        if existing is None and marked(info.heartbeat_details):
+            # An earlier POST went unanswered (a timeout, a 504): the gateway may still be
+            # making its batch. Look again until its delay has passed before creating again.
+            existing = await self._look_until_settled(
+                request, posted_at(info.heartbeat_details), mark
+            )
         if existing is not None:
             activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
             return snapshot(existing, adopted=True)
@@ -439,6 +457,16 @@ class BatchActivities:
             if _quota_refusal(exc):
                 raise _quota_refused(exc.message, exc.retry_after) from None
             raise
+        if batch.metadata.get(JOB_KEY_METADATA) != request.job_key and not self._drops_metadata:
+            self._drops_metadata = True
+            activity.logger.warning(
+                "the gateway at %s answered batch %s without its metadata %s: it drops the "
+                "job key, so a retried create could not find its batch by it; this worker "
+                "treats it as a gateway that cannot list batches",
+                self.client.settings.base_url,
+                batch.id,
+                JOB_KEY_METADATA,
+            )
         if _refused_for_quota(batch):
             await mark.nothing_made()
             reason = "; ".join(e.describe() for e in batch.errors.data)
@@ -454,12 +482,42 @@ class BatchActivities:
         assert keeper is not None
         return snapshot(keeper, adopted=keeper.id != batch.id)
 
+    async def _look_until_settled(
+        self, request: CreateBatchRequest, post_at: datetime | None, mark: PostMark
+    ) -> Batch | None:
+        """Look for the batch of an unanswered POST until the gateway's delay since it passed.
+
+        The window is the client's timeout (what the POST waited at most) plus
+        CREATE_SETTLE_SECONDS from when the POST left (from now when not known):
+        a provider still making the batch when the gateway gave up shows it within it.
+        """
+        settle = timedelta(seconds=self.client.settings.timeout_seconds + CREATE_SETTLE_SECONDS)
+        until = (post_at or datetime.now(UTC)) + settle
+        while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+            activity.logger.info(
+                "an earlier POST /batches of %s went unanswered; looking for its batch for "
+                "%.0f s more before creating again",
+                request.job_key,
+                left,
+            )
+            await asyncio.sleep(min(CREATE_LOOK_EVERY_SECONDS, left))
+            activity.heartbeat(mark.details())
+            existing = await self._keep_one_batch(
+                request.job_key, request.not_before, input_file_id=request.input_file_id
+            )
+            if existing is not None:
+                return existing
+        return None
+
     async def _lists_batches(self) -> bool:
-        """Whether a retry could find a batch by its job key (Kong may not route GET /batches).
+        """Whether a retry could find a batch by its job key (Kong may not route GET /batches,
+        and a gateway that drops metadata lists batches without it).
 
         Any other failure of the probe says nothing either way: taken as yes, so
         a flaky gateway is retried rather than failing the job.
         """
+        if self._drops_metadata:
+            return False
         try:
             await self.client.list_batches(limit=1)
         except RouteNotSupportedError:
@@ -520,12 +578,12 @@ class BatchActivities:
             scanned = 0
             async for batch in self.client.iter_batches():
                 scanned += 1
-                if scanned > LOOKUP_MAX_OBJECTS:
-                    break
                 # A batch with our key from before the job started belongs to an
                 # earlier run that reused the key, and must not be adopted. Past one,
                 # a gateway seen listing newest first holds nothing newer: stop paging.
                 seen_in_order = newest_first.saw(batch.created_at)
+                if scanned > LOOKUP_MAX_OBJECTS and not seen_in_order:
+                    break
                 if batch.created_at is not None and batch.created_at < oldest:
                     if seen_in_order:
                         break

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError
 
@@ -37,6 +38,9 @@ class CreateMark(BaseModel):
     """create_batch's heartbeat details, shown in the Web UI as the pending create's."""
 
     post_may_be_out: bool
+    post_at: datetime | None = None
+    """When the POST was about to leave: a retry looks for its batch until the gateway's
+    delay since then has passed."""
 
 
 def marked(details: Sequence[Any]) -> bool:
@@ -46,6 +50,19 @@ def marked(details: Sequence[Any]) -> bool:
             return bool(detail.get("post_may_be_out"))
         return bool(getattr(detail, "post_may_be_out", False))
     return False
+
+
+def posted_at(details: Sequence[Any]) -> datetime | None:
+    """When an earlier attempt's POST left, if its heartbeat says."""
+    for detail in details:
+        raw = (
+            detail.get("post_at") if isinstance(detail, dict) else getattr(detail, "post_at", None)
+        )
+        try:
+            return CreateMark(post_may_be_out=True, post_at=raw).post_at
+        except ValidationError:
+            return None
+    return None
 
 
 class PostMark:
@@ -64,7 +81,7 @@ class PostMark:
 
     async def before_post(self) -> None:
         """Durably at the server before the POST leaves; a create being cancelled sends nothing."""
-        await self._record(CreateMark(post_may_be_out=True))
+        await self._record(CreateMark(post_may_be_out=True, post_at=datetime.now(UTC)))
 
     async def nothing_made(self) -> None:
         """The gateway answered that it created nothing: the next attempt may create freely."""

@@ -189,6 +189,9 @@ class SubmittedBatch(_Step):
     post_may_be_out: bool = Field(
         default=False, description="The create's mark (activities.create_mark), in the checkpoint."
     )
+    post_at: datetime | None = Field(
+        default=None, description="When the create's POST was about to leave, if it was."
+    )
     batch: BatchSnapshot | None = None
     refused: QuotaRefusal | None = None
 

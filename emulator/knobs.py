@@ -142,6 +142,21 @@ class Knobs(BaseModel):
         "'502' answers a gateway error.",
     )
 
+    late_creates: int = Field(
+        0,
+        ge=0,
+        description="The next N POST /batches answer 504 at once and make their batch "
+        "late_create_seconds later, as a provider still making it when the gateway timed "
+        "out; counts down to 0.",
+    )
+    late_create_seconds: float = Field(
+        5.0, ge=0, description="Real seconds after its 504 a late create's batch appears."
+    )
+    drop_metadata: bool = Field(
+        False,
+        description="New batches keep no metadata (answered and listed without it), as a "
+        "gateway that does not forward it.",
+    )
     refused_batch_reads: int = Field(
         0,
         ge=0,

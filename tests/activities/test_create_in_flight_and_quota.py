@@ -223,3 +223,60 @@ def test_a_quota_refusal_is_known_by_its_code_or_its_words(
     error: GatewayError, refusal: bool
 ) -> None:
     assert _quota_refusal(error) is refusal
+
+
+async def test_a_create_whose_answer_timed_out_is_looked_for_until_its_batch_appears(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+) -> None:
+    file_id = await _upload(gateway, tmp_path)
+    # The gateway gives up (504) while the provider still makes the batch, 3 s later.
+    emu.set_knobs(late_creates=1, late_create_seconds=3.0)
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.create_batch, _request(file_id, "job-late"))
+    assert not caught.value.non_retryable and "504" in caught.value.message
+    mark = runner.heartbeats[-1][0]
+    assert isinstance(mark, CreateMark) and mark.post_may_be_out and mark.post_at is not None
+    assert _batches_of(emu, "job-late") == [], "not there yet when the retry starts"
+
+    retried = await runner.run(
+        acts.create_batch,
+        _request(file_id, "job-late"),
+        attempt=2,
+        heartbeat_details=[mark.model_dump(mode="json")],
+    )
+
+    assert retried.adopted, "found by looking again, not created again"
+    assert [b["id"] for b in _batches_of(emu, "job-late")] == [retried.id]
+
+
+async def test_a_gateway_that_drops_the_job_key_is_treated_as_one_that_cannot_list(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    file_id = await _upload(gateway, tmp_path)
+    emu.set_knobs(drop_metadata=True)
+
+    made = await runner.run(acts.create_batch, _request(file_id, "job-no-metadata"))
+    assert made.id
+    assert any(
+        "without its metadata temporal_job_key" in r.getMessage() and emu.base_url in r.getMessage()
+        for r in caplog.records
+    ), "a warning naming the gateway"
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(
+            acts.create_batch,
+            _request(file_id, "job-no-metadata-2"),
+            attempt=2,
+            heartbeat_details=POST_MAY_BE_OUT,
+        )
+    assert caught.value.type == FAILURE_CREATE_OUTCOME_UNKNOWN, "never a second, unfindable batch"

@@ -55,6 +55,22 @@ async def test_an_unanswered_create_stops_the_job_and_attaching_collects_its_bat
     assert [b["id"] for b in all_batches(stack)] == [made["id"]], "one batch, never a second"
 
 
+async def test_a_create_that_commits_after_its_answer_timed_out_makes_one_batch(stack: Stack):
+    stack.write_input("in.jsonl", 12)
+    # The gateway answers 504; the provider makes the batch 6 s later, well after the
+    # retry (2 s) first looked and found nothing.
+    stack.emulator.set_knobs(late_creates=1, late_create_seconds=6.0)
+    with stack.worker() as worker:
+        handle = await start(stack, fast_job(), prefix="late")
+        result = await asyncio.wait_for(handle.result(), 90)
+        stack.last_log = worker.log()
+
+    assert result.status is JobStatus.SUCCEEDED
+    assert_each_request_exactly_once(stack, result, 12)
+    assert [b["id"] for b in all_batches(stack)] == [result.batch_id], "one batch, never two"
+    assert "looking for its batch" in stack.last_log
+
+
 async def test_an_upload_the_gateway_keeps_pending_is_waited_for(stack: Stack):
     stack.write_input("in.jsonl", 5)
     stack.emulator.set_knobs(dialect="azure", file_processing_seconds=3.0)
