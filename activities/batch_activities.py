@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
 from activities.collect_record import PublishRecord, published_before
-from activities.create_mark import PostMark, marked, posted_at
+from activities.create_mark import PostMark, created_batch, marked, posted_at
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.input_index import ids_to_join, input_index_location, write_input_index
@@ -375,7 +375,11 @@ class BatchActivities:
         done = _submit_checkpoint()
         mark = PostMark(
             lambda m: done.model_copy(
-                update={"post_may_be_out": m.post_may_be_out, "post_at": m.post_at}
+                update={
+                    "post_may_be_out": m.post_may_be_out,
+                    "post_at": m.post_at,
+                    "created_batch_id": m.created_batch_id,
+                }
             )
         )
         async with temporal_failures(), heartbeating(mark.details):
@@ -413,6 +417,11 @@ class BatchActivities:
 
     async def _create(self, request: CreateBatchRequest, mark: PostMark) -> BatchSnapshot:
         info = activity.info()
+        answered = created_batch(info.heartbeat_details)
+        if answered is not None:
+            # An earlier attempt heard its POST answered, and was lost before it returned.
+            activity.logger.info("adopting batch %s, the answer to an earlier attempt", answered)
+            return snapshot(await self.client.get_batch(answered), adopted=True)
         # An earlier attempt's POST may have made a batch no look-up here can see.
         if marked(info.heartbeat_details) and not await self._lists_batches():
             raise _create_outcome_unknown(
@@ -438,13 +447,19 @@ class BatchActivities:
             activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
             return snapshot(existing, adopted=True)
         await mark.before_post()
-        try:
-            batch = await self.client.create_batch(
+        # Shielded from a cancel: once out, the POST's answer is the only word on its batch.
+        post = asyncio.ensure_future(
+            self.client.create_batch(
                 input_file_id=request.input_file_id,
                 endpoint=request.endpoint,
                 completion_window=request.completion_window,
                 metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
             )
+        )
+        try:
+            batch = await asyncio.shield(post)
+        except asyncio.CancelledError:
+            return await self._answer_despite_cancel(post, mark)
         except GatewayError as exc:
             if exc.outcome_unknown:
                 if not await self._lists_batches():
@@ -472,15 +487,35 @@ class BatchActivities:
             reason = "; ".join(e.describe() for e in batch.errors.data)
             raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
         activity.logger.info("created batch %s", batch.id)
-        # The first attempt on a fresh input: no attempt before it, and none after it
-        # yet if Temporal still takes its heartbeat (a retry looks before creating).
-        if request.fresh_input and info.attempt == 1 and await mark.still_current():
+        # Its id at Temporal at once, for a retry to adopt. The first attempt on a fresh
+        # input: no attempt before it, and none after it yet if Temporal still takes its
+        # heartbeat (a retry looks before creating).
+        current = await mark.answered(batch.id)
+        if request.fresh_input and info.attempt == 1 and current:
             return snapshot(batch)
         keeper = await self._keep_one_batch(
             request.job_key, request.not_before, batch, input_file_id=request.input_file_id
         )
         assert keeper is not None
         return snapshot(keeper, adopted=keeper.id != batch.id)
+
+    async def _answer_despite_cancel(
+        self, post: asyncio.Future[Batch], mark: PostMark
+    ) -> BatchSnapshot:
+        """A cancel reached the create while its POST was out: wait for the answer, and
+        return the batch it made, which the cancelling workflow then cancels by id."""
+        try:
+            batch = await post
+        except GatewayError:
+            raise asyncio.CancelledError(
+                "the create was cancelled; its POST made nothing known"
+            ) from None
+        activity.logger.warning(
+            "batch %s was made by a POST a cancel reached; returned for the workflow to cancel",
+            batch.id,
+        )
+        await mark.answered(batch.id)
+        return snapshot(batch)
 
     async def _look_until_settled(
         self, request: CreateBatchRequest, post_at: datetime | None, mark: PostMark

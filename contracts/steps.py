@@ -192,6 +192,9 @@ class SubmittedBatch(_Step):
     post_at: datetime | None = Field(
         default=None, description="When the create's POST was about to leave, if it was."
     )
+    created_batch_id: str | None = Field(
+        default=None, description="The batch the create's POST was answered with, if it was."
+    )
     batch: BatchSnapshot | None = None
     refused: QuotaRefusal | None = None
 
