@@ -850,6 +850,18 @@ class BatchActivities:
         )
         if found.status is FileStatus.PENDING:
             activity.heartbeat(current)
+            overdue = _pending_too_long(found, request.give_up_after_seconds)
+            if overdue is not None:
+                raise ApplicationError(
+                    f"the gateway still reports input file {found.id} as "
+                    f"{found.status.value!r} ({found.status_details or 'no details'}) "
+                    f"{overdue} after its upload, the job's validating deadline: giving up "
+                    "(the upload is deleted; start the job again, or ask the gateway's owner "
+                    "why its files are not processed)",
+                    current,
+                    type=FAILURE_INPUT_FILE_UNUSABLE,
+                    non_retryable=True,
+                )
             raise ApplicationError(
                 f"input file {found.id} still being processed by the gateway",
                 current,
@@ -945,6 +957,27 @@ def _create_outcome_unknown(job_key: str, what_happened: str) -> ApplicationErro
         "the job again if there is none",
         type=FAILURE_CREATE_OUTCOME_UNKNOWN,
         non_retryable=True,
+    )
+
+
+def _pending_too_long(file: FileObject, limit_seconds: float | None) -> str | None:
+    """How long the file has been pending, once that passed the limit; else None.
+
+    From the gateway's created_at, or, where it gives none, from this step's first attempt.
+    """
+    if limit_seconds is None:
+        return None
+    if file.created_at is not None:
+        since = datetime.fromtimestamp(file.created_at, tz=UTC)
+    else:
+        since = activity.info().scheduled_time
+    age = datetime.now(UTC) - since
+    if age.total_seconds() < limit_seconds:
+        return None
+    return (
+        f"{age.total_seconds() / 3600:.1f} h"
+        if age >= timedelta(hours=1)
+        else f"{age.total_seconds():.0f} s"
     )
 
 

@@ -293,6 +293,11 @@ class CancelBatchRequest(_Step):
 class AwaitFileRequest(_Step):
     file_id: str
     poll_seconds: float
+    give_up_after_seconds: float | None = Field(
+        default=None,
+        description="The job's validating deadline: a file still not processed this long after "
+        "its upload (the gateway's created_at) ends the job; None: no end.",
+    )
 
 
 class FileSnapshot(_Step):

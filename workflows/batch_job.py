@@ -139,7 +139,8 @@ class BatchJobWorkflow(Watching):
         self._validated: InputSummary | None = None
         self._cleaned_up = False
         self._refused = False
-        """The last create was refused for quota: no batch uses the upload."""
+        """No batch uses the upload: the last create was refused for quota, or the gateway
+        never processed the file."""
         self._quota_since: datetime | None = None
         """When the gateway first refused this job's batch for its quota."""
         # Set when the collect step deletes the gateway files (collect-cleans-up-v1).
@@ -354,14 +355,19 @@ class BatchJobWorkflow(Watching):
                 uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
             )
         if waits:
-            await self._step(
-                BatchActivities.await_file_processed,
-                AwaitFileRequest(
-                    file_id=uploaded.file_id,
-                    poll_seconds=self._job.poll_interval.total_seconds(),
-                ),
-                step_options.file_processed(self._job.poll_interval),
-            )
+            try:
+                await self._step(
+                    BatchActivities.await_file_processed,
+                    AwaitFileRequest(
+                        file_id=uploaded.file_id,
+                        poll_seconds=self._job.poll_interval.total_seconds(),
+                        give_up_after_seconds=self._job.deadlines.validating.total_seconds(),
+                    ),
+                    step_options.file_processed(self._job.poll_interval),
+                )
+            except ActivityError:
+                self._refused = True  # the gateway never processed it: no batch uses the upload
+                raise
         return uploaded
 
     async def _attach(self, batch_id: str, summary: InputSummary) -> Outcome:
