@@ -67,6 +67,14 @@ def test_there_are_histories_to_replay():
         "submitted_create_refused",
         "submitted_cancelled_during_create",
     } <= names
+    # A gateway refusing the key past the patience, late and bounded quota waits.
+    assert {
+        "gateway_refused_past_patience",
+        "late_quota_refusal_waited",
+        "late_quota_refusal_shard",
+        "quota_never_fits",
+        "quota_wait_exceeded",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:
