@@ -76,7 +76,12 @@ from contracts.steps import (
     WatchBatchRequest,
 )
 from gateway.client import GatewayClient
-from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
+from gateway.errors import (
+    GatewayError,
+    InputFileNotReadyError,
+    NotFoundError,
+    RouteNotSupportedError,
+)
 from gateway.models import Batch, BatchStatus, FileObject, FileStatus
 from storage import Storage
 
@@ -471,6 +476,8 @@ class BatchActivities:
             await mark.nothing_made()
             if _quota_refusal(exc):
                 raise _quota_refused(exc.message, exc.retry_after) from None
+            if isinstance(exc, InputFileNotReadyError):
+                await self._give_up_on_pending(request)
             raise
         if batch.metadata.get(JOB_KEY_METADATA) != request.job_key and not self._drops_metadata:
             self._drops_metadata = True
@@ -516,6 +523,24 @@ class BatchActivities:
         )
         await mark.answered(batch.id)
         return snapshot(batch)
+
+    async def _give_up_on_pending(self, request: CreateBatchRequest) -> None:
+        """A create refused for a file still pending: past the job's validating deadline
+        since its upload, end the job with the file's id and status instead of retrying."""
+        if request.give_up_pending_after_seconds is None:
+            return
+        found = await self.client.get_file(request.input_file_id)
+        overdue = _pending_too_long(found, request.give_up_pending_after_seconds)
+        if overdue is None:
+            return
+        status = found.status.value if found.status is not None else "pending"
+        raise ApplicationError(
+            f"the gateway still refuses a batch on input file {found.id} as {status!r} "
+            f"({found.status_details or 'no details'}) {overdue} after its upload, the job's "
+            "validating deadline: giving up (the upload is deleted; start the job again)",
+            type=FAILURE_INPUT_FILE_UNUSABLE,
+            non_retryable=True,
+        )
 
     async def _look_until_settled(
         self, request: CreateBatchRequest, post_at: datetime | None, mark: PostMark

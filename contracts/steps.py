@@ -102,6 +102,11 @@ class CreateBatchRequest(_Step):
         description="The input file was uploaded by this run, the first of its job (no retry, "
         "no reset): no batch can use it before the first create attempt, which need not look.",
     )
+    give_up_pending_after_seconds: float | None = Field(
+        default=None,
+        description="The job's validating deadline: a create refused because the file is "
+        "still pending this long after its upload ends the job; None: retried without end.",
+    )
 
 
 class BatchSnapshot(_Step):
@@ -149,6 +154,9 @@ class SubmitBatchRequest(_Step):
         description="The first run of its job (no retried or reset run before it): an upload "
         "this step makes itself is fresh, so its first create attempt need not look first."
     )
+    give_up_pending_after_seconds: float | None = Field(
+        default=None, description="As CreateBatchRequest's: the job's validating deadline."
+    )
 
     def create_request(self, uploaded: UploadedInput) -> CreateBatchRequest:
         """The create this step runs once ``uploaded`` is at the gateway."""
@@ -160,6 +168,7 @@ class SubmitBatchRequest(_Step):
             job_key=self.job_key,
             not_before=self.not_before,
             fresh_input=self.first_run and not uploaded.adopted,
+            give_up_pending_after_seconds=self.give_up_pending_after_seconds,
         )
 
 

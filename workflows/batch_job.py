@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.names import (
         FAILURE_BATCH_NOT_CHANGED,
         FAILURE_GATEWAY_REFUSES,
+        FAILURE_INPUT_FILE_UNUSABLE,
         FAILURE_INVALID_JOB,
         FAILURE_QUOTA_NEVER_FITS,
         FAILURE_QUOTA_REFUSED,
@@ -234,6 +235,7 @@ class BatchJobWorkflow(Watching):
             metadata=job.metadata,
             not_before=self._started,
             first_run=info.run_id == info.first_execution_run_id,
+            give_up_pending_after_seconds=job.deadlines.validating.total_seconds(),
         )
         try:
             done = await self._step(BatchActivities.submit_batch, request, step_options.SUBMIT)
@@ -243,6 +245,7 @@ class BatchJobWorkflow(Watching):
                 raise  # failed before anything was uploaded or created
             if checkpoint is not None:
                 self._took(checkpoint)
+            self._refused = _file_unusable(exc)
             await self._cancel_any_created(exc)
             raise
         summary, uploaded = self._took(done)
@@ -419,12 +422,14 @@ class BatchJobWorkflow(Watching):
             job_key=self._job_key,
             not_before=self._started,
             fresh_input=self._fresh(uploaded),
+            give_up_pending_after_seconds=job.deadlines.validating.total_seconds(),
         )
         try:
             batch = await self._create_within_quota(request, refused)
         except (asyncio.CancelledError, ActivityError) as exc:
             if _quota_refused(exc) is not None:
                 raise  # a shard: nothing runs, and its parent admits it again later
+            self._refused = self._refused or _file_unusable(exc)
             await self._cancel_any_created(exc)
             raise
         self._observe(batch)
@@ -891,6 +896,12 @@ def _quota_refused(exc: BaseException) -> tuple[str, float | None] | None:
     message = str(details[0]) if details else cause.message
     retry_after = details[1] if len(details) > 1 else None
     return message, float(retry_after) if isinstance(retry_after, int | float) else None
+
+
+def _file_unusable(exc: BaseException) -> bool:
+    """A create that failed because the gateway never processed its file: no batch uses it."""
+    cause = exc.cause if isinstance(exc, ActivityError) else None
+    return isinstance(cause, ApplicationError) and cause.type == FAILURE_INPUT_FILE_UNUSABLE
 
 
 def _submitted_before(exc: BaseException) -> SubmittedBatch | None:

@@ -168,6 +168,28 @@ async def test_create_batch_on_a_pending_file_is_refused_retryably(
     assert created.input_file_id == file_id
 
 
+async def test_create_batch_on_a_file_pending_past_the_validating_deadline_gives_up(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+) -> None:
+    emu.set_knobs(file_processing_seconds=HOUR, dialect="azure")
+    file_id = await _upload(gateway, tmp_path)
+    await asyncio.sleep(1.5)
+    request = _create_request(file_id, "job-pending-too-long").model_copy(
+        update={"give_up_pending_after_seconds": 1.0}
+    )
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.create_batch, request)
+
+    assert caught.value.type == FAILURE_INPUT_FILE_UNUSABLE and caught.value.non_retryable
+    assert f"input file {file_id} as 'pending'" in caught.value.message
+    assert "validating deadline" in caught.value.message
+
+
 # -- ambiguous creates, seen by the gateway client --------------------------
 
 
