@@ -466,8 +466,9 @@ class BatchJobWorkflow(Watching):
         """Create; while the gateway refuses for its enqueued-token quota, wait and try again.
 
         The quota frees as other batches end, hours later perhaps: the job waits
-        with a back-off (the input's quota_retry), without limit, and says so in
-        its progress. A job given no quota_retry (a shard) fails with the refusal.
+        with a back-off (the input's quota_retry) for up to its max_wait, and says
+        so in its progress; a refusal whose stated limit the job can never fit ends
+        it at once. A job given no quota_retry (a shard) fails with the refusal.
         ``refused``: the submit step's create was refused already; wait first.
         """
         retry = self._job.quota_retry
@@ -519,17 +520,17 @@ class BatchJobWorkflow(Watching):
             self._set_phase(JobPhase.DONE, reason=never.message)
             raise never
 
-    def _end_if_waited_enough(self, refusal: str, most: timedelta, refusals: int) -> None:
+    def _end_if_waited_enough(self, refusal: str, max_wait: timedelta, refusals: int) -> None:
         """End the job once it has waited its quota_retry.max_wait for the quota."""
         now = workflow.now()
         if self._quota_since is None:
             self._quota_since = now
         waited = now - self._quota_since
-        if waited < most or not workflow.patched(PATCH_QUOTA_BOUNDS):
+        if waited < max_wait or not workflow.patched(PATCH_QUOTA_BOUNDS):
             return
         message = (
             f"the gateway refused the batch for its enqueued-token quota {refusals} time(s) "
-            f"over {_span(waited)}, the job's most (quota_retry.max_wait, "
+            f"over {_span(waited)}, as long as the job waits for it (quota_retry.max_wait, "
             f"--max-quota-wait-hours): giving up; no batch runs and nothing bills. "
             f"The last refusal: {refusal}"
         )
