@@ -518,7 +518,8 @@ class BatchJobWorkflow(Watching):
         never = _never_fits(refusal, self._validated, sharded=self._job.quota_retry is None)
         if never is not None and workflow.patched(PATCH_QUOTA_BOUNDS):
             self._set_phase(JobPhase.DONE, reason=never.message)
-            raise never
+            # Not chained: a sharded parent re-admits a shard whose failure names the code.
+            raise never from None
 
     def _end_if_waited_enough(self, refusal: str, max_wait: timedelta, refusals: int) -> None:
         """End the job once it has waited its quota_retry.max_wait for the quota."""

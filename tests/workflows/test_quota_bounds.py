@@ -16,6 +16,7 @@ from contracts.job import QuotaRetry
 from contracts.names import FAILURE_QUOTA_NEVER_FITS, FAILURE_QUOTA_WAIT_EXCEEDED, PATCH_SUBMIT
 from devstack.scripted import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
+from workflows.admission import quota_refused
 
 STATES_240 = (
     "Enqueued token limit reached for gpt-4o-mini in organization org-x. Limit: 240 enqueued "
@@ -74,14 +75,16 @@ async def test_a_single_request_larger_than_the_stated_limit_is_named(time_skipp
     assert "limit of 240" in error.message
 
 
+@pytest.mark.parametrize("patches_off", [(), (PATCH_SUBMIT,)], ids=["submit", "create-step"])
 async def test_a_shard_larger_than_the_stated_limit_fails_for_good_not_for_readmission(
-    time_skipping_env,
+    time_skipping_env, patches_off: tuple[str, ...]
 ):
     script = ScriptedBatch(
         create_quota_refusals=1000,
         quota_refusal_message=STATES_240,
         input_tokens=480,
         largest_request_tokens=100,
+        patches_off=patches_off,
     )
     with pytest.raises(WorkflowFailureError) as caught:
         await run_job(time_skipping_env, script, job(quota_retry=None))
@@ -89,6 +92,7 @@ async def test_a_shard_larger_than_the_stated_limit_fails_for_good_not_for_readm
     error = failure_of(caught)
     assert error.type == FAILURE_QUOTA_NEVER_FITS
     assert "--max-batch-requests 2 or fewer" in error.message
+    assert not quota_refused(caught.value), "the parent's admission does not start it again"
 
 
 async def test_a_batch_that_fits_the_stated_limit_waits_for_it(time_skipping_env):
