@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
 from activities.collect_record import PublishRecord, published_before
-from activities.create_mark import PostMark, created_batch, marked, posted_at
+from activities.create_mark import PostMark, created_batch, marked, timed_out
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.input_index import ids_to_join, input_index_location, write_input_index
@@ -91,9 +91,9 @@ LOOKUP_CLOCK_SKEW = timedelta(minutes=10)
 LOOKUP_MAX_OBJECTS = 2_000
 """Only for a gateway not seen listing newest first: one that is pages back to the job's
 start, whatever the number of batches since (a look bounded by time, not count)."""
-# After an unanswered POST /batches, how long past the client's timeout a retry looks for
-# its batch before creating again (a provider still making it when the gateway gave up).
-CREATE_SETTLE_SECONDS = 120.0
+# After an unanswered POST /batches, how long a retry looks for its batch before creating
+# again (a provider still making it when the gateway gave up).
+CREATE_SETTLE_SECONDS = 60.0
 CREATE_LOOK_EVERY_SECONDS = 5.0
 
 
@@ -382,7 +382,7 @@ class BatchActivities:
             lambda m: done.model_copy(
                 update={
                     "post_may_be_out": m.post_may_be_out,
-                    "post_at": m.post_at,
+                    "answer_timed_out": m.answer_timed_out,
                     "created_batch_id": m.created_batch_id,
                 }
             )
@@ -442,12 +442,10 @@ class BatchActivities:
             existing = await self._keep_one_batch(
                 request.job_key, request.not_before, input_file_id=request.input_file_id
             )
-        if existing is None and marked(info.heartbeat_details):
-            # An earlier POST went unanswered (a timeout, a 504): the gateway may still be
-            # making its batch. Look again until its delay has passed before creating again.
-            existing = await self._look_until_settled(
-                request, posted_at(info.heartbeat_details), mark
-            )
+        if existing is None and timed_out(info.heartbeat_details):
+            # An earlier POST got no answer in time (a timeout, a 504): the provider may still
+            # be making its batch. Look again until its delay has passed before creating again.
+            existing = await self._look_until_settled(request, mark)
         if existing is not None:
             activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
             return snapshot(existing, adopted=True)
@@ -472,6 +470,8 @@ class BatchActivities:
                     raise _create_outcome_unknown(
                         request.job_key, f"its create got {answer}"
                     ) from None
+                if exc.timed_out:
+                    await mark.no_answer_in_time()
                 raise
             await mark.nothing_made()
             if _quota_refusal(exc):
@@ -543,16 +543,16 @@ class BatchActivities:
         )
 
     async def _look_until_settled(
-        self, request: CreateBatchRequest, post_at: datetime | None, mark: PostMark
+        self, request: CreateBatchRequest, mark: PostMark
     ) -> Batch | None:
-        """Look for the batch of an unanswered POST until the gateway's delay since it passed.
-
-        The window is the client's timeout (what the POST waited at most) plus
-        CREATE_SETTLE_SECONDS from when the POST left (from now when not known):
-        a provider still making the batch when the gateway gave up shows it within it.
+        """Look for the batch of an unanswered POST for CREATE_SETTLE_SECONDS from this retry's
+        schedule (its failure plus the retry's back-off; a POST that timed out failed after the
+        client's timeout): a provider still making the batch when the gateway gave up shows
+        it within that window.
         """
-        settle = timedelta(seconds=self.client.settings.timeout_seconds + CREATE_SETTLE_SECONDS)
-        until = (post_at or datetime.now(UTC)) + settle
+        until = activity.info().current_attempt_scheduled_time + timedelta(
+            seconds=CREATE_SETTLE_SECONDS
+        )
         while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
             activity.logger.info(
                 "an earlier POST /batches of %s went unanswered; looking for its batch for "

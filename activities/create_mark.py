@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError
 
@@ -38,9 +37,9 @@ class CreateMark(BaseModel):
     """create_batch's heartbeat details, shown in the Web UI as the pending create's."""
 
     post_may_be_out: bool
-    post_at: datetime | None = None
-    """When the POST was about to leave: a retry looks for its batch until the gateway's
-    delay since then has passed."""
+    answer_timed_out: bool = False
+    """The POST got no answer in time (a timeout, a 504): the provider may still be making
+    its batch, so a retry looks for it for a while before creating again."""
     created_batch_id: str | None = None
     """The batch the POST's answer named: a retry adopts it, whether or not the gateway lists."""
 
@@ -54,6 +53,15 @@ def marked(details: Sequence[Any]) -> bool:
     return False
 
 
+def timed_out(details: Sequence[Any]) -> bool:
+    """Whether an earlier attempt's POST got no answer in time, by its heartbeat."""
+    for detail in details:
+        if isinstance(detail, dict):
+            return bool(detail.get("answer_timed_out"))
+        return bool(getattr(detail, "answer_timed_out", False))
+    return False
+
+
 def created_batch(details: Sequence[Any]) -> str | None:
     """The batch an earlier attempt's POST was answered with, by its heartbeat."""
     for detail in details:
@@ -62,19 +70,6 @@ def created_batch(details: Sequence[Any]) -> str | None:
         else:
             found = getattr(detail, "created_batch_id", None)
         return found if isinstance(found, str) and found else None
-    return None
-
-
-def posted_at(details: Sequence[Any]) -> datetime | None:
-    """When an earlier attempt's POST left, if its heartbeat says."""
-    for detail in details:
-        raw = (
-            detail.get("post_at") if isinstance(detail, dict) else getattr(detail, "post_at", None)
-        )
-        try:
-            return CreateMark(post_may_be_out=True, post_at=raw).post_at
-        except ValidationError:
-            return None
     return None
 
 
@@ -94,13 +89,17 @@ class PostMark:
 
     async def before_post(self) -> None:
         """Durably at the server before the POST leaves; a create being cancelled sends nothing."""
-        await self._record(CreateMark(post_may_be_out=True, post_at=datetime.now(UTC)))
+        await self._record(CreateMark(post_may_be_out=True))
 
     async def answered(self, batch_id: str) -> bool:
         """Record the batch the POST was answered with, at once; whether the attempt is current
         (see still_current): a retry that starts later adopts this batch by its id."""
         self.current = self.current.model_copy(update={"created_batch_id": batch_id})
         return await self.still_current()
+
+    async def no_answer_in_time(self) -> None:
+        """The POST timed out: a retry looks for its batch for a while before creating."""
+        await self._record(CreateMark(post_may_be_out=True, answer_timed_out=True))
 
     async def nothing_made(self) -> None:
         """The gateway answered that it created nothing: the next attempt may create freely."""

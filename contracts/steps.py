@@ -198,8 +198,8 @@ class SubmittedBatch(_Step):
     post_may_be_out: bool = Field(
         default=False, description="The create's mark (activities.create_mark), in the checkpoint."
     )
-    post_at: datetime | None = Field(
-        default=None, description="When the create's POST was about to leave, if it was."
+    answer_timed_out: bool = Field(
+        default=False, description="The create's POST got no answer in time (create_mark)."
     )
     created_batch_id: str | None = Field(
         default=None, description="The batch the create's POST was answered with, if it was."

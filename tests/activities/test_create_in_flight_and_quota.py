@@ -241,7 +241,7 @@ async def test_a_create_whose_answer_timed_out_is_looked_for_until_its_batch_app
         await runner.run(acts.create_batch, _request(file_id, "job-late"))
     assert not caught.value.non_retryable and "504" in caught.value.message
     mark = runner.heartbeats[-1][0]
-    assert isinstance(mark, CreateMark) and mark.post_may_be_out and mark.post_at is not None
+    assert isinstance(mark, CreateMark) and mark.post_may_be_out and mark.answer_timed_out
     assert _batches_of(emu, "job-late") == [], "not there yet when the retry starts"
 
     retried = await runner.run(
