@@ -19,8 +19,8 @@ import asyncio
 import hashlib
 import re
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.clean_up import delete_gateway_files, forget_index, forget_input_index
 from activities.collect_record import PublishRecord, published_before
-from activities.create_mark import PostMark, marked
+from activities.create_mark import PostMark, created_batch, marked, timed_out
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.input_index import ids_to_join, input_index_location, write_input_index
@@ -51,6 +51,7 @@ from contracts.names import (
     JOB_KEY_METADATA,
     QUOTA_REFUSAL_CODE,
 )
+from contracts.quota import is_quota_refusal
 from contracts.steps import (
     AttachBatchRequest,
     AwaitChangeRequest,
@@ -75,7 +76,12 @@ from contracts.steps import (
     WatchBatchRequest,
 )
 from gateway.client import GatewayClient
-from gateway.errors import GatewayError, NotFoundError, RouteNotSupportedError
+from gateway.errors import (
+    GatewayError,
+    InputFileNotReadyError,
+    NotFoundError,
+    RouteNotSupportedError,
+)
 from gateway.models import Batch, BatchStatus, FileObject, FileStatus
 from storage import Storage
 
@@ -83,6 +89,12 @@ from storage import Storage
 # and how many objects it reads at most before it gives up looking.
 LOOKUP_CLOCK_SKEW = timedelta(minutes=10)
 LOOKUP_MAX_OBJECTS = 2_000
+"""Only for a gateway not seen listing newest first: one that is pages back to the job's
+start, whatever the number of batches since (a look bounded by time, not count)."""
+# After an unanswered POST /batches, how long a retry looks for its batch before creating
+# again (a provider still making it when the gateway gave up).
+CREATE_SETTLE_SECONDS = 60.0
+CREATE_LOOK_EVERY_SECONDS = 5.0
 
 
 def snapshot(batch: Batch, *, adopted: bool = False) -> BatchSnapshot:
@@ -161,6 +173,16 @@ def _checkpoint() -> ValidatedUpload:
         return ValidatedUpload()
 
 
+def _refused_since(details: Sequence[Any]) -> datetime | None:
+    """Since when the gateway refused an earlier attempt of this watch, by its last heartbeat."""
+    if not details:
+        return None
+    try:
+        return BatchWatch.model_validate(details[0]).refused_since
+    except ValidationError:
+        return None
+
+
 def _submit_checkpoint() -> SubmittedBatch:
     """How far an earlier attempt of this submit got, by its last heartbeat."""
     details = activity.info().heartbeat_details
@@ -194,6 +216,8 @@ class BatchActivities:
     def __init__(self, client: GatewayClient, storage: Storage) -> None:
         self.client = client
         self.storage = storage
+        # Seen at a create: the gateway answers batches without the job key.
+        self._drops_metadata = False
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
@@ -279,7 +303,13 @@ class BatchActivities:
             valid.model,
         )
         return InputSummary(
-            requests=valid.requests, bytes=valid.bytes, model=valid.model, sha256=valid.sha256
+            requests=valid.requests,
+            bytes=valid.bytes,
+            model=valid.model,
+            sha256=valid.sha256,
+            input_tokens=valid.input_tokens,
+            largest_request_tokens=valid.largest_request_tokens,
+            largest_request_id=valid.largest_request_id,
         )
 
     async def _upload(self, request: UploadInputRequest) -> UploadedInput:
@@ -348,7 +378,15 @@ class BatchActivities:
         before it carries none, as nothing was made.
         """
         done = _submit_checkpoint()
-        mark = PostMark(lambda m: done.model_copy(update={"post_may_be_out": m.post_may_be_out}))
+        mark = PostMark(
+            lambda m: done.model_copy(
+                update={
+                    "post_may_be_out": m.post_may_be_out,
+                    "answer_timed_out": m.answer_timed_out,
+                    "created_batch_id": m.created_batch_id,
+                }
+            )
+        )
         async with temporal_failures(), heartbeating(mark.details):
             steps = ValidateAndUploadRequest(validation=request.validation, job_key=request.job_key)
             earlier = ValidatedUpload(summary=done.summary, uploaded=done.uploaded)
@@ -384,6 +422,11 @@ class BatchActivities:
 
     async def _create(self, request: CreateBatchRequest, mark: PostMark) -> BatchSnapshot:
         info = activity.info()
+        answered = created_batch(info.heartbeat_details)
+        if answered is not None:
+            # An earlier attempt heard its POST answered, and was lost before it returned.
+            activity.logger.info("adopting batch %s, the answer to an earlier attempt", answered)
+            return snapshot(await self.client.get_batch(answered), adopted=True)
         # An earlier attempt's POST may have made a batch no look-up here can see.
         if marked(info.heartbeat_details) and not await self._lists_batches():
             raise _create_outcome_unknown(
@@ -399,17 +442,27 @@ class BatchActivities:
             existing = await self._keep_one_batch(
                 request.job_key, request.not_before, input_file_id=request.input_file_id
             )
+        if existing is None and timed_out(info.heartbeat_details):
+            # An earlier POST got no answer in time (a timeout, a 504): the provider may still
+            # be making its batch. Look again until its delay has passed before creating again.
+            existing = await self._look_until_settled(request, mark)
         if existing is not None:
             activity.logger.info("adopting batch %s created by an earlier attempt", existing.id)
             return snapshot(existing, adopted=True)
         await mark.before_post()
-        try:
-            batch = await self.client.create_batch(
+        # Shielded from a cancel: once out, the POST's answer is the only word on its batch.
+        post = asyncio.ensure_future(
+            self.client.create_batch(
                 input_file_id=request.input_file_id,
                 endpoint=request.endpoint,
                 completion_window=request.completion_window,
                 metadata={**request.metadata, JOB_KEY_METADATA: request.job_key},
             )
+        )
+        try:
+            batch = await asyncio.shield(post)
+        except asyncio.CancelledError:
+            return await self._answer_despite_cancel(post, mark)
         except GatewayError as exc:
             if exc.outcome_unknown:
                 if not await self._lists_batches():
@@ -417,19 +470,35 @@ class BatchActivities:
                     raise _create_outcome_unknown(
                         request.job_key, f"its create got {answer}"
                     ) from None
+                if exc.timed_out:
+                    await mark.no_answer_in_time()
                 raise
             await mark.nothing_made()
             if _quota_refusal(exc):
                 raise _quota_refused(exc.message, exc.retry_after) from None
+            if isinstance(exc, InputFileNotReadyError):
+                await self._give_up_on_pending(request)
             raise
+        if batch.metadata.get(JOB_KEY_METADATA) != request.job_key and not self._drops_metadata:
+            self._drops_metadata = True
+            activity.logger.warning(
+                "the gateway at %s answered batch %s without its metadata %s: it drops the "
+                "job key, so a retried create could not find its batch by it; this worker "
+                "treats it as a gateway that cannot list batches",
+                self.client.settings.base_url,
+                batch.id,
+                JOB_KEY_METADATA,
+            )
         if _refused_for_quota(batch):
             await mark.nothing_made()
             reason = "; ".join(e.describe() for e in batch.errors.data)
             raise _quota_refused(f"batch {batch.id} failed at once: {reason}", None)
         activity.logger.info("created batch %s", batch.id)
-        # The first attempt on a fresh input: no attempt before it, and none after it
-        # yet if Temporal still takes its heartbeat (a retry looks before creating).
-        if request.fresh_input and info.attempt == 1 and await mark.still_current():
+        # Its id at Temporal at once, for a retry to adopt. The first attempt on a fresh
+        # input: no attempt before it, and none after it yet if Temporal still takes its
+        # heartbeat (a retry looks before creating).
+        current = await mark.answered(batch.id)
+        if request.fresh_input and info.attempt == 1 and current:
             return snapshot(batch)
         keeper = await self._keep_one_batch(
             request.job_key, request.not_before, batch, input_file_id=request.input_file_id
@@ -437,12 +506,78 @@ class BatchActivities:
         assert keeper is not None
         return snapshot(keeper, adopted=keeper.id != batch.id)
 
+    async def _answer_despite_cancel(
+        self, post: asyncio.Future[Batch], mark: PostMark
+    ) -> BatchSnapshot:
+        """A cancel reached the create while its POST was out: wait for the answer, and
+        return the batch it made, which the cancelling workflow then cancels by id."""
+        try:
+            batch = await post
+        except GatewayError:
+            raise asyncio.CancelledError(
+                "the create was cancelled; its POST made nothing known"
+            ) from None
+        activity.logger.warning(
+            "batch %s was made by a POST a cancel reached; returned for the workflow to cancel",
+            batch.id,
+        )
+        await mark.answered(batch.id)
+        return snapshot(batch)
+
+    async def _give_up_on_pending(self, request: CreateBatchRequest) -> None:
+        """A create refused for a file still pending: past the job's validating deadline
+        since its upload, end the job with the file's id and status instead of retrying."""
+        if request.give_up_pending_after_seconds is None:
+            return
+        found = await self.client.get_file(request.input_file_id)
+        overdue = _pending_too_long(found, request.give_up_pending_after_seconds)
+        if overdue is None:
+            return
+        status = found.status.value if found.status is not None else "pending"
+        raise ApplicationError(
+            f"the gateway still refuses a batch on input file {found.id} as {status!r} "
+            f"({found.status_details or 'no details'}) {overdue} after its upload, the job's "
+            "validating deadline: giving up (the upload is deleted; start the job again)",
+            type=FAILURE_INPUT_FILE_UNUSABLE,
+            non_retryable=True,
+        )
+
+    async def _look_until_settled(
+        self, request: CreateBatchRequest, mark: PostMark
+    ) -> Batch | None:
+        """Look for the batch of an unanswered POST for CREATE_SETTLE_SECONDS from this retry's
+        schedule (its failure plus the retry's back-off; a POST that timed out failed after the
+        client's timeout): a provider still making the batch when the gateway gave up shows
+        it within that window.
+        """
+        until = activity.info().current_attempt_scheduled_time + timedelta(
+            seconds=CREATE_SETTLE_SECONDS
+        )
+        while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+            activity.logger.info(
+                "an earlier POST /batches of %s went unanswered; looking for its batch for "
+                "%.0f s more before creating again",
+                request.job_key,
+                left,
+            )
+            await asyncio.sleep(min(CREATE_LOOK_EVERY_SECONDS, left))
+            activity.heartbeat(mark.details())
+            existing = await self._keep_one_batch(
+                request.job_key, request.not_before, input_file_id=request.input_file_id
+            )
+            if existing is not None:
+                return existing
+        return None
+
     async def _lists_batches(self) -> bool:
-        """Whether a retry could find a batch by its job key (Kong may not route GET /batches).
+        """Whether a retry could find a batch by its job key (Kong may not route GET /batches,
+        and a gateway that drops metadata lists batches without it).
 
         Any other failure of the probe says nothing either way: taken as yes, so
         a flaky gateway is retried rather than failing the job.
         """
+        if self._drops_metadata:
+            return False
         try:
             await self.client.list_batches(limit=1)
         except RouteNotSupportedError:
@@ -503,12 +638,12 @@ class BatchActivities:
             scanned = 0
             async for batch in self.client.iter_batches():
                 scanned += 1
-                if scanned > LOOKUP_MAX_OBJECTS:
-                    break
                 # A batch with our key from before the job started belongs to an
                 # earlier run that reused the key, and must not be adopted. Past one,
                 # a gateway seen listing newest first holds nothing newer: stop paging.
                 seen_in_order = newest_first.saw(batch.created_at)
+                if scanned > LOOKUP_MAX_OBJECTS and not seen_in_order:
+                    break
                 if batch.created_at is not None and batch.created_at < oldest:
                     if seen_in_order:
                         break
@@ -530,8 +665,13 @@ class BatchActivities:
     async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
         """Poll inside one attempt until there is news, detached from the worker's slots
         (see activities.watch); inline where there is no client (ActivityEnvironment)."""
-        watch = Watch(request, self._read_batch)
         info = activity.info()
+        watch = Watch(
+            request,
+            self._read_batch,
+            refusal_patience_seconds=self.client.settings.refusal_patience_seconds,
+            refused_since=_refused_since(info.heartbeat_details),
+        )
         try:
             client = activity.client()
         except RuntimeError:
@@ -735,6 +875,18 @@ class BatchActivities:
         )
         if found.status is FileStatus.PENDING:
             activity.heartbeat(current)
+            overdue = _pending_too_long(found, request.give_up_after_seconds)
+            if overdue is not None:
+                raise ApplicationError(
+                    f"the gateway still reports input file {found.id} as "
+                    f"{found.status.value!r} ({found.status_details or 'no details'}) "
+                    f"{overdue} after its upload, the job's validating deadline: giving up "
+                    "(the upload is deleted; start the job again, or ask the gateway's owner "
+                    "why its files are not processed)",
+                    current,
+                    type=FAILURE_INPUT_FILE_UNUSABLE,
+                    non_retryable=True,
+                )
             raise ApplicationError(
                 f"input file {found.id} still being processed by the gateway",
                 current,
@@ -841,17 +993,53 @@ def _create_outcome_unknown(job_key: str, what_happened: str) -> ApplicationErro
     )
 
 
+def _pending_too_long(file: FileObject, limit_seconds: float | None) -> str | None:
+    """How long the file has been pending, once that passed the limit; else None.
+
+    From the gateway's created_at, or, where it gives none, from this step's first attempt.
+    """
+    if limit_seconds is None:
+        return None
+    if file.created_at is not None:
+        since = datetime.fromtimestamp(file.created_at, tz=UTC)
+    else:
+        since = activity.info().scheduled_time
+    age = datetime.now(UTC) - since
+    if age.total_seconds() < limit_seconds:
+        return None
+    return (
+        f"{age.total_seconds() / 3600:.1f} h"
+        if age >= timedelta(hours=1)
+        else f"{age.total_seconds():.0f} s"
+    )
+
+
 def _quota_refusal(exc: GatewayError) -> bool:
-    """A create refused for the enqueued-token quota (Azure, OpenAI): no batch was made."""
-    if exc.code == QUOTA_REFUSAL_CODE and exc.status_code is not None:
-        return 400 <= exc.status_code < 500
-    return exc.status_code == 429 and "enqueued" in exc.message.lower()
+    """A create refused for the enqueued-token quota (Azure's 400, a 429): no batch was made.
+
+    By code or by the providers' words (contracts.quota); a 4xx only, since a 5xx may
+    have made the batch."""
+    if exc.status_code is None or not 400 <= exc.status_code < 500:
+        return False
+    return is_quota_refusal(exc.code, exc.message)
 
 
 def _refused_for_quota(batch: Batch) -> bool:
-    """A batch the gateway failed at once for its quota (Azure's fail-fast): it never ran."""
-    return batch.status is BatchStatus.FAILED and any(
-        error.code == QUOTA_REFUSAL_CODE for error in batch.errors.data
+    """A batch the gateway failed for its quota, at once (Azure's fail-fast) or at the end of
+    validation (OpenAI's): it never ran."""
+    return (
+        batch.status is BatchStatus.FAILED
+        and not _ran_any(batch)
+        and any(is_quota_refusal(error.code, error.message) for error in batch.errors.data)
+    )
+
+
+def _ran_any(batch: Batch) -> bool:
+    counts = batch.request_counts
+    return bool(
+        batch.output_file_id
+        or batch.error_file_id
+        or (counts is not None and counts.completed + counts.failed)
     )
 
 

@@ -6,18 +6,18 @@ cannot (Kong may not route GET /batches), a retry that created again could
 bill a second, unwatched batch. So create_batch keeps a mark in its heartbeat
 details, which Temporal hands to the next attempt:
 
-- every heartbeat of an attempt carries the mark from the attempt's start, so
-  no earlier beat, delivered late, can erase it;
-- before the POST, the mark is sent through the client's activity handle and
-  awaited, so it is at the server before the request leaves (activity.heartbeat
-  is buffered and throttled by the worker);
+- the mark is set just before the POST: sent through the client's activity
+  handle and awaited, so it is at the server before the request leaves; the
+  worker's buffered heartbeat is given the mark first (heartbeat_at_server), so
+  no beat it sends later can erase it;
+- the moment the POST is answered, the batch's id joins the mark, awaited the
+  same way: a retry adopts that batch by id, whether or not the gateway lists;
 - it is cleared only when the gateway answered that it created nothing.
 
-A retry that finds the mark on a gateway that cannot list fails at once
-(CreateOutcomeUnknown). The price: a worker lost before its POST, on such a
-gateway, fails the job too; the failure says how to start it again. In
-submit_batch the mark rides in the step's checkpoint (SubmittedBatch), so that
-price covers its validation and upload as well.
+A retry that finds the mark without a batch id, on a gateway that cannot list,
+fails at once (CreateOutcomeUnknown). A worker lost before its POST (during
+submit_batch's validation or upload) leaves no mark: its retry goes on cleanly.
+In submit_batch the mark rides in the step's checkpoint (SubmittedBatch).
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ class CreateMark(BaseModel):
     """create_batch's heartbeat details, shown in the Web UI as the pending create's."""
 
     post_may_be_out: bool
+    answer_timed_out: bool = False
+    """The POST got no answer in time (a timeout, a 504): the provider may still be making
+    its batch, so a retry looks for it for a while before creating again."""
+    created_batch_id: str | None = None
+    """The batch the POST's answer named: a retry adopts it, whether or not the gateway lists."""
 
 
 def marked(details: Sequence[Any]) -> bool:
@@ -48,6 +53,26 @@ def marked(details: Sequence[Any]) -> bool:
     return False
 
 
+def timed_out(details: Sequence[Any]) -> bool:
+    """Whether an earlier attempt's POST got no answer in time, by its heartbeat."""
+    for detail in details:
+        if isinstance(detail, dict):
+            return bool(detail.get("answer_timed_out"))
+        return bool(getattr(detail, "answer_timed_out", False))
+    return False
+
+
+def created_batch(details: Sequence[Any]) -> str | None:
+    """The batch an earlier attempt's POST was answered with, by its heartbeat."""
+    for detail in details:
+        if isinstance(detail, dict):
+            found = detail.get("created_batch_id")
+        else:
+            found = getattr(detail, "created_batch_id", None)
+        return found if isinstance(found, str) and found else None
+    return None
+
+
 class PostMark:
     """The mark of one attempt: set from its start, cleared on a definitive 'nothing made'.
 
@@ -56,7 +81,7 @@ class PostMark:
     """
 
     def __init__(self, checkpoint: Callable[[CreateMark], Any] | None = None) -> None:
-        self.current = CreateMark(post_may_be_out=True)
+        self.current = CreateMark(post_may_be_out=False)
         self._checkpoint = checkpoint or (lambda mark: mark)
 
     def details(self) -> Any:
@@ -65,6 +90,16 @@ class PostMark:
     async def before_post(self) -> None:
         """Durably at the server before the POST leaves; a create being cancelled sends nothing."""
         await self._record(CreateMark(post_may_be_out=True))
+
+    async def answered(self, batch_id: str) -> bool:
+        """Record the batch the POST was answered with, at once; whether the attempt is current
+        (see still_current): a retry that starts later adopts this batch by its id."""
+        self.current = self.current.model_copy(update={"created_batch_id": batch_id})
+        return await self.still_current()
+
+    async def no_answer_in_time(self) -> None:
+        """The POST timed out: a retry looks for its batch for a while before creating."""
+        await self._record(CreateMark(post_may_be_out=True, answer_timed_out=True))
 
     async def nothing_made(self) -> None:
         """The gateway answered that it created nothing: the next attempt may create freely."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from contracts.job import InputLimits
 from shards.check import model_of, request_field_problems
+from shards.tokens import request_tokens
 
 MAX_REPORTED_PROBLEMS = 20
 _BOM = b"\xef\xbb\xbf"
@@ -66,6 +67,9 @@ class ValidInput:
     model: str
     sha256: str
     custom_ids: tuple[str, ...] = field(default=(), repr=False)
+    input_tokens: int = 0
+    largest_request_tokens: int = 0
+    largest_request_id: str | None = None
 
 
 class _Collector:
@@ -105,6 +109,9 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
     seen_ids: dict[str, int] = {}
     models: dict[str, int] = {}
     requests = 0
+    # The enqueued-token quota counts input tokens: the estimate a refusal is compared with.
+    input_tokens = 0
+    largest: tuple[int, Any] = (0, None)
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):
             digest.update(raw)
@@ -140,6 +147,12 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
                 found.add(number, f"a request must be a JSON object, got {type(request).__name__}")
                 continue
             _check_request(request, number, endpoint, found, seen_ids, models)
+            body = request.get("body")
+            if isinstance(body, dict):
+                tokens = request_tokens(body, endpoint).input_tokens
+                input_tokens += tokens
+                if tokens > largest[0]:
+                    largest = (tokens, request.get("custom_id"))
 
     if requests == 0 and not found.problems:
         found.add(None, "the file holds no requests; write one JSON request a line")
@@ -158,6 +171,9 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
         model=next(iter(models)),
         sha256=digest.hexdigest(),
         custom_ids=tuple(seen_ids),
+        input_tokens=input_tokens,
+        largest_request_tokens=largest[0],
+        largest_request_id=largest[1] if isinstance(largest[1], str) else None,
     )
 
 

@@ -9,8 +9,13 @@ gateway that has kept failing for a while. A status change or progress
 waits until the watch has run a settle time (the request says how long), so
 a batch that passes through validating, in_progress and finalizing within it
 ends one watch, not three; a terminal status is reported at once. A gateway that fails retryably is
-read again inside the loop; one that refuses for good (a revoked key) fails
-the attempt with the gateway's message. A worker shutting down (a deploy)
+read again inside the loop. So is one that refuses to read the batch (401/403,
+Kong's 404 "no Route matched", an early 404 right after a create): a key
+rotating across a fleet of gateway nodes or a Kong reload passes; only once it
+has refused for longer than the worker's patience (from the first refusal,
+which an earlier watch of the job hands on) does the attempt fail, with
+FAILURE_GATEWAY_REFUSES. Any other refusal (a 400) fails the attempt at once
+with the gateway's message. A worker shutting down (a deploy)
 hands the watch over by returning what it last saw, rather than failing.
 
 On a worker the watch runs detached (asynchronous completion): the activity
@@ -30,11 +35,14 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.client import AsyncActivityCancelledError, AsyncActivityHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.failures import gateway_failure
+from contracts.names import FAILURE_GATEWAY_REFUSES
 from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
-from gateway.errors import GatewayError
+from gateway.errors import AuthenticationError, GatewayError, NotFoundError
+from gateway.settings import DEFAULT_REFUSAL_PATIENCE_SECONDS
 
 # The longest pause between reads of a failing gateway, unless it asks for longer.
 MAX_ERROR_BACKOFF_SECONDS = 120.0
@@ -53,11 +61,15 @@ class Watch:
         read: Callable[[str], Awaitable[BatchSnapshot]],
         *,
         now: Callable[[], datetime] = _now,
+        refusal_patience_seconds: float = DEFAULT_REFUSAL_PATIENCE_SECONDS,
+        refused_since: datetime | None = None,
     ) -> None:
         self.request = request
         self._read = read
         self._now = now
-        self.last = BatchWatch(batch=request.batch)
+        self._patience = refusal_patience_seconds
+        self._refused_since = request.refused_since or refused_since
+        self.last = BatchWatch(batch=request.batch, refused_since=self._refused_since)
         self._failing_since: datetime | None = None
         self._failures = 0
         self._started = now()
@@ -84,7 +96,9 @@ class Watch:
                 batch = await self._read(request.batch.id)
             except GatewayError as exc:
                 self._count_read()
-                if not exc.retryable:
+                if _refuses(exc):
+                    self._refused(exc)
+                elif not exc.retryable:
                     raise
                 if self._failed_long_enough(exc, polls) or await self._worker_leaves(
                     self._error_delay(exc)
@@ -92,7 +106,7 @@ class Watch:
                     return self.last
                 continue
             self._count_read()
-            self._failing_since, self._failures = None, 0
+            self._failing_since, self._failures, self._refused_since = None, 0, None
             self.last = BatchWatch(batch=batch, polls=polls)
             if self._worth_reporting(batch) or await self._worker_leaves(request.poll_seconds):
                 return self.last
@@ -130,14 +144,53 @@ class Watch:
         if self._failing_since is None:
             self._failing_since = now
         activity.logger.warning("reading batch %s failed: %s", self.request.batch.id, exc.message)
-        self.last = BatchWatch(batch=self.last.batch, gateway_error=exc.message, polls=polls)
+        message = exc.message
+        if _refuses(exc) and self._refused_since is not None:
+            message = f"{_refusal(exc)} since {_at(self._refused_since)}: {exc.message}"
+        self.last = BatchWatch(
+            batch=self.last.batch,
+            gateway_error=message,
+            polls=polls,
+            refused_since=self._refused_since,
+        )
         after = self.request.report_error_after_seconds
         failing_for = (now - self._failing_since).total_seconds()
         return after is not None and failing_for >= after
 
+    def _refused(self, exc: GatewayError) -> None:
+        """Note since when the gateway refuses; past the patience, give up on reading."""
+        now = self._now()
+        if self._refused_since is None:
+            self._refused_since = now
+        refused_for = (now - self._refused_since).total_seconds()
+        if refused_for < self._patience:
+            return
+        raise ApplicationError(
+            f"{_refusal(exc)} since {_at(self._refused_since)}, longer than the worker's "
+            f"patience ({self._patience:g} s, GATEWAY_REFUSAL_PATIENCE_SECONDS): {exc.message}",
+            type=FAILURE_GATEWAY_REFUSES,
+            non_retryable=True,
+        )
+
     def _error_delay(self, exc: GatewayError) -> float:
         backoff = min(self.request.poll_seconds, MAX_ERROR_BACKOFF_SECONDS, 2.0**self._failures)
         return max(backoff, exc.retry_after or 0.0)
+
+
+def _refuses(exc: GatewayError) -> bool:
+    """A refusal that passes: a key not yet known to every gateway node, a route reloading,
+    a batch not yet visible everywhere just after its create."""
+    return isinstance(exc, AuthenticationError | NotFoundError)
+
+
+def _refusal(exc: GatewayError) -> str:
+    if isinstance(exc, AuthenticationError):
+        return "the gateway refuses this worker's key"
+    return "the gateway does not find the batch (or its route)"
+
+
+def _at(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # Detached watches of this worker process; referenced so they are not collected.

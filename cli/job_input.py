@@ -14,7 +14,7 @@ from cli.exits import UsageError
 from cli.input_check import DEFAULT_ENDPOINT, ENDPOINT_HELP, endpoint_of
 from cli.local_stack import DEFAULT_POLL_SECONDS, stack_poll_seconds
 from cli.locations import JobFiles, is_uri, plan_job_files
-from contracts.job import BatchJobInput, PhaseDeadlines
+from contracts.job import BatchJobInput, PhaseDeadlines, QuotaRetry
 
 PHASES_WITH_DEADLINES = ("validating", "in_progress", "finalizing")
 
@@ -48,6 +48,12 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
         action="store_true",
         help="keep the uploaded input and the batch's output and error files at the gateway "
         "(default: deleted once the results are collected)",
+    )
+    sub.add_argument(
+        "--max-quota-wait-hours",
+        type=float,
+        help="end the job after waiting this long in all for the gateway's enqueued-token "
+        "quota (default 72)",
     )
     for phase in PHASES_WITH_DEADLINES:
         sub.add_argument(
@@ -97,6 +103,12 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
         hours = getattr(args, f"max_{phase}_hours")
         if hours is not None:
             deadlines = deadlines.model_copy(update={phase: timedelta(hours=hours)})
+    quota_retry = QuotaRetry()
+    quota_hours = getattr(args, "max_quota_wait_hours", None)
+    if quota_hours is not None:
+        if not quota_hours > 0:
+            raise UsageError(f"--max-quota-wait-hours must be positive, got {quota_hours:g}")
+        quota_retry = QuotaRetry(max_wait=timedelta(hours=quota_hours))
     try:
         return BatchJobInput(
             input_path=files.input_path,
@@ -107,6 +119,7 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
             poll_interval=timedelta(seconds=args.poll_seconds),
             deadlines=deadlines,
             keep_gateway_files=args.keep_gateway_files,
+            quota_retry=quota_retry,
         )
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]

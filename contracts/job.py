@@ -95,13 +95,20 @@ class QuotaRetry(_Input):
     """How a job waits when the gateway refuses its batch for the enqueued-token quota.
 
     The quota frees as other batches end, which may take hours: the job tries
-    again after `first`, doubling up to `most`, for as long as it takes.
+    again after `first`, doubling up to `most`, until it has waited `max_wait`;
+    then it ends, saying so. Each wait is at least `max_wait` / 400, so a job
+    makes at most about 400 refusals (its history stays bounded whatever
+    `max_wait` is).
     """
 
     first: timedelta = timedelta(seconds=30)
     most: timedelta = timedelta(minutes=10)
+    max_wait: timedelta = Field(
+        default=timedelta(days=3),
+        description="How long the job waits for the quota in all before it ends.",
+    )
 
-    @field_validator("first", "most")
+    @field_validator("first", "most", "max_wait")
     @classmethod
     def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
         if value < timedelta(seconds=1):
@@ -160,7 +167,7 @@ class BatchJobInput(_Input):
         default_factory=QuotaRetry,
         description=(
             "A create the gateway refuses for its enqueued-token quota (token_limit_exceeded) "
-            "is tried again after this back-off, without limit. None: the job fails at once "
+            "is tried again after this back-off, for up to max_wait. None: the job fails at once "
             "with the refusal, for a caller that admits batches itself (the sharded job)."
         ),
     )

@@ -69,6 +69,16 @@ FAILURE_QUOTA_REFUSED = "QuotaRefused"
 """Non-retryable for the step: the gateway refused the batch for its enqueued-token quota
 (nothing runs); the workflow waits and creates again, or, as a shard, fails for its parent."""
 
+FAILURE_QUOTA_NEVER_FITS = "QuotaNeverFits"
+"""Non-retryable: the enqueued-token limit the gateway states is below the job's own estimate
+(of one request, or of the whole batch): no wait lets it run."""
+FAILURE_QUOTA_WAIT_EXCEEDED = "QuotaWaitExceeded"
+"""Non-retryable: the gateway kept refusing the batch for its quota for longer than the job's
+quota_retry.max_wait; nothing runs."""
+FAILURE_GATEWAY_REFUSES = "GatewayRefuses"
+"""Non-retryable: the gateway refused to read the batch (401/403/404) for longer than the
+worker's patience; the job gives up without cancelling a batch it cannot read."""
+
 # workflow.patched ids: recorded in running jobs' histories, so never reused or renamed.
 PATCH_FILE_PROCESSED = "file-processed-v1"
 PATCH_CANCEL_AFTER_CREATE = "cancel-after-create-v1"
@@ -95,6 +105,16 @@ it runs collect-cleans-up-v1's code, and asks only this."""
 PATCH_WAIT_OUT_UNCANCELLED = "wait-out-uncancelled-v1"
 """A batch the gateway did not cancel (no cancel route, or still cancelling past its
 deadline) is waited for to its end and collected, never left running uncollected."""
+PATCH_LATE_QUOTA_REFUSAL = "late-quota-refusal-v1"
+"""A batch the gateway failed for its enqueued-token quota after answering the create
+(OpenAI's refusal) is waited out and created again on the same upload, as a create refused
+at once is; a shard fails with QuotaRefused for its parent."""
+PATCH_QUOTA_BOUNDS = "quota-bounds-v1"
+"""A quota wait ends: at once when the limit the refusal states is below the job's estimate,
+else once it has lasted quota_retry.max_wait."""
+PATCH_REFUSED_NOT_CANCELLED = "refused-not-cancelled-v1"
+"""A wait the gateway refused to read for longer than the worker's patience ends the job
+without a cancel (it could not be sent either), naming the batch and how to attach to it."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

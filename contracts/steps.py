@@ -34,6 +34,15 @@ class InputSummary(_Step):
     bytes: int
     model: str
     sha256: str
+    input_tokens: int | None = Field(
+        default=None,
+        description="Estimated input tokens of every request (shards.tokens): what the "
+        "enqueued-token quota counts. None from workers before the estimate.",
+    )
+    largest_request_tokens: int | None = None
+    largest_request_id: str | None = Field(
+        default=None, description="The custom_id of the request with the most input tokens."
+    )
 
 
 class UploadInputRequest(_Step):
@@ -93,6 +102,11 @@ class CreateBatchRequest(_Step):
         description="The input file was uploaded by this run, the first of its job (no retry, "
         "no reset): no batch can use it before the first create attempt, which need not look.",
     )
+    give_up_pending_after_seconds: float | None = Field(
+        default=None,
+        description="The job's validating deadline: a create refused because the file is "
+        "still pending this long after its upload ends the job; None: retried without end.",
+    )
 
 
 class BatchSnapshot(_Step):
@@ -140,6 +154,9 @@ class SubmitBatchRequest(_Step):
         description="The first run of its job (no retried or reset run before it): an upload "
         "this step makes itself is fresh, so its first create attempt need not look first."
     )
+    give_up_pending_after_seconds: float | None = Field(
+        default=None, description="As CreateBatchRequest's: the job's validating deadline."
+    )
 
     def create_request(self, uploaded: UploadedInput) -> CreateBatchRequest:
         """The create this step runs once ``uploaded`` is at the gateway."""
@@ -151,6 +168,7 @@ class SubmitBatchRequest(_Step):
             job_key=self.job_key,
             not_before=self.not_before,
             fresh_input=self.first_run and not uploaded.adopted,
+            give_up_pending_after_seconds=self.give_up_pending_after_seconds,
         )
 
 
@@ -179,6 +197,12 @@ class SubmittedBatch(_Step):
     uploaded: UploadedInput | None = None
     post_may_be_out: bool = Field(
         default=False, description="The create's mark (activities.create_mark), in the checkpoint."
+    )
+    answer_timed_out: bool = Field(
+        default=False, description="The create's POST got no answer in time (create_mark)."
+    )
+    created_batch_id: str | None = Field(
+        default=None, description="The batch the create's POST was answered with, if it was."
     )
     batch: BatchSnapshot | None = None
     refused: QuotaRefusal | None = None
@@ -214,6 +238,11 @@ class WatchBatchRequest(_Step):
         "once), so a batch that passes through its statuses within it costs one watch; "
         "None: at once.",
     )
+    refused_since: datetime | None = Field(
+        default=None,
+        description="Since when the gateway refuses to read the batch (401/403/404), as an "
+        "earlier watch saw it: the worker's patience runs from here, not from this watch.",
+    )
 
 
 class BatchWatch(_Step):
@@ -222,6 +251,11 @@ class BatchWatch(_Step):
     batch: BatchSnapshot
     gateway_error: str | None = None
     polls: int = 0
+    refused_since: datetime | None = Field(
+        default=None,
+        description="Since when the gateway refuses to read the batch (401/403/404); None "
+        "once a read works.",
+    )
 
 
 class CollectResultsRequest(_Step):
@@ -268,6 +302,11 @@ class CancelBatchRequest(_Step):
 class AwaitFileRequest(_Step):
     file_id: str
     poll_seconds: float
+    give_up_after_seconds: float | None = Field(
+        default=None,
+        description="The job's validating deadline: a file still not processed this long after "
+        "its upload (the gateway's created_at) ends the job; None: no end.",
+    )
 
 
 class FileSnapshot(_Step):

@@ -113,6 +113,13 @@ async def submit_by_parts(
     return done.model_copy(update={"batch": batch})
 
 
+LATE_QUOTA_REFUSAL = (
+    "[token_limit_exceeded] Enqueued token limit reached for gpt-4o-mini in organization "
+    "org-x. Limit: 2,000,000 enqueued tokens. Please try again once some in_progress batches "
+    "have been completed."
+)
+
+
 @dataclass
 class ScriptedBatch:
     """A batch that spends `polls` unchanged polls in each status, then moves on."""
@@ -179,8 +186,24 @@ class ScriptedBatch:
     collect_deletes_nothing: bool = False
     # Patches the worker leaves inactive for new jobs: the path a job started before them runs.
     patches_off: tuple[str, ...] = ()
+    # The first N batches made fail unrun at the end of their path for the enqueued-token
+    # quota (OpenAI's late refusal); each batch made is then batch_<n>.
+    late_quota_refusals: int = 0
+    refused_late: bool = False
+    # The gateway's words of a refused create, and the estimate validation reports.
+    quota_refusal_message: str = "Enqueued token limit reached for gpt-4o-mini"
+    input_tokens: int | None = None
+    largest_request_tokens: int | None = None
 
     def snapshot(self, status: str, at: datetime | None = None) -> BatchSnapshot:
+        if self.refused_late and status == self.final:
+            return BatchSnapshot(
+                id=self.batch_id,
+                status="failed",
+                input_file_id="file-1",
+                counts=BatchCounts(total=REQUESTS),
+                errors=[LATE_QUOTA_REFUSAL],
+            )
         done = REQUESTS if status in ("finalizing", "completed") else 0
         if status == "in_progress" and at is not None:
             start, end = self.phase_window("in_progress")
@@ -244,7 +267,15 @@ class ScriptedBatch:
         @activity.defn(name="validate_input")
         async def validate_input(request: ValidateInputRequest) -> InputSummary:
             script.calls.append(("validate_input", request))
-            return InputSummary(requests=REQUESTS, bytes=1000, model="gpt-4o-mini", sha256="0" * 64)
+            return InputSummary(
+                requests=REQUESTS,
+                bytes=1000,
+                model="gpt-4o-mini",
+                sha256="0" * 64,
+                input_tokens=script.input_tokens,
+                largest_request_tokens=script.largest_request_tokens,
+                largest_request_id="req-7" if script.largest_request_tokens else None,
+            )
 
         @activity.defn(name="upload_input")
         async def upload_input(request: UploadInputRequest) -> UploadedInput:
@@ -267,7 +298,7 @@ class ScriptedBatch:
             if script.create_failure is not None:
                 raise script.create_failure
             if len(script.called("create_batch")) <= script.create_quota_refusals:
-                said = "Enqueued token limit reached for gpt-4o-mini"
+                said = script.quota_refusal_message
                 raise ApplicationError(
                     f"the gateway refused the batch for its enqueued-token quota "
                     f"[token_limit_exceeded]: {said}",
@@ -277,6 +308,10 @@ class ScriptedBatch:
                     non_retryable=True,
                 )
             script.created_at = activity.info().current_attempt_scheduled_time
+            if script.late_quota_refusals:
+                made = len(script.called("create_batch")) - script.create_quota_refusals
+                script.refused_late = made <= script.late_quota_refusals
+                script.batch_id = f"batch_{made}"
             if script.create_hangs or script.create_finishes_on_cancel:
                 try:
                     while True:

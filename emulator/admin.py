@@ -68,6 +68,7 @@ def admin_router() -> APIRouter:
             "dropped_connections": faults.dropped if faults else 0,
             "injected_errors": faults.injected if faults else 0,
             "ambiguous_creates": faults.ambiguous_creates if faults else 0,
+            "refused_reads": faults.refused_reads if faults else 0,
             "api_calls": dict(sorted(faults.calls.items())) if faults else {},
         }
 

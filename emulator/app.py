@@ -217,10 +217,16 @@ def api_router() -> APIRouter:
             emu_phase_started=emu_now,
             emu_expires=emu_expires,
         )
-        if knobs.enqueued_token_limit is None:
-            await rt.scheduler.create(record)
-        else:
-            record = await rt.quota.create(record, knobs)
+        if knobs.drop_metadata:
+            record.metadata = None
+        if rt.claim_late_create():
+            rt.commit_late(record, knobs)
+            raise ApiError(
+                504,
+                "The upstream did not answer in time (late create injected by the emulator).",
+                code="gateway_timeout",
+            )
+        record = await rt.commit(record, knobs)
         return dialect.batch_object(record, knobs.dialect)
 
     @router.get("/batches")
@@ -280,6 +286,8 @@ def create_app(data_dir: Path, knobs: Knobs) -> ASGIApp:
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix)
     app.include_router(admin_router(), prefix="/_emulator")
-    faults = FaultsMiddleware(app, lambda: rt.knobs, rt.claim_ambiguous_create)
+    faults = FaultsMiddleware(
+        app, lambda: rt.knobs, rt.claim_ambiguous_create, rt.claim_refused_read
+    )
     rt.faults = faults
     return faults

@@ -82,6 +82,24 @@ def _is_create_batch(scope: Scope) -> bool:
     return scope["method"] == "POST" and any(path == p + "/batches" for p in _PREFIXES)
 
 
+def _is_get_batch(scope: Scope) -> bool:
+    return scope["method"] == "GET" and route_of(scope) == "GET /batches/{id}"
+
+
+async def _refuse_read(send: Send, answer: str) -> None:
+    if answer == "no_route":
+        await send_json(send, 404, {"message": "no Route matched with those values"})
+        return
+    status = int(answer)
+    message = (
+        "Incorrect API key provided."
+        if status == 401
+        else "The API key is not allowed to access this resource."
+    )
+    code = "invalid_api_key" if status == 401 else "permission_denied"
+    await send_json(send, status, error_body(status, message, code=code))
+
+
 def _unsupported_route(scope: Scope) -> str | None:
     """Which switchable route a request is for, if any."""
     path: str = scope["path"].rstrip("/")
@@ -121,14 +139,17 @@ class FaultsMiddleware:
         app: ASGIApp,
         knobs: Callable[[], Knobs],
         claim_ambiguous_create: Callable[[], bool] = lambda: False,
+        claim_refused_read: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
         self.knobs = knobs
         self.claim_ambiguous_create = claim_ambiguous_create
+        self.claim_refused_read = claim_refused_read
         self._rng = random.Random(knobs().seed)
         self.dropped = 0
         self.injected = 0
         self.ambiguous_creates = 0
+        self.refused_reads = 0
         # Every API call as it arrived, refused or not: what a client costs the gateway.
         self.calls: Counter[str] = Counter()
         self.api_requests = 0
@@ -151,6 +172,10 @@ class FaultsMiddleware:
                 ),
                 {"www-authenticate": "Bearer" if knobs.auth_header == "Authorization" else "Key"},
             )
+            return
+        if _is_get_batch(scope) and knobs.refused_batch_reads > 0 and self.claim_refused_read():
+            self.refused_reads += 1
+            await _refuse_read(send, knobs.refused_batch_read_answer)
             return
         unsupported = _unsupported_route(scope)
         if unsupported is not None and unsupported in knobs.unsupported_routes:

@@ -20,11 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENV_PREFIX = "EMULATOR_"
 
-ForceOutcome = Literal["none", "failed", "expired", "stuck_validating", "stuck_finalizing"]
+ForceOutcome = Literal[
+    "none", "failed", "expired", "stuck_validating", "stuck_finalizing", "token_limit_exceeded"
+]
 EmulatorDialect = Literal["openai", "azure"]
-EnqueuedTokenRefusal = Literal["failed_batch", "http_429"]
+EnqueuedTokenRefusal = Literal["failed_batch", "http_429", "late_failed"]
 UnsupportedRoute = Literal["list_files", "list_batches", "cancel_batch", "delete_file"]
 AmbiguousCreateAnswer = Literal["drop", "502"]
+RefusedReadAnswer = Literal["401", "403", "no_route"]
 
 MIB = 1024 * 1024
 
@@ -83,7 +86,9 @@ class Knobs(BaseModel):
     enqueued_token_refusal: EnqueuedTokenRefusal = Field(
         "failed_batch",
         description="How a refusal looks: failed_batch (create answers 200 with a batch "
-        "already failed, errors.data[0].code token_limit_exceeded) or http_429.",
+        "already failed, errors.data[0].code token_limit_exceeded), http_429, or late_failed "
+        "(OpenAI's: the create answers validating, and the batch fails at the end of "
+        "validation with token_limit_exceeded).",
     )
     dialect: EmulatorDialect = Field("openai", description="openai, or azure with its quirks.")
     unsupported_routes: list[UnsupportedRoute] = Field(
@@ -135,6 +140,34 @@ class Knobs(BaseModel):
         "drop",
         description="How an ambiguous create ends: 'drop' closes the connection unanswered, "
         "'502' answers a gateway error.",
+    )
+
+    late_creates: int = Field(
+        0,
+        ge=0,
+        description="The next N POST /batches answer 504 at once and make their batch "
+        "late_create_seconds later, as a provider still making it when the gateway timed "
+        "out; counts down to 0.",
+    )
+    late_create_seconds: float = Field(
+        5.0, ge=0, description="Real seconds after its 504 a late create's batch appears."
+    )
+    drop_metadata: bool = Field(
+        False,
+        description="New batches keep no metadata (answered and listed without it), as a "
+        "gateway that does not forward it.",
+    )
+    refused_batch_reads: int = Field(
+        0,
+        ge=0,
+        description="The next N GET /batches/{id} are refused (see refused_batch_read_answer), "
+        "as a gateway node that does not know the key yet, or Kong reloading, answers; "
+        "counts down to 0.",
+    )
+    refused_batch_read_answer: RefusedReadAnswer = Field(
+        "401",
+        description="How a refused read is answered: '401' invalid_api_key, '403', or "
+        "'no_route' (Kong's 404 'no Route matched with those values').",
     )
 
     @property

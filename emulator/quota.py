@@ -6,7 +6,10 @@ against a per-deployment limit; in several Azure regions a create over it
 ``errors.data[0].code == "token_limit_exceeded"``. The ``http_429`` refusal
 answers the create itself with a 429 of that code instead. Tokens are counted
 as the built-in model counts a prompt (about four characters a token), once
-per input file, and include the new batch's own.
+per input file, and include the new batch's own. ``late_failed`` is OpenAI's
+refusal: the create answers ``validating``, and the batch fails at the end of
+validation with that code ("Enqueued token limit reached ... Limit: N enqueued
+tokens").
 """
 
 from __future__ import annotations
@@ -80,6 +83,12 @@ class EnqueuedTokens:
                 f"for the deployment '{model or 'unknown'}'. Please either increase the limit "
                 "or try again once the current jobs have finished."
             )
+            if knobs.enqueued_token_refusal == "late_failed":
+                # Admitted for now; the scheduler fails it once validated (OpenAI's refusal).
+                record.forced = "token_limit_exceeded"
+                record.model = model
+                await self._scheduler.create(record)
+                return record
             if knobs.enqueued_token_refusal == "http_429":
                 retry = f"{knobs.retry_after_seconds:g}"
                 raise ApiError(429, message, code=REFUSAL_CODE, headers={"retry-after": retry})

@@ -35,6 +35,17 @@ from emulator.outputs import result_line, sort_key, write_result_files
 from emulator.store import LineRef, LineResult, Store
 from emulator.validation import ValidationResult, validate_file
 
+
+def late_refusal_message(limit: int | None, model: str | None) -> str:
+    """OpenAI's words for a batch failed at the end of validation for its enqueued-token quota."""
+    stated = f" Limit: {limit:,} enqueued tokens." if limit is not None else ""
+    return (
+        f"Enqueued token limit reached for {model or 'the model'} in organization "
+        f"org-emulator.{stated} Please try again once some in_progress batches have been "
+        "completed."
+    )
+
+
 log = logging.getLogger("emulator.scheduler")
 
 TICK_SECONDS = 0.02
@@ -283,6 +294,13 @@ class Scheduler:
                         "line": None,
                     }
                 ],
+            )
+            return None, budget
+        if record.forced == "token_limit_exceeded" and status == "validating" and validated:
+            message = late_refusal_message(knobs.enqueued_token_limit, record.model)
+            self._fail(
+                act,
+                [{"code": "token_limit_exceeded", "message": message, "param": None, "line": None}],
             )
             return None, budget
         if status == "validating":

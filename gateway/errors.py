@@ -40,6 +40,7 @@ class GatewayError(Exception):
         code: str | None = None,
         retry_after: float | None = None,
         outcome_unknown: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -47,6 +48,8 @@ class GatewayError(Exception):
         self.code = code
         self.retry_after = retry_after
         self.outcome_unknown = outcome_unknown
+        # No answer in time: the client's timeout, or a gateway's 408/504.
+        self.timed_out = timed_out or status_code in (408, 504)
 
 
 class RetryableGatewayError(GatewayError):
@@ -243,4 +246,5 @@ def error_for_transport(
             secrets,
         ),
         outcome_unknown=not isinstance(exc, _NOT_SENT),
+        timed_out=isinstance(exc, httpx.TimeoutException) and not isinstance(exc, _NOT_SENT),
     )

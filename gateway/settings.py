@@ -24,6 +24,7 @@ ENV_GATEWAY_API_KEY_HEADER = "GATEWAY_API_KEY_HEADER"
 ENV_GATEWAY_EXTRA_HEADERS = "GATEWAY_EXTRA_HEADERS"
 ENV_AZURE_API_VERSION = "AZURE_API_VERSION"
 ENV_GATEWAY_TIMEOUT = "GATEWAY_TIMEOUT_SECONDS"
+ENV_GATEWAY_REFUSAL_PATIENCE = "GATEWAY_REFUSAL_PATIENCE_SECONDS"
 
 GATEWAY_ENV_VARS = (
     ENV_GATEWAY_URL,
@@ -33,6 +34,7 @@ GATEWAY_ENV_VARS = (
     ENV_GATEWAY_EXTRA_HEADERS,
     ENV_AZURE_API_VERSION,
     ENV_GATEWAY_TIMEOUT,
+    ENV_GATEWAY_REFUSAL_PATIENCE,
 )
 
 ENV_TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
@@ -42,6 +44,8 @@ OTHER_SECRET_ENV_VARS = (ENV_TEMPORAL_API_KEY, ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS
 
 DEFAULT_GATEWAY_URL = "http://localhost:8000"
 DEFAULT_AZURE_API_VERSION = "2025-01-01-preview"
+# Long enough for a key rotated across a fleet of gateway nodes, or a Kong reload.
+DEFAULT_REFUSAL_PATIENCE_SECONDS = 3600.0
 
 
 class Dialect(StrEnum):
@@ -64,6 +68,8 @@ class GatewaySettings(BaseModel):
     extra_headers: dict[str, SecretStr] = Field(default_factory=dict)
     azure_api_version: str = DEFAULT_AZURE_API_VERSION
     timeout_seconds: float = 60.0
+    # How long a watch reads on through 401/403 and 404 answers before its job gives up.
+    refusal_patience_seconds: float = DEFAULT_REFUSAL_PATIENCE_SECONDS
     # The values of OTHER_SECRET_ENV_VARS (each of BATCH_CODEC_OLD_KEYS on its own).
     other_secrets: tuple[SecretStr, ...] = ()
 
@@ -127,15 +133,11 @@ class GatewaySettings(BaseModel):
             raise ValueError(
                 f"{ENV_GATEWAY_DIALECT} must be one of {choices}, got {raw_dialect!r}"
             ) from None
-        raw_timeout = value(ENV_GATEWAY_TIMEOUT, "60")
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0 or timeout == float("inf"):
-            raise ValueError(
-                f"{ENV_GATEWAY_TIMEOUT} must be a positive number of seconds, got {raw_timeout!r}"
-            )
+        timeout = _positive_seconds(ENV_GATEWAY_TIMEOUT, value(ENV_GATEWAY_TIMEOUT, "60"))
+        patience = _positive_seconds(
+            ENV_GATEWAY_REFUSAL_PATIENCE,
+            value(ENV_GATEWAY_REFUSAL_PATIENCE, f"{DEFAULT_REFUSAL_PATIENCE_SECONDS:g}"),
+        )
         url = value(ENV_GATEWAY_URL, DEFAULT_GATEWAY_URL)
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{ENV_GATEWAY_URL} must start with http:// or https://, got {url!r}")
@@ -147,8 +149,19 @@ class GatewaySettings(BaseModel):
             extra_headers={k: SecretStr(v) for k, v in extra.items()},
             azure_api_version=value(ENV_AZURE_API_VERSION, DEFAULT_AZURE_API_VERSION),
             timeout_seconds=timeout,
+            refusal_patience_seconds=patience,
             other_secrets=tuple(SecretStr(v) for v in _other_secrets(env)),
         )
+
+
+def _positive_seconds(name: str, raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return seconds
 
 
 def _other_secrets(env: Mapping[str, str]) -> list[str]:

@@ -35,7 +35,7 @@ from temporalio.exceptions import (
 from temporalio.types import MethodAsyncSingleParam
 
 from workflows import leftovers, metrics, step_options
-from workflows.outcome import Outcome, rejection
+from workflows.outcome import Outcome, quota_refusal, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
 from workflows.summaries import summary as step_summary
@@ -57,13 +57,20 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.names import (
         FAILURE_BATCH_NOT_CHANGED,
+        FAILURE_GATEWAY_REFUSES,
+        FAILURE_INPUT_FILE_UNUSABLE,
         FAILURE_INVALID_JOB,
+        FAILURE_QUOTA_NEVER_FITS,
         FAILURE_QUOTA_REFUSED,
+        FAILURE_QUOTA_WAIT_EXCEEDED,
         PATCH_CANCEL_AFTER_CREATE,
         PATCH_CANCEL_DURING_ATTACH,
         PATCH_CLEAN_UP,
         PATCH_COLLECT_CLEANS_UP,
         PATCH_FILE_PROCESSED,
+        PATCH_LATE_QUOTA_REFUSAL,
+        PATCH_QUOTA_BOUNDS,
+        PATCH_REFUSED_NOT_CANCELLED,
         PATCH_SUBMIT,
         PATCH_UPLOAD_READY,
         PATCH_VALIDATE_AND_UPLOAD,
@@ -74,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_BATCH_STATUS,
         WORKFLOW_NAME,
     )
+    from contracts.quota import stated_limit
     from contracts.steps import (
         AttachBatchRequest,
         AwaitChangeRequest,
@@ -96,6 +104,9 @@ with workflow.unsafe.imports_passed_through():
 
 BATCH_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_STATUS)
 BATCH_ID = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_BATCH_ID)
+# A quota wait makes at most about this many refused creates (each about 11 history
+# events), whatever its max_wait: the back-off's ceiling is raised to max_wait / this.
+MAX_QUOTA_REFUSALS = 400
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -130,7 +141,10 @@ class BatchJobWorkflow(Watching):
         self._validated: InputSummary | None = None
         self._cleaned_up = False
         self._refused = False
-        """The last create was refused for quota: no batch uses the upload."""
+        """No batch uses the upload: the last create was refused for quota, or the gateway
+        never processed the file."""
+        self._quota_since: datetime | None = None
+        """When the gateway first refused this job's batch for its quota."""
         # Set when the collect step deletes the gateway files (collect-cleans-up-v1).
         self._collect_cleans = False
         self._left_at_collect: dict[str, str] = {}
@@ -170,13 +184,14 @@ class BatchJobWorkflow(Watching):
         self._submits = job.batch_id is None and workflow.patched(PATCH_SUBMIT)
         if self._submits:
             summary, batch = await self._submit()
-            outcome = await self._wait(batch)
+            assert self._uploaded is not None
+            outcome = await self._wait_past_refusals(batch, self._uploaded)
         else:
             summary = await self._validate()
             self._validated = summary
             if job.batch_id is None:
                 uploaded = await self._upload(summary)
-                outcome = await self._wait(await self._create(uploaded))
+                outcome = await self._wait_past_refusals(await self._create(uploaded), uploaded)
             else:
                 outcome = await self._attach(job.batch_id, summary)
         rejected = rejection(outcome.batch)
@@ -223,6 +238,7 @@ class BatchJobWorkflow(Watching):
             metadata=job.metadata,
             not_before=self._started,
             first_run=info.run_id == info.first_execution_run_id,
+            give_up_pending_after_seconds=job.deadlines.validating.total_seconds(),
         )
         try:
             done = await self._step(BatchActivities.submit_batch, request, step_options.SUBMIT)
@@ -232,6 +248,7 @@ class BatchJobWorkflow(Watching):
                 raise  # failed before anything was uploaded or created
             if checkpoint is not None:
                 self._took(checkpoint)
+            self._refused = _file_unusable(exc)
             await self._cancel_any_created(exc)
             raise
         summary, uploaded = self._took(done)
@@ -259,6 +276,7 @@ class BatchJobWorkflow(Watching):
         """A submit whose create was refused for quota: wait and create again, or, as a
         shard, fail so its parent admits it later (and the clean-up deletes the upload)."""
         self._refused = True
+        self._end_if_never_fits(refusal.message)
         message = (
             f"the gateway refused the batch for its enqueued-token quota "
             f"[{QUOTA_REFUSAL_CODE}]: {refusal.message}"
@@ -343,14 +361,19 @@ class BatchJobWorkflow(Watching):
                 uploaded.ready and workflow.patched(PATCH_UPLOAD_READY)
             )
         if waits:
-            await self._step(
-                BatchActivities.await_file_processed,
-                AwaitFileRequest(
-                    file_id=uploaded.file_id,
-                    poll_seconds=self._job.poll_interval.total_seconds(),
-                ),
-                step_options.file_processed(self._job.poll_interval),
-            )
+            try:
+                await self._step(
+                    BatchActivities.await_file_processed,
+                    AwaitFileRequest(
+                        file_id=uploaded.file_id,
+                        poll_seconds=self._job.poll_interval.total_seconds(),
+                        give_up_after_seconds=self._job.deadlines.validating.total_seconds(),
+                    ),
+                    step_options.file_processed(self._job.poll_interval),
+                )
+            except ActivityError:
+                self._refused = True  # the gateway never processed it: no batch uses the upload
+                raise
         return uploaded
 
     async def _attach(self, batch_id: str, summary: InputSummary) -> Outcome:
@@ -403,12 +426,14 @@ class BatchJobWorkflow(Watching):
             job_key=self._job_key,
             not_before=self._started,
             fresh_input=self._fresh(uploaded),
+            give_up_pending_after_seconds=job.deadlines.validating.total_seconds(),
         )
         try:
             batch = await self._create_within_quota(request, refused)
         except (asyncio.CancelledError, ActivityError) as exc:
             if _quota_refused(exc) is not None:
                 raise  # a shard: nothing runs, and its parent admits it again later
+            self._refused = self._refused or _file_unusable(exc)
             await self._cancel_any_created(exc)
             raise
         self._observe(batch)
@@ -445,8 +470,9 @@ class BatchJobWorkflow(Watching):
         """Create; while the gateway refuses for its enqueued-token quota, wait and try again.
 
         The quota frees as other batches end, hours later perhaps: the job waits
-        with a back-off (the input's quota_retry), without limit, and says so in
-        its progress. A job given no quota_retry (a shard) fails with the refusal.
+        with a back-off (the input's quota_retry) for up to its max_wait, and says
+        so in its progress; a refusal whose stated limit the job can never fit ends
+        it at once. A job given no quota_retry (a shard) fails with the refusal.
         ``refused``: the submit step's create was refused already; wait first.
         """
         retry = self._job.quota_retry
@@ -462,13 +488,19 @@ class BatchJobWorkflow(Watching):
                 except ActivityError as exc:
                     refused = _quota_refused(exc)
                     self._refused = refused is not None
-                    if refused is None or retry is None:
+                    if refused is None:
+                        raise
+                    if retry is None:
+                        self._end_if_never_fits(refused[0])
                         raise
             assert retry is not None
             message, retry_after = refused
             refused = None
             refusals += 1
-            wait = retry.first if wait is None else min(wait * 2, retry.most)
+            self._end_if_never_fits(message)
+            self._end_if_waited_enough(message, retry.max_wait, refusals)
+            most = max(retry.most, retry.max_wait / MAX_QUOTA_REFUSALS)
+            wait = retry.first if wait is None else min(wait * 2, most)
             if retry_after is not None:
                 wait = max(wait, timedelta(seconds=retry_after))
             self._progress.gateway_error = message
@@ -483,6 +515,32 @@ class BatchJobWorkflow(Watching):
             await workflow.sleep(wait, summary="wait for enqueued-token quota")
             self._progress.gateway_error = None
             self._set_phase(JobPhase.CREATING_BATCH)
+
+    def _end_if_never_fits(self, refusal: str) -> None:
+        """End the job when the limit the refusal states is below its own estimate (of one
+        request, or of the batch): no wait lets it run."""
+        never = _never_fits(refusal, self._validated, sharded=self._job.quota_retry is None)
+        if never is not None and workflow.patched(PATCH_QUOTA_BOUNDS):
+            self._set_phase(JobPhase.DONE, reason=never.message)
+            # Not chained: a sharded parent re-admits a shard whose failure names the code.
+            raise never from None
+
+    def _end_if_waited_enough(self, refusal: str, max_wait: timedelta, refusals: int) -> None:
+        """End the job once it has waited its quota_retry.max_wait for the quota."""
+        now = workflow.now()
+        if self._quota_since is None:
+            self._quota_since = now
+        waited = now - self._quota_since
+        if waited < max_wait or not workflow.patched(PATCH_QUOTA_BOUNDS):
+            return
+        message = (
+            f"the gateway refused the batch for its enqueued-token quota {refusals} time(s) "
+            f"over {_span(waited)}, as long as the job waits for it (quota_retry.max_wait, "
+            f"--max-quota-wait-hours): giving up; no batch runs and nothing bills. "
+            f"The last refusal: {refusal}"
+        )
+        self._set_phase(JobPhase.DONE, reason=message)
+        raise ApplicationError(message, type=FAILURE_QUOTA_WAIT_EXCEEDED, non_retryable=True)
 
     def _fresh(self, uploaded: UploadedInput) -> bool:
         """Whether no batch can use this input yet: this run uploaded it, and no run came before.
@@ -519,6 +577,20 @@ class BatchJobWorkflow(Watching):
             )
         metrics.record_wait(workflow.now() - wait_started, outcome.batch.status)
         return outcome
+
+    async def _wait_past_refusals(self, batch: BatchSnapshot, uploaded: UploadedInput) -> Outcome:
+        """Wait for the batch; one the gateway failed for its quota before it ran (OpenAI
+        answers the create, then fails the batch at the end of validation) is a refusal like
+        any other: wait for the quota and create again on the same upload, or, as a shard,
+        fail so the parent admits it later (and the clean-up deletes the upload)."""
+        outcome = await self._wait(batch)
+        while True:
+            refused = quota_refusal(outcome.batch)
+            if refused is None or not workflow.patched(PATCH_LATE_QUOTA_REFUSAL):
+                return outcome
+            message = f"batch {outcome.batch.id} failed after it was created: {refused}"
+            retried = await self._create_after_refusal(uploaded, QuotaRefusal(message=message))
+            outcome = await self._wait(retried)
 
     def _watches(self) -> bool:
         """Whether this wait is a watch; by retries for jobs older than it, or that ask.
@@ -753,6 +825,22 @@ class BatchJobWorkflow(Watching):
         """Best effort before failing: cancel the batch, so it stops billing; the failure
         names the batch, its files, and whether it may still be billing."""
         error = cause.cause or cause
+        failure_type = error.type if isinstance(error, ApplicationError) else None
+        if failure_type == FAILURE_GATEWAY_REFUSES and workflow.patched(
+            PATCH_REFUSED_NOT_CANCELLED
+        ):
+            # A gateway that refuses to read the batch refuses its cancel too; the batch
+            # may run on, and a job attached to it once the key works collects it.
+            note = (
+                "it was not cancelled and may still run and bill: once the gateway takes "
+                f"the worker's key again, `python starter.py attach {batch.id} "
+                f"{self._job.input_path}` waits for it and collects its results, or cancel "
+                "it at the gateway"
+            )
+            message = f"{error}; giving up on {batch_files(batch)}: {note}"
+            workflow.logger.error("%s", message)
+            self._set_phase(JobPhase.DONE, reason=message)
+            return ApplicationError(message, type=failure_type, non_retryable=True)
         self._set_phase(JobPhase.CANCELLING, reason=f"the gateway failed: {error}")
         try:
             await self._cancel(batch.id)
@@ -762,7 +850,6 @@ class BatchJobWorkflow(Watching):
         message = f"{error}; giving up on {batch_files(batch)}: {note}"
         workflow.logger.error("%s", message)
         self._set_phase(JobPhase.DONE, reason=message)
-        failure_type = error.type if isinstance(error, ApplicationError) else None
         return ApplicationError(message, type=failure_type, non_retryable=True)
 
     # -- one activity step, and what the job shows ----------------------------------------
@@ -785,6 +872,8 @@ class BatchJobWorkflow(Watching):
         )
 
     def _observe(self, batch: BatchSnapshot) -> None:
+        # A batch created again after a late quota refusal replaces the refused one.
+        new_batch = self._last_seen is not None and batch.id != self._last_seen.id
         self._last_seen = batch
         self._first_seen.setdefault(batch.status, workflow.now())
         if batch.status != self._progress.batch_status:
@@ -796,7 +885,7 @@ class BatchJobWorkflow(Watching):
         self._progress.updated_at = workflow.now()
         if batch.status != self._last_status:
             updates = [BATCH_STATUS.value_set(batch.status.value)]
-            if self._last_status is None:
+            if self._last_status is None or new_batch:
                 updates.append(BATCH_ID.value_set(batch.id))
             workflow.upsert_search_attributes(updates)
             self._last_status = batch.status
@@ -858,6 +947,12 @@ def _quota_refused(exc: BaseException) -> tuple[str, float | None] | None:
     return message, float(retry_after) if isinstance(retry_after, int | float) else None
 
 
+def _file_unusable(exc: BaseException) -> bool:
+    """A create that failed because the gateway never processed its file: no batch uses it."""
+    cause = exc.cause if isinstance(exc, ActivityError) else None
+    return isinstance(cause, ApplicationError) and cause.type == FAILURE_INPUT_FILE_UNUSABLE
+
+
 def _submitted_before(exc: BaseException) -> SubmittedBatch | None:
     """What a failed submit step had validated and uploaded (its failure's last detail);
     None when it failed before that, or was cancelled."""
@@ -869,6 +964,47 @@ def _submitted_before(exc: BaseException) -> SubmittedBatch | None:
     except ValidationError:
         return None
     return done if done.summary is not None and done.uploaded is not None else None
+
+
+def _never_fits(
+    refusal: str, summary: InputSummary | None, *, sharded: bool
+) -> ApplicationError | None:
+    """The failure of a job the quota can never admit, by the limit its refusal states.
+
+    Never the refusal code in its words: a sharded parent re-admits a shard whose
+    failure carries it."""
+    limit = stated_limit(refusal)
+    if limit is None or summary is None or summary.input_tokens is None:
+        return None
+    largest = summary.largest_request_tokens or 0
+    if largest > limit:
+        text = (
+            f"request {summary.largest_request_id!r} alone has about {largest:,} input tokens, "
+            f"more than the enqueued-token limit of {limit:,} the gateway states: no wait lets "
+            "it run; shorten it, or run the job where the quota is larger"
+        )
+    elif summary.input_tokens > limit:
+        fit = max(1, summary.requests * limit // summary.input_tokens)
+        split = (
+            f"run it with --max-batch-requests {fit} or fewer"
+            if sharded
+            else f"run it as a sharded job: --max-enqueued-tokens {limit} "
+            f"--max-batch-requests {fit}"
+        )
+        text = (
+            f"the batch's {summary.requests:,} requests have about {summary.input_tokens:,} "
+            f"input tokens, more than the enqueued-token limit of {limit:,} the gateway "
+            f"states: no wait lets it run whole; split it ({split}, about {fit:,} requests a "
+            "batch fit)"
+        )
+    else:
+        return None
+    return ApplicationError(text, type=FAILURE_QUOTA_NEVER_FITS, non_retryable=True)
+
+
+def _span(waited: timedelta) -> str:
+    hours = waited.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours >= 1 else f"{waited.total_seconds() / 60:.0f} min"
 
 
 def _at(moment: datetime) -> str:

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.batch_status import BatchStatus
     from contracts.job import JobStatus
     from contracts.names import FAILURE_BATCH_FAILED
+    from contracts.quota import is_quota_refusal_text
     from contracts.steps import BatchSnapshot, CollectedResults
 
 # The error code of the input requests a batch that ended early never ran.
@@ -80,6 +81,15 @@ def rejection(batch: BatchSnapshot) -> ApplicationError | None:
         type=FAILURE_BATCH_FAILED,
         non_retryable=True,
     )
+
+
+def quota_refusal(batch: BatchSnapshot) -> str | None:
+    """The gateway's words when it failed the batch for its enqueued-token quota before it
+    ran anything (OpenAI's refusal at the end of validation); else None."""
+    if batch.status is not BatchStatus.FAILED or _ran_something(batch):
+        return None
+    refusals = [error for error in batch.errors if is_quota_refusal_text(error)]
+    return "; ".join(refusals) if refusals else None
 
 
 def _ran_something(batch: BatchSnapshot) -> bool:

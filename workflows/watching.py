@@ -56,6 +56,8 @@ class Watching:
         self._first_seen: dict[BatchStatus, datetime] = {}
         self._progress_reports = 0
         self._error_reports = 0
+        # Since when the gateway refuses to read the batch, as the last watch saw it.
+        self._refused_since: datetime | None = None
 
     async def _step(
         self,
@@ -122,10 +124,12 @@ class Watching:
                 report_changes_after_seconds=min(
                     self._job.poll_interval, MAX_SETTLE
                 ).total_seconds(),
+                refused_since=self._refused_since,
             ),
             step_options.watch(self._job.heartbeat_timeout, self._job.poll_interval),
         )
         seen = watched.batch
+        self._refused_since = watched.refused_since
         if watched.gateway_error is not None:
             self._error_reports += 1
         elif seen.status == batch.status and seen.finished != batch.finished:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -82,7 +83,10 @@ class ActivityRunner:
         """attempt > 1 runs it as Temporal's retry of an attempt that died or failed, which
         hands it the last heartbeat details of the attempt before (decoded as plain JSON)."""
         self.env.info = dataclasses.replace(
-            self.env.info, attempt=attempt, heartbeat_details=heartbeat_details
+            self.env.info,
+            attempt=attempt,
+            heartbeat_details=heartbeat_details,
+            current_attempt_scheduled_time=datetime.now(UTC),
         )
         converter = self.env.payload_converter
         (sent,) = converter.from_payloads(converter.to_payloads([request]), [type(request)])

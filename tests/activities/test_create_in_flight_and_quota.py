@@ -13,7 +13,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.batch_activities import BatchActivities
+from activities.batch_activities import BatchActivities, _quota_refusal
 from activities.create_mark import CreateMark
 from contracts.names import (
     FAILURE_CREATE_OUTCOME_UNKNOWN,
@@ -24,6 +24,7 @@ from contracts.names import (
 from contracts.steps import CreateBatchRequest
 from devstack.emulator import EmulatorProcess
 from gateway.client import GatewayClient
+from gateway.errors import GatewayError, RejectedByGatewayError, RetryableGatewayError
 from tests.activities.helpers import CHAT, ActivityRunner, chat_file
 
 POST_MAY_BE_OUT = [{"post_may_be_out": True}]
@@ -69,7 +70,8 @@ async def test_a_create_marks_its_post_as_possibly_out_before_sending_it(
     made = await runner.run(acts.create_batch, _request(file_id, "job-marked"))
 
     assert [b["id"] for b in _batches_of(emu, "job-marked")] == [made.id]
-    assert _marks(runner) and all(_marks(runner)), "every beat of the attempt carries the mark"
+    assert _marks(runner) and _marks(runner)[0], "the mark recorded before the POST"
+    assert all(_marks(runner)), "and kept once the POST was out"
 
 
 async def test_a_retry_after_a_post_lost_in_flight_never_creates_on_a_gateway_that_cannot_list(
@@ -177,3 +179,105 @@ async def test_a_create_refused_for_quota_says_so_and_a_later_create_is_not_the_
     made = await runner.run(acts.create_batch, _request(file_id, job_key, fresh=False))
     # A new batch, not the refused one (failed): how far it got by the answer is the load's.
     assert made.status in ("validating", "in_progress") and not made.adopted
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        # Azure's fail-fast as Microsoft's samples see it: matched by its words, whatever code.
+        (
+            RejectedByGatewayError(
+                "create batch: gateway answered 400: The number of enqueued tokens has "
+                "surpassed the configured limit of 240 for the deployment 'gpt-4o-mini'.",
+                status_code=400,
+                code="invalid_request_error",
+            ),
+            True,
+        ),
+        (RejectedByGatewayError("x", status_code=400, code="token_limit_exceeded"), True),
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 429: Enqueued token limit reached for gpt-4o. "
+                "Limit: 90,000 enqueued tokens.",
+                status_code=429,
+            ),
+            True,
+        ),
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 429: Rate limit reached on tokens per min",
+                status_code=429,
+                code="rate_limit_exceeded",
+            ),
+            False,
+        ),
+        # A 5xx may have made the batch: never taken as a refusal.
+        (
+            RetryableGatewayError(
+                "create batch: gateway answered 503: enqueued tokens", status_code=503
+            ),
+            False,
+        ),
+    ],
+)
+def test_a_quota_refusal_is_known_by_its_code_or_its_words(
+    error: GatewayError, refusal: bool
+) -> None:
+    assert _quota_refusal(error) is refusal
+
+
+async def test_a_create_whose_answer_timed_out_is_looked_for_until_its_batch_appears(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+) -> None:
+    file_id = await _upload(gateway, tmp_path)
+    # The gateway gives up (504) while the provider still makes the batch, 3 s later.
+    emu.set_knobs(late_creates=1, late_create_seconds=3.0)
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.create_batch, _request(file_id, "job-late"))
+    assert not caught.value.non_retryable and "504" in caught.value.message
+    mark = runner.heartbeats[-1][0]
+    assert isinstance(mark, CreateMark) and mark.post_may_be_out and mark.answer_timed_out
+    assert _batches_of(emu, "job-late") == [], "not there yet when the retry starts"
+
+    retried = await runner.run(
+        acts.create_batch,
+        _request(file_id, "job-late"),
+        attempt=2,
+        heartbeat_details=[mark.model_dump(mode="json")],
+    )
+
+    assert retried.adopted, "found by looking again, not created again"
+    assert [b["id"] for b in _batches_of(emu, "job-late")] == [retried.id]
+
+
+async def test_a_gateway_that_drops_the_job_key_is_treated_as_one_that_cannot_list(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    file_id = await _upload(gateway, tmp_path)
+    emu.set_knobs(drop_metadata=True)
+
+    made = await runner.run(acts.create_batch, _request(file_id, "job-no-metadata"))
+    assert made.id
+    assert any(
+        "without its metadata temporal_job_key" in r.getMessage() and emu.base_url in r.getMessage()
+        for r in caplog.records
+    ), "a warning naming the gateway"
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(
+            acts.create_batch,
+            _request(file_id, "job-no-metadata-2"),
+            attempt=2,
+            heartbeat_details=POST_MAY_BE_OUT,
+        )
+    assert caught.value.type == FAILURE_CREATE_OUTCOME_UNKNOWN, "never a second, unfindable batch"

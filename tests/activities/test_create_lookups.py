@@ -225,3 +225,32 @@ async def test_a_gateway_listing_oldest_first_is_read_to_the_end(
     found = await runner.run(acts.cancel_batch, request)
 
     assert found is not None and found.id == "mine"
+
+
+async def test_a_look_up_reaches_back_to_the_job_however_many_batches_came_since(
+    runner: ActivityRunner, storage: LocalStorage
+) -> None:
+    """A busy resource: 3,000 batches of other work since the job's own, newest first."""
+    started = datetime.now(UTC) - timedelta(days=2)
+    first = int(started.timestamp()) + 60
+
+    def batch(batch_id: str, created_at: int, key: str) -> Batch:
+        return Batch.model_validate(
+            {
+                "id": batch_id,
+                "status": "completed",
+                "created_at": created_at,
+                "metadata": {JOB_KEY_METADATA: key},
+            }
+        )
+
+    newer = [batch(f"other-{i}", first + 3_000 - i, "other") for i in range(3_000)]
+    older = [batch(f"older-{i}", first - 7_200 - i, "other") for i in range(10)]
+    acts = BatchActivities(
+        cast(GatewayClient, OldestFirst([*newer, batch("mine", first, "k6"), *older])), storage
+    )
+    request = CancelBatchRequest(batch_id=None, job_key="k6", not_before=started)
+
+    found = await runner.run(acts.cancel_batch, request)
+
+    assert found is not None and found.id == "mine", "bounded by the job's start, not a count"

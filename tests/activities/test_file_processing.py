@@ -7,6 +7,7 @@ at once (this module's emulator is its own, so nothing else is hurried).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,6 +82,32 @@ async def test_await_file_processed_fails_benignly_while_pending_then_returns(
     assert (ready.id, ready.status, ready.bytes) == (file_id, "processed", len(chat_file(3)))
 
 
+async def test_a_file_pending_past_the_validating_deadline_ends_with_its_status_and_id(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+) -> None:
+    emu.set_knobs(file_processing_seconds=HOUR, dialect="azure")
+    file_id = await _upload(gateway, tmp_path)
+    within = AwaitFileRequest(file_id=file_id, poll_seconds=1, give_up_after_seconds=HOUR)
+    with pytest.raises(ApplicationError) as waiting:
+        await runner.run(acts.await_file_processed, within)
+    assert waiting.value.type == FAILURE_FILE_NOT_PROCESSED, "within the deadline: still waits"
+
+    # By the gateway's created_at the deadline (here 1 s) has passed.
+    past = within.model_copy(update={"give_up_after_seconds": 1.0})
+    await asyncio.sleep(1.5)
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.await_file_processed, past)
+
+    error = caught.value
+    assert error.type == FAILURE_INPUT_FILE_UNUSABLE and error.non_retryable
+    assert f"input file {file_id} as 'pending'" in error.message
+    assert "validating deadline" in error.message and "deleted" in error.message
+
+
 async def test_await_file_processed_fails_for_good_with_the_gateway_reason(
     emu: EmulatorProcess,
     gateway: GatewayClient,
@@ -139,6 +166,28 @@ async def test_create_batch_on_a_pending_file_is_refused_retryably(
     emu.set_knobs(**SKIP_AHEAD)
     created = await runner.run(acts.create_batch, _create_request(file_id, "job-pending-file"))
     assert created.input_file_id == file_id
+
+
+async def test_create_batch_on_a_file_pending_past_the_validating_deadline_gives_up(
+    emu: EmulatorProcess,
+    gateway: GatewayClient,
+    acts: BatchActivities,
+    runner: ActivityRunner,
+    tmp_path: Path,
+) -> None:
+    emu.set_knobs(file_processing_seconds=HOUR, dialect="azure")
+    file_id = await _upload(gateway, tmp_path)
+    await asyncio.sleep(1.5)
+    request = _create_request(file_id, "job-pending-too-long").model_copy(
+        update={"give_up_pending_after_seconds": 1.0}
+    )
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.create_batch, request)
+
+    assert caught.value.type == FAILURE_INPUT_FILE_UNUSABLE and caught.value.non_retryable
+    assert f"input file {file_id} as 'pending'" in caught.value.message
+    assert "validating deadline" in caught.value.message
 
 
 # -- ambiguous creates, seen by the gateway client --------------------------

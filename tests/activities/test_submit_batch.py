@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
 from activities.batch_activities import BatchActivities, upload_filename
 from activities.input_index import input_index_location
@@ -150,6 +150,57 @@ async def test_a_retry_after_a_post_that_may_be_out_never_creates_where_batches_
     assert len(batches_of(emu, key)) == 1, "the retry sent no second POST"
 
 
+async def test_a_retry_adopts_the_batch_an_earlier_attempt_heard_where_batches_cannot_be_listed(
+    emu: EmulatorProcess, acts: BatchActivities, storage: LocalStorage, key: str
+) -> None:
+    write_input(storage, chat_file(2))
+    emu.set_knobs(unsupported_routes=["list_batches"])
+    handle = TemporalHeartbeats()
+    done = await ActivityRunner(handle).run(acts.submit_batch, submit(key))
+    assert done.batch is not None
+    # The worker is lost right after the answer: its last beat at Temporal has the id.
+    last = SubmittedBatch.model_validate(handle.sent[-1][0])
+    assert last.post_may_be_out and last.created_batch_id == done.batch.id
+
+    retried = await ActivityRunner(TemporalHeartbeats()).run(
+        acts.submit_batch, submit(key), attempt=2, heartbeat_details=[last.model_dump(mode="json")]
+    )
+
+    assert retried.batch is not None
+    assert (retried.batch.id, retried.batch.adopted) == (done.batch.id, True)
+    emu.set_knobs(unsupported_routes=[])
+    assert len(batches_of(emu, key)) == 1
+
+
+async def test_a_worker_lost_before_its_post_retries_cleanly_where_batches_cannot_be_listed(
+    emu: EmulatorProcess, acts: BatchActivities, storage: LocalStorage, key: str
+) -> None:
+    """Lost during the upload (a deploy's grace ending): no POST was out, none is feared."""
+    write_input(storage, chat_file(2))
+    emu.set_knobs(unsupported_routes=["list_batches"], file_processing_seconds=1.0)
+    handle = TemporalHeartbeats()
+    uploaded = await ActivityRunner(handle).run(acts.submit_batch, submit(key))
+    assert uploaded.batch is None, "held before its create: the upload is pending"
+    beats = [SubmittedBatch.model_validate(d[0]) for d in handle.sent]
+    assert not any(b.post_may_be_out for b in beats), "no mark before a POST"
+    emu.set_knobs(file_processing_seconds=0)
+    await asyncio.sleep(1.5)  # processed by now
+    checkpoint = uploaded.model_copy(
+        update={"uploaded": uploaded.uploaded.model_copy(update={"ready": True})}  # type: ignore[union-attr]
+    )
+
+    retried = await ActivityRunner(TemporalHeartbeats()).run(
+        acts.submit_batch,
+        submit(key),
+        attempt=2,
+        heartbeat_details=[checkpoint.model_dump(mode="json")],
+    )
+
+    assert retried.batch is not None and not retried.batch.adopted
+    emu.set_knobs(unsupported_routes=[])
+    assert len(batches_of(emu, key)) == 1
+
+
 async def test_a_create_refused_for_quota_is_handed_back_with_the_upload(
     emu: EmulatorProcess, acts: BatchActivities, storage: LocalStorage, key: str
 ) -> None:
@@ -180,7 +231,7 @@ async def test_an_upload_the_gateway_has_not_processed_yet_is_handed_back_withou
     assert batches_of(emu, key) == [], "Azure refuses a batch on a pending file"
 
 
-async def test_a_cancel_while_the_post_is_out_removes_the_index(
+async def test_a_cancel_while_the_post_is_out_waits_for_its_answer_and_returns_its_batch(
     emu: EmulatorProcess,
     gateway: GatewayClient,
     acts: BatchActivities,
@@ -197,11 +248,14 @@ async def test_a_cancel_while_the_post_is_out_removes_the_index(
             break
         await asyncio.sleep(0.05)
     assert handle.sent, "the mark reached Temporal before the POST"
-    summary = SubmittedBatch.model_validate(handle.sent[0][0]).summary
-    assert summary is not None
+    assert SubmittedBatch.model_validate(handle.sent[0][0]).post_may_be_out
     runner.env.cancel()
 
-    with pytest.raises((asyncio.CancelledError, CancelledError)):
-        await task
+    done = await task
 
-    assert not storage.path(input_index_location(OUTPUT, summary.sha256)).exists()
+    # The workflow, cancelling, cancels this batch by its id (a gateway that cannot
+    # list could not find it by the job key), and its last step removes the index.
+    assert done.batch is not None
+    assert [b["id"] for b in batches_of(emu, key)] == [done.batch.id]
+    answered = SubmittedBatch.model_validate(handle.sent[-1][0])
+    assert answered.created_batch_id == done.batch.id, "its id at Temporal at once"

@@ -255,3 +255,11 @@ def test_problems_of_different_kinds_in_one_pass(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, jsonl(rows)))
     prefixes = [p.split(" ", 1)[0] for p in problems.problems]
     assert prefixes == [f"{LABEL}:2:", f"{LABEL}:3:", f"{LABEL}:4:"]
+
+
+def test_validation_estimates_the_input_tokens_the_quota_counts(tmp_path: Path) -> None:
+    # 3 tokens a request and 3 a message, plus a token for each 4 characters.
+    data = jsonl([chat_line("short", "x" * 40), chat_line("long", "y" * 400)])
+    valid = validate_jsonl(write(tmp_path, data), label=LABEL, endpoint=CHAT, limits=InputLimits())
+    assert valid.input_tokens == (6 + 10) + (6 + 100)
+    assert (valid.largest_request_tokens, valid.largest_request_id) == (106, "long")

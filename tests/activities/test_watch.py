@@ -26,7 +26,12 @@ from contracts.job import BatchCounts
 from contracts.steps import BatchSnapshot, BatchWatch, WatchBatchRequest
 from devstack.emulator import EmulatorProcess
 from gateway.client import GatewayClient
-from gateway.errors import AuthenticationError, RetryableGatewayError
+from gateway.errors import (
+    AuthenticationError,
+    NotFoundError,
+    RejectedByGatewayError,
+    RetryableGatewayError,
+)
 from storage import LocalStorage
 from tests.activities.conftest import settings_for
 from tests.activities.helpers import ActivityRunner, chat_file
@@ -102,21 +107,97 @@ async def test_a_failing_gateway_is_read_again_inside_and_reported_after_a_while
     assert watched.polls > 1
 
 
-async def test_a_revoked_key_fails_the_watch_at_once_without_showing_the_key(
+async def test_a_revoked_key_fails_the_watch_past_the_patience_without_showing_the_key(
     emu: EmulatorProcess, runner: ActivityRunner, storage: LocalStorage
 ) -> None:
     right, wrong = "right-key-5f1c9e0a77", "revoked-key-SECRET-d41d8cd98f"
     emu.set_knobs(auth_header="apikey", auth_key=right)
-    async with GatewayClient(settings_for(emu, api_key=SecretStr(wrong))) as client:
+    settings = settings_for(emu, api_key=SecretStr(wrong), refusal_patience_seconds=0.3)
+    async with GatewayClient(settings) as client:
         acts = BatchActivities(client, storage)
         known = BatchSnapshot(id="batch_x", status="in_progress")
         with pytest.raises(ApplicationError) as caught:
             await runner.run(acts.watch_batch, watch_request(known))
     error = caught.value
-    assert error.type == "AuthenticationError"
+    assert error.type == "GatewayRefuses"
     assert error.non_retryable
-    assert "401" in error.message
+    assert "the gateway refuses this worker's key since" in error.message
+    assert "401" in error.message and "GATEWAY_REFUSAL_PATIENCE_SECONDS" in error.message
     assert wrong not in error.message and right not in error.message
+
+
+async def test_a_key_refused_for_a_few_reads_is_waited_out(job: Job, emu: EmulatorProcess) -> None:
+    emu.set_knobs(force_outcome="stuck_validating")
+    batch = await job.submit(chat_file(2))
+    emu.set_knobs(refused_batch_reads=3)
+
+    watched = await job.runner.run(
+        job.acts.watch_batch, watch_request(batch, within=1.0, report_every=1)
+    )
+
+    assert watched.batch.id == batch.id and watched.gateway_error is None
+    assert watched.refused_since is None, "cleared by the read that worked"
+    assert emu.stats()["refused_reads"] == 3
+
+
+async def test_a_refusing_gateway_is_shown_in_the_heartbeat_with_since_when() -> None:
+    clock = Clock(poll=600)
+    handle = FakeHandle()
+    reads = clock.reading(refused("401"), refused("401"), batch_with(10, status="completed"))
+    await detached(handle, Watch(watch_request(batch_with(10)), reads, now=clock.now))
+    shown = [beat.gateway_error for beat in handle.beats]
+    assert shown[0] is not None and shown[0].startswith(
+        "the gateway refuses this worker's key since 2026-01-01 00:00:00 UTC: get batch: "
+        "gateway answered 401"
+    )
+    assert handle.beats[-1].refused_since == datetime(2026, 1, 1, tzinfo=UTC)
+    assert handle.outcome is not None and handle.outcome[0] == "completed"
+
+
+def refused(kind: str) -> Exception:
+    if kind == "401":
+        return AuthenticationError("get batch: gateway answered 401 Unauthorized", status_code=401)
+    return NotFoundError("get batch: gateway answered 404: no Route matched", status_code=404)
+
+
+async def test_refusals_for_most_of_the_patience_then_a_read_that_works() -> None:
+    clock = Clock(poll=600)
+    reads = clock.reading(*[refused("401")] * 3, *[refused("404")] * 2, batch_with(20))
+    watch = Watch(watch_request(batch_with(10), report_every=5), reads, now=clock.now)
+    watched = await ActivityRunner().env.run(watch.run)
+    assert watched.batch.finished == 20, "50 minutes of refusals, then the batch"
+    assert watched.refused_since is None and watched.gateway_error is None
+
+
+@pytest.mark.parametrize("kind", ["401", "404"])
+async def test_an_hour_of_refusals_ends_the_watch_naming_since_when(kind: str) -> None:
+    clock = Clock(poll=600)
+    reads = 0
+    read = clock.reading(refused(kind))
+
+    async def counted(batch_id: str) -> BatchSnapshot:
+        nonlocal reads
+        reads += 1
+        return await read(batch_id)
+
+    watch = Watch(watch_request(batch_with(10)), counted, now=clock.now)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityRunner().env.run(watch.run)
+    assert caught.value.type == "GatewayRefuses" and caught.value.non_retryable
+    assert reads == 7, "first refused at 00:00, given up at 01:00 (an hour, the default)"
+    assert "since 2026-01-01 00:00:00 UTC" in caught.value.message
+    assert kind in caught.value.message
+
+
+async def test_the_patience_runs_from_the_first_refusal_an_earlier_watch_saw() -> None:
+    clock = Clock(poll=120)
+    earlier = clock.at - timedelta(minutes=59)
+    request = watch_request(batch_with(10), refused_since=earlier)
+    watch = Watch(request, clock.reading(refused("401")), now=clock.now)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityRunner().env.run(watch.run)
+    assert caught.value.type == "GatewayRefuses"
+    assert "since 2025-12-31 23:01:00 UTC" in caught.value.message
 
 
 def batch_with(finished: int, status: str = "in_progress") -> BatchSnapshot:
@@ -238,15 +319,35 @@ async def test_a_detached_watch_reports_a_cancel_and_stops_reading() -> None:
     assert handle.outcome == ("cancelled", None)
 
 
-async def test_a_detached_watch_fails_on_a_revoked_key_with_the_gateways_message() -> None:
-    revoked = AuthenticationError("get batch: gateway answered 401", status_code=401)
+async def test_a_detached_watch_fails_on_a_bad_request_with_the_gateways_message() -> None:
+    refused = RejectedByGatewayError("get batch: gateway answered 400", status_code=400)
     handle = FakeHandle()
-    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(revoked)))
+    await detached(handle, Watch(watch_request(batch_with(10)), scripted_reads(refused)))
     assert handle.outcome is not None and handle.outcome[0] == "failed"
     error = handle.outcome[1]
     assert isinstance(error, ApplicationError)
-    assert error.type == "AuthenticationError" and error.non_retryable
-    assert "401" in error.message
+    assert error.type == "RejectedByGatewayError" and error.non_retryable
+    assert "400" in error.message
+
+
+async def test_a_detached_watch_fails_once_the_key_was_refused_past_the_patience() -> None:
+    clock = Clock(poll=60)
+    handle = FakeHandle()
+    watch = Watch(
+        watch_request(batch_with(10)),
+        clock.reading(refused("401")),
+        now=clock.now,
+        refusal_patience_seconds=300,
+    )
+    await detached(handle, watch)
+    assert handle.outcome is not None and handle.outcome[0] == "failed"
+    error = handle.outcome[1]
+    assert isinstance(error, ApplicationError)
+    assert error.type == "GatewayRefuses" and error.non_retryable
+    assert "401" in error.message and "(300 s, GATEWAY_REFUSAL_PATIENCE_SECONDS)" in error.message
+    assert handle.beats and all(
+        beat.refused_since == clock.at - timedelta(minutes=5) for beat in handle.beats
+    )
 
 
 async def test_a_detached_watch_whose_attempt_timed_out_stops_reading() -> None:
@@ -267,7 +368,9 @@ class Clock:
     def now(self) -> datetime:
         return self.at
 
-    def reading(self, *outcomes: BatchSnapshot) -> Callable[[str], Awaitable[BatchSnapshot]]:
+    def reading(
+        self, *outcomes: BatchSnapshot | Exception
+    ) -> Callable[[str], Awaitable[BatchSnapshot]]:
         read = scripted_reads(*outcomes)
 
         async def timed(batch_id: str) -> BatchSnapshot:

@@ -44,6 +44,12 @@ def test_options_become_the_input(data_dir: Path):
     assert job.metadata == {"team": "catalog", "note": "a=b"}
     assert job.poll_interval == timedelta(seconds=30)
     assert job.deadlines.in_progress == timedelta(hours=2)
+    assert job.quota_retry is not None and job.quota_retry.max_wait == timedelta(days=3)
+
+
+def test_the_quota_wait_is_bounded_as_asked(data_dir: Path):
+    job = build_input(parser().parse_args(["start", "in.jsonl", "--max-quota-wait-hours", "6"]))
+    assert job.quota_retry is not None and job.quota_retry.max_wait == timedelta(hours=6)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +57,10 @@ def test_options_become_the_input(data_dir: Path):
     [
         (["start", "missing.jsonl"], "missing.jsonl: no such file"),
         (["start", "in.jsonl", "--metadata", "team"], "--metadata 'team': expected KEY=VALUE"),
+        (
+            ["start", "in.jsonl", "--max-quota-wait-hours", "0"],
+            "--max-quota-wait-hours must be positive, got 0",
+        ),
     ],
 )
 def test_bad_options_are_one_usage_error(data_dir: Path, argv: list[str], error: str):

@@ -1,13 +1,16 @@
 """On real processes: a worker SIGKILLed while its POST /batches is in flight, through a
 gateway that cannot list batches, never leads to a second batch; two plain jobs whose
-batches together exceed the enqueued-token quota both complete, the second waiting."""
+batches together exceed the enqueued-token quota both complete, the second waiting (whatever
+shape the refusal takes); a batch larger than the quota fails at once, naming the limit."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
@@ -69,7 +72,7 @@ def _tokens(stack: Stack, name: str) -> int:
     return sum(prompt_tokens("/v1/chat/completions", json.loads(x)["body"]) for x in lines)
 
 
-@pytest.mark.parametrize("refusal", ["failed_batch", "http_429"])
+@pytest.mark.parametrize("refusal", ["failed_batch", "http_429", "late_failed"])
 async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(stack: Stack, refusal: str):
     count = 12
     stack.write_input("first.jsonl", count)
@@ -99,3 +102,24 @@ async def test_two_jobs_over_the_quota_both_complete_the_second_waiting(stack: S
         assert_each_request_exactly_once(stack, result, count)
     running = [b for b in all_batches(stack) if b["status"] != "failed"]
     assert sorted(b["id"] for b in running) == sorted(r.batch_id for r in results)
+
+
+async def test_a_batch_larger_than_the_quota_fails_at_once_naming_the_limit(stack: Stack):
+    stack.write_input("big.jsonl", 40)
+    limit = _tokens(stack, "big.jsonl") // 2
+    stack.emulator.set_knobs(enqueued_token_limit=limit)
+    started = time.monotonic()
+    with stack.worker() as worker:
+        handle = await start(stack, fast_job(input_path="big.jsonl"))
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 60)
+        stack.last_log = worker.log()
+
+    assert time.monotonic() - started < 30, "no wait for a quota it can never fit"
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "QuotaNeverFits"
+    assert f"enqueued-token limit of {limit:,}" in cause.message
+    assert "--max-enqueued-tokens" in cause.message
+    async with httpx.AsyncClient(base_url=stack.emulator.base_url, timeout=30) as http:
+        files = (await http.get("/files", params={"purpose": "batch"})).json()["data"]
+    assert files == [], "the refused batch's upload is deleted"

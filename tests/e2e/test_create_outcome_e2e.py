@@ -6,6 +6,7 @@ is in flight leaves no batch running."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -55,6 +56,22 @@ async def test_an_unanswered_create_stops_the_job_and_attaching_collects_its_bat
     assert [b["id"] for b in all_batches(stack)] == [made["id"]], "one batch, never a second"
 
 
+async def test_a_create_that_commits_after_its_answer_timed_out_makes_one_batch(stack: Stack):
+    stack.write_input("in.jsonl", 12)
+    # The gateway answers 504; the provider makes the batch 6 s later, well after the
+    # retry (2 s) first looked and found nothing.
+    stack.emulator.set_knobs(late_creates=1, late_create_seconds=6.0)
+    with stack.worker() as worker:
+        handle = await start(stack, fast_job(), prefix="late")
+        result = await asyncio.wait_for(handle.result(), 90)
+        stack.last_log = worker.log()
+
+    assert result.status is JobStatus.SUCCEEDED
+    assert_each_request_exactly_once(stack, result, 12)
+    assert [b["id"] for b in all_batches(stack)] == [result.batch_id], "one batch, never two"
+    assert "looking for its batch" in stack.last_log
+
+
 async def test_an_upload_the_gateway_keeps_pending_is_waited_for(stack: Stack):
     stack.write_input("in.jsonl", 5)
     stack.emulator.set_knobs(dialect="azure", file_processing_seconds=3.0)
@@ -79,6 +96,29 @@ async def test_an_upload_the_gateway_keeps_pending_is_waited_for(stack: Stack):
     [(_, looks)] = [entry for entry in started if entry[0] == "await_file_processed"]
     assert looks > 1, "the file was seen pending at least once"
     assert ("create_batch", 1) in started, "the create was never refused for a pending file"
+
+
+async def test_an_upload_never_processed_ends_at_the_validating_deadline_and_is_deleted(
+    stack: Stack,
+):
+    stack.write_input("in.jsonl", 5)
+    stack.emulator.set_knobs(dialect="azure", file_processing_seconds=10**6)
+    job = fast_job(deadlines={"validating": timedelta(seconds=4)})
+    with stack.worker(GATEWAY_DIALECT="azure") as worker:
+        handle = await start(stack, job, prefix="never-processed")
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 60)
+        stack.last_log = worker.log()
+
+    cause = failure.value.cause.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InputFileUnusable"
+    assert "as 'pending'" in cause.message and "validating deadline" in cause.message
+    file_id = cause.message.split("input file ")[1].split(" ")[0]
+    assert file_id.startswith("file-")
+    async with httpx.AsyncClient(base_url=stack.emulator.base_url, timeout=10) as http:
+        listed = (await http.get("/files", params={"purpose": "batch"})).json()["data"]
+    assert listed == [], "the upload is deleted"
+    assert all_batches(stack) == [], "no batch was made"
 
 
 async def test_a_cancel_while_the_create_is_in_flight_leaves_no_batch_running(stack: Stack):

@@ -116,3 +116,27 @@ def test_stats_count_api_requests_and_not_admin_ones(
     http.get("/batches/batch_missing")
 
     assert emu.stats()["api_requests"] - before == 3
+
+
+def test_refused_batch_reads_answer_401_then_count_down(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    emu.set_knobs(refused_batch_reads=2)
+
+    codes = [http.get("/batches/batch_none").status_code for _ in range(3)]
+
+    assert codes == [401, 401, 404], "two refused, then the route answers (no such batch)"
+    assert http.get("/batches").status_code == 200, "only reads of one batch are refused"
+    assert emu.get_knobs()["refused_batch_reads"] == 0
+    assert emu.stats()["refused_reads"] == 2
+
+
+def test_a_refused_read_can_look_like_kong_reloading(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    emu.set_knobs(refused_batch_reads=1, refused_batch_read_answer="no_route")
+
+    refused = http.get("/batches/batch_none")
+
+    assert refused.status_code == 404
+    assert refused.json() == {"message": "no Route matched with those values"}

@@ -7,6 +7,7 @@ expires every running batch, so this module has an emulator of its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -182,3 +183,37 @@ def test_a_refused_create_does_not_use_up_an_ambiguous_one(
     assert refused.status_code == 404
     assert emu.get_knobs()["ambiguous_creates"] == 1
     assert http.get("/batches").status_code == 200
+
+
+def test_a_late_create_answers_504_and_its_batch_appears_later(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    file_id = _upload(http)["id"]
+    before = _batch_ids(http)
+    emu.set_knobs(late_creates=1, late_create_seconds=1.0)
+
+    answered = _create(http, file_id)
+
+    assert answered.status_code == 504
+    assert _batch_ids(http) == before, "not there yet"
+    assert emu.get_knobs()["late_creates"] == 0
+    for _ in range(100):
+        made = _batch_ids(http) - before
+        if made:
+            break
+        time.sleep(0.05)
+    assert len(made) == 1
+    (batch_id,) = made
+    assert http.get(f"/batches/{batch_id}").json()["metadata"] == {"job": "ambiguous"}
+
+
+def test_a_gateway_that_drops_metadata_answers_and_lists_batches_without_it(
+    emu: EmulatorProcess, http: httpx.Client
+) -> None:
+    file_id = _upload(http)["id"]
+    emu.set_knobs(drop_metadata=True)
+
+    answered = _create(http, file_id).json()
+
+    assert answered["metadata"] is None
+    assert http.get(f"/batches/{answered['id']}").json()["metadata"] is None

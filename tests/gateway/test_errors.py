@@ -19,6 +19,8 @@ from gateway.errors import (
     RejectedByGatewayError,
     RetryableGatewayError,
     RouteNotSupportedError,
+    error_for_response,
+    error_for_transport,
 )
 from gateway.redaction import REDACTED
 from gateway.settings import Dialect, GatewaySettings
@@ -310,3 +312,25 @@ async def test_injected_http_client_is_not_closed_by_the_gateway_client():
         async with GatewayClient(settings(), http=http):
             pass
         assert not http.is_closed
+
+
+@pytest.mark.parametrize(
+    ("exc", "timed_out"),
+    [
+        (httpx.ReadTimeout("read timed out"), True),
+        (httpx.WriteTimeout("write timed out"), True),
+        (httpx.ConnectTimeout("connect timed out"), False),
+        (httpx.RemoteProtocolError("server disconnected"), False),
+    ],
+)
+def test_a_transport_failure_says_whether_the_answer_timed_out(
+    exc: httpx.TransportError, timed_out: bool
+) -> None:
+    error = error_for_transport(exc, operation="create batch", url="http://gw/batches")
+    assert error.timed_out is timed_out
+
+
+@pytest.mark.parametrize(("status", "timed_out"), [(504, True), (408, True), (502, False)])
+def test_a_gateway_timeout_answer_says_the_answer_timed_out(status: int, timed_out: bool) -> None:
+    response = httpx.Response(status, json={"error": {"message": "x"}})
+    assert error_for_response(response, operation="create batch").timed_out is timed_out

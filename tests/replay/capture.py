@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, RequestTally
+from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, QuotaRetry, RequestTally
 from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN
 from contracts.steps import CollectedResults
 from devstack.scripted import ScriptedBatch
@@ -209,6 +209,7 @@ async def main() -> None:
         await capture_collect_cleans_up_scenarios(env)
         await capture_submit_scenarios(env)
         await capture_wait_out_scenarios(env)
+        await capture_gateway_edge_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -540,6 +541,55 @@ async def capture_wait_out_scenarios(env: WorkflowEnvironment) -> None:
             path=[("validating", 1), ("in_progress", 10**6)], cancelling_for=timedelta(hours=5)
         ),
         lambda c, q: _run(c, q, job(deadlines=deadlines)),
+        env,
+    )
+
+
+async def capture_gateway_edge_scenarios(env: WorkflowEnvironment) -> None:
+    """A gateway that refuses the key past the patience (refused-not-cancelled-v1), a late
+    quota refusal (late-quota-refusal-v1), a quota never fitted or waited for too long
+    (quota-bounds-v1)."""
+
+    def simple(request: BatchJobInput) -> Scenario:
+        return lambda c, q: _run(c, q, request)
+
+    refuses = ApplicationError(
+        "the gateway refuses this worker's key since 2026-01-01 00:00:00 UTC, longer than the "
+        "worker's patience (3600 s, GATEWAY_REFUSAL_PATIENCE_SECONDS): get batch: gateway "
+        "answered 401",
+        type="GatewayRefuses",
+        non_retryable=True,
+    )
+    await capture(
+        "gateway_refused_past_patience",
+        ScriptedBatch(path=[("in_progress", 5)], poll_failure=refuses),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "late_quota_refusal_waited", ScriptedBatch(late_quota_refusals=1), simple(job()), env
+    )
+    await capture(
+        "late_quota_refusal_shard",
+        ScriptedBatch(late_quota_refusals=1),
+        simple(job(quota_retry=None)),
+        env,
+    )
+    await capture(
+        "quota_never_fits",
+        ScriptedBatch(
+            create_quota_refusals=1000,
+            quota_refusal_message="Enqueued token limit reached. Limit: 240 enqueued tokens.",
+            input_tokens=480,
+            largest_request_tokens=100,
+        ),
+        simple(job()),
+        env,
+    )
+    await capture(
+        "quota_wait_exceeded",
+        ScriptedBatch(create_quota_refusals=10**6),
+        simple(job(quota_retry=QuotaRetry(max_wait=timedelta(hours=1)))),
         env,
     )
 

@@ -87,6 +87,14 @@ def test_there_are_histories_to_replay():
     } <= names
     # A batch the gateway did not cancel, waited for and collected (wait-out-uncancelled-v1).
     assert {"waited_out_without_cancel_route", "waited_out_cancelling"} <= names
+    # A gateway refusing the key past the patience, late and bounded quota waits.
+    assert {
+        "gateway_refused_past_patience",
+        "late_quota_refusal_waited",
+        "late_quota_refusal_shard",
+        "quota_never_fits",
+        "quota_wait_exceeded",
+    } <= names
 
 
 def load_history(path: Path) -> WorkflowHistory:

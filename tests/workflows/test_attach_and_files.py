@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from contracts.job import JobStatus
-from contracts.names import FAILURE_BATCH_NOT_FOR_INPUT, FAILURE_INPUT_FILE_UNUSABLE
+from contracts.names import FAILURE_BATCH_NOT_FOR_INPUT, FAILURE_INPUT_FILE_UNUSABLE, PATCH_SUBMIT
 from devstack.scripted import ScriptedBatch
 from tests.workflows.test_batch_job_workflow import job, run_job
 from tests.workflows.test_failure_paths import own_time_skipping_env, wait_for_call
@@ -104,3 +104,23 @@ async def test_a_cancel_during_a_create_that_finishes_anyway_cancels_its_batch(
     [cancel] = script.called("cancel_batch")
     assert cancel.batch_id == "batch_1", "the batch the create returned is cancelled by id"
     assert script.polls == 0, "no wait for a batch the user cancelled"
+
+
+@pytest.mark.parametrize("patches_off", [(), (PATCH_SUBMIT,)], ids=["submit", "create-step"])
+async def test_a_create_given_up_on_a_file_never_processed_deletes_the_upload(
+    time_skipping_env, patches_off: tuple[str, ...]
+):
+    script = ScriptedBatch(
+        create_failure=ApplicationError(
+            "the gateway still refuses a batch on input file file-1 as 'pending' ...",
+            type=FAILURE_INPUT_FILE_UNUSABLE,
+            non_retryable=True,
+        ),
+        patches_off=patches_off,
+    )
+    with pytest.raises(WorkflowFailureError):
+        await run_job(time_skipping_env, script, job())
+    [clean_up] = script.called("clean_up")
+    assert clean_up.gateway_file_ids == ["file-1"], "no batch uses the upload: it is deleted"
+    [create] = script.called("create_batch")
+    assert create.give_up_pending_after_seconds == 4 * 3600, "the validating deadline"

@@ -43,6 +43,29 @@ async def test_a_revoked_key_mid_wait_cancels_the_batch_and_names_it(time_skippi
     assert script.final_progress is None or script.final_progress.phase is JobPhase.DONE
 
 
+async def test_a_gateway_refusing_past_the_patience_names_the_batch_and_attach_not_cancel(
+    time_skipping_env,
+):
+    script = ScriptedBatch(
+        path=[("in_progress", 5)],
+        poll_failure=ApplicationError(
+            "the gateway refuses this worker's key since 2026-01-01 00:00:00 UTC, longer than "
+            "the worker's patience (3600 s, GATEWAY_REFUSAL_PATIENCE_SECONDS): get batch: "
+            "gateway answered 401",
+            type="GatewayRefuses",
+            non_retryable=True,
+        ),
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_job(time_skipping_env, script, job())
+    assert not script.called("cancel_batch"), "a batch it cannot read is not cancelled"
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "GatewayRefuses"
+    assert "giving up on batch batch_1 (in_progress" in cause.message
+    assert "`python starter.py attach batch_1 in/batch.jsonl`" in cause.message
+    assert "may still run and bill" in cause.message
+
+
 async def test_a_cancel_during_create_waits_for_it_then_cancels_what_it_made(time_skipping_env):
     script = ScriptedBatch(create_hangs=True)
     async with script.serving(time_skipping_env) as start:

@@ -70,9 +70,14 @@ async def test_a_cancel_while_waiting_for_quota_ends_the_job_with_nothing_runnin
     assert clean_up.gateway_file_ids == ["file-1"], "no batch uses the upload: it is deleted"
 
 
-async def test_quota_refusals_back_off_doubling_to_the_most_without_a_limit(time_skipping_env):
+async def test_quota_refusals_back_off_doubling_to_the_most(time_skipping_env):
     script = ScriptedBatch(create_quota_refusals=6)
-    request = job(quota_retry=QuotaRetry(first=timedelta(seconds=30), most=timedelta(minutes=2)))
+    # 12 hours' 400th part (108 s) stays below the 2-minute ceiling, which it would raise.
+    request = job(
+        quota_retry=QuotaRetry(
+            first=timedelta(seconds=30), most=timedelta(minutes=2), max_wait=timedelta(hours=12)
+        )
+    )
 
     handle, result = await run_job(time_skipping_env, script, request)
 
@@ -107,6 +112,47 @@ async def test_a_shard_refused_for_quota_fails_at_once_for_its_parent(
     assert not script.called("cancel_batch")
     [clean_up] = script.called("clean_up")
     assert clean_up.gateway_file_ids == ["file-1"], "the parent uploads again when it admits it"
+
+
+@pytest.mark.parametrize("patches_off", [(), (PATCH_SUBMIT,)], ids=["submit", "create-step"])
+async def test_a_shard_whose_batch_fails_late_for_quota_fails_for_its_parent_and_deletes_its_upload(
+    time_skipping_env, patches_off: tuple[str, ...]
+):
+    # OpenAI's refusal: the create answers validating, the batch then fails unrun.
+    script = ScriptedBatch(late_quota_refusals=1, patches_off=patches_off)
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_job(time_skipping_env, script, job(quota_retry=None))
+
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == FAILURE_QUOTA_REFUSED, "not a rejected input: the parent admits it later"
+    assert "Limit: 2,000,000 enqueued tokens" in cause.message
+    assert not script.called("collect_results") and not script.called("cancel_batch")
+    [clean_up] = script.called("clean_up")
+    assert clean_up.gateway_file_ids == ["file-1"], "the refused batch's upload is not left"
+
+
+async def test_a_plain_job_whose_batch_fails_late_for_quota_creates_again_on_its_upload(
+    time_skipping_env,
+):
+    script = ScriptedBatch(late_quota_refusals=1)
+
+    handle, result = await run_job(time_skipping_env, script, job())
+
+    assert result.status is JobStatus.SUCCEEDED
+    assert result.batch_id == "batch_2", "a second batch, once the quota had room"
+    creates = script.called("create_batch")
+    assert [c.input_file_id for c in creates] == ["file-1", "file-1"], "on the same upload"
+    assert len(script.called("upload_input")) == 1, "uploaded once"
+    [collect] = script.called("collect_results")
+    assert collect.gateway_file_ids == ["file-1", "file-out"], "the upload deleted at the end"
+    waits = [
+        event
+        for event in (await handle.fetch_history()).events
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert len(waits) == 1, "it waited for the quota before creating again"
 
 
 async def test_a_cancel_while_attaching_cancels_the_batch_and_keeps_what_finished(
