@@ -376,7 +376,8 @@ def _result_type(
 async def print_ending(
     client: Client, description: WorkflowExecutionDescription, out: TextIO
 ) -> int:
-    """How a closed job ended: its summary, or why it failed (as result says), and the exit code."""
+    """How a closed job ended: its finished bar and summary, or why it failed (as result says),
+    and the exit code."""
     handle = client.get_workflow_handle(description.id, result_type=_result_type(description))
     try:
         result = await handle.result()
@@ -391,6 +392,7 @@ async def print_ending(
         return EXIT_FAILED
     except ValueError as exc:
         raise UsageError(f"{handle.id} did not return a batch job result ({exc})") from None
+    print(f"progress: {render_finished(result)}", file=out)
     print(summarise(result, web_ui_link(client, handle.id)), file=out)
     return exit_code(result)
 
