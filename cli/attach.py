@@ -51,7 +51,8 @@ def build_attach_input(args: argparse.Namespace) -> BatchJobInput:
     try:
         return BatchJobInput.parse({**job.model_dump(), "metadata": {}, "batch_id": args.batch_id})
     except ValidationError as exc:
-        raise UsageError(f"batch id {args.batch_id!r}: {exc.errors()[0]['msg']}") from None
+        # The message quotes the id escaped and cut short: it may hold anything.
+        raise UsageError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 async def cmd_attach(args: argparse.Namespace, client: Client) -> int:

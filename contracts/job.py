@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from contracts.batch_status import BatchStatus
+from contracts.ids import checked_id
 from contracts.names import JOB_KEY_METADATA
 
 SUPPORTED_ENDPOINTS = (
@@ -209,6 +210,11 @@ class BatchJobInput(_Input):
         if value < timedelta(seconds=1):
             raise ValueError(f"{info.field_name} must be at least 1 second")
         return value
+
+    @field_validator("batch_id")
+    @classmethod
+    def _batch_id_shape(cls, value: str | None) -> str | None:
+        return None if value is None else checked_id(value, "batch_id")
 
     @field_validator("metadata")
     @classmethod

@@ -14,19 +14,23 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from contracts.ids import id_problem, quoted
+from contracts.text import printable
 from gateway import dialects
 from gateway.errors import (
     GatewayError,
+    NotAnIdError,
     RetryableGatewayError,
     error_for_response,
     error_for_transport,
     is_api_error_body,
 )
-from gateway.models import Batch, FileObject, Page
+from gateway.models import ID_ERROR_TYPE, Batch, FileObject, Page
 from gateway.redaction import redact
 from gateway.settings import GatewaySettings
 
@@ -78,7 +82,7 @@ class GatewayClient:
             )
 
     async def get_file(self, file_id: str) -> FileObject:
-        return await self._call("GET", f"/files/{file_id}", FileObject, operation="get file")
+        return await self._call("GET", _path("files", file_id), FileObject, operation="get file")
 
     async def list_files(
         self, *, purpose: str | None = None, after: str | None = None, limit: int = 100
@@ -112,9 +116,10 @@ class GatewayClient:
 
         Raises RouteNotSupportedError when the gateway has no delete route (Kong may not).
         """
+        path = _path("files", file_id)
         operation = f"delete file {file_id}"
         response = await self._request(
-            "DELETE", f"/files/{file_id}", operation=operation, collection=True, accept={404}
+            "DELETE", path, operation=operation, collection=True, accept={404}
         )
         if response.status_code != 404:
             return True
@@ -132,8 +137,8 @@ class GatewayClient:
         whole. A body shorter than its Content-Length is a truncated download
         and is raised as retryable. A gzip/deflate Content-Encoding is decoded.
         """
+        url = dialects.route(self.settings, _path("files", file_id, "content"))
         operation = f"download file {file_id}"
-        url = dialects.route(self.settings, f"/files/{file_id}/content")
         request = self._http.build_request(
             "GET", url, headers=dialects.auth_headers(self.settings), params=self._params(None)
         )
@@ -192,10 +197,11 @@ class GatewayClient:
         }
         if metadata:
             body["metadata"] = dict(metadata)
+        _checked_id(input_file_id)
         return await self._call("POST", "/batches", Batch, operation="create batch", json=body)
 
     async def get_batch(self, batch_id: str) -> Batch:
-        return await self._call("GET", f"/batches/{batch_id}", Batch, operation="get batch")
+        return await self._call("GET", _path("batches", batch_id), Batch, operation="get batch")
 
     async def list_batches(self, *, after: str | None = None, limit: int = 100) -> Page[Batch]:
         params: dict[str, Any] = {"limit": limit}
@@ -219,7 +225,7 @@ class GatewayClient:
     async def cancel_batch(self, batch_id: str) -> Batch:
         return await self._call(
             "POST",
-            f"/batches/{batch_id}/cancel",
+            _path("batches", batch_id, "cancel"),
             Batch,
             operation="cancel batch",
             collection=True,
@@ -269,25 +275,51 @@ class GatewayClient:
         response = await self._request(method, path, operation=operation, **kwargs)
         try:
             return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            # Not chained: pydantic's message quotes the raw body, which could
-            # echo a secret; the first problem is summarised without the input.
-            problems = exc.errors(include_input=False, include_url=False)
-            first = problems[0] if problems else None
+        except (ValidationError, RecursionError) as exc:
+            # Not chained, and the body never quoted: an answer that is not what
+            # the route answers may be anything (another file's content, a secret
+            # echoed); what is wrong with it and its size are enough to act on.
+            first = (
+                exc.errors(include_input=False, include_url=False)[0]
+                if isinstance(exc, ValidationError) and exc.error_count()
+                else None
+            )
             where = ".".join(str(part) for part in first["loc"]) if first else ""
-            why = f"; {where or 'body'}: {first['msg']}" if first else ""
+            why = f"{where or 'body'}: {first['msg']}" if first else "nested too deeply"
+            content_type = printable(response.headers.get("content-type", "no content type"), 80)
             message = (
                 f"{operation}: the gateway answered {response.status_code} with a body that is "
-                f"not a {model.__name__}{why}: {response.text[:300]!r}"
+                f"not a {model.__name__} ({why}; {len(response.content)} bytes of {content_type})"
             )
+            # The gateway acted (2xx) but its answer is unreadable: what it made is unknown.
+            if first is not None and first["type"] == ID_ERROR_TYPE:
+                # An id that is not an id comes back the same on every try.
+                raise NotAnIdError(
+                    redact(message, self._secrets()),
+                    status_code=response.status_code,
+                    outcome_unknown=True,
+                ) from None
             # Retryable: a proxy's error page or a half-sent body is usually passing,
             # and the job's schedule-to-close timeouts bound the retries.
-            # The gateway acted (2xx) but its answer is unreadable: what it made is unknown.
             raise RetryableGatewayError(
                 redact(message, self._secrets()),
                 status_code=response.status_code,
                 outcome_unknown=True,
             ) from None
+
+
+def _checked_id(value: str) -> str:
+    """value when it has an id's shape; NotAnIdError before any request otherwise."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise NotAnIdError(f"{quoted(value)} {problem}; no request was sent")
+    return value
+
+
+def _path(collection: str, object_id: str, *rest: str) -> str:
+    """/collection/{id}/rest…, the id checked and percent-encoded as one path segment."""
+    segments = (collection, quote(_checked_id(object_id), safe=""), *rest)
+    return "/" + "/".join(segments)
 
 
 def _next_cursor(previous: str | None, page: Page[Any], *, operation: str) -> str:

@@ -79,6 +79,14 @@ class RouteNotSupportedError(RejectedByGatewayError):
     """404/405 on a list or cancel route: the gateway does not expose it (Kong may not)."""
 
 
+class NotAnIdError(GatewayError):
+    """A batch or file id, from a caller or a gateway, that is not an id's shape.
+
+    Never retried: the same id fails the same way. One from a caller is refused
+    before any request is sent.
+    """
+
+
 # Azure's refusal of a batch on an unprocessed file, as users report it:
 # "The input file 'file-…' is in 'pending' state. Only files with status
 # 'Processed' are accepted for batch inferencing. ..." Its status code and
