@@ -38,7 +38,7 @@ from activities.results import (
     CollectedFiles,
     collect_results,
 )
-from activities.validation import ensure_unchanged, validate_jsonl
+from activities.validation import InputProblems, ensure_unchanged, validate_jsonl
 from activities.watch import Watch, detach
 from contracts.job import BatchCounts, GatewayFiles
 from contracts.names import (
@@ -253,6 +253,16 @@ class BatchActivities:
         # Fail on a bad results location now, not after a 24h batch.
         await self.storage.check(request.output_path)
         await self.storage.check(request.errors_path)
+        # Sized before it is read: an object store's input is downloaded whole.
+        size = await self.storage.size(request.input_path)
+        if size is not None and size > request.limits.max_bytes:
+            raise InputProblems(
+                request.input_path,
+                [
+                    f"{request.input_path}: {size} bytes is over the limit of "
+                    f"{request.limits.max_bytes} bytes per file"
+                ],
+            )
         async with self.storage.reading(request.input_path) as path:
             # A thread, so a 200 MB file does not stall the other jobs on this worker.
             valid = await asyncio.to_thread(

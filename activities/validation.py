@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.ids import quoted
 from contracts.job import InputLimits
+from contracts.text import printable
 
 MAX_REPORTED_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 400
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -78,8 +81,9 @@ class _Collector:
             self.more += 1
             return
         where = f"{self.label}:{line}" if line is not None else self.label
-        who = f" custom_id={custom_id!r}" if custom_id is not None else ""
-        self.problems.append(f"{where}:{who} {message}")
+        who = f" custom_id={quoted(custom_id)}" if custom_id is not None else ""
+        # Everything from the file is quoted short and escaped: this reaches history.
+        self.problems.append(printable(f"{where}:{who} {message}", MAX_PROBLEM_CHARS))
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -128,6 +132,9 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
                 request: Any = json.loads(text)
             except json.JSONDecodeError as exc:
                 found.add(number, f"not JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except RecursionError:
+                found.add(number, "not a request: JSON nested too deeply")
                 continue
             if not isinstance(request, dict):
                 found.add(number, f"a request must be a JSON object, got {type(request).__name__}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from contracts.text import printable
-
 MAX_ID_CHARS = 512
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+\-]*")
 ID_SHAPE = (
@@ -39,5 +37,6 @@ def checked_id(value: str, what: str) -> str:
 
 
 def quoted(value: str, limit: int = 80) -> str:
-    """value as a printable quoted string of at most about limit characters."""
-    return repr(printable(value, limit))
+    """value quoted as repr() quotes it (control characters escaped), cut at limit characters."""
+    shown = repr(value[:limit])
+    return shown + f"… ({len(value)} characters)" if len(value) > limit else shown

@@ -87,9 +87,15 @@ class PhaseDeadlines(_Input):
         }.get(status, self.in_progress)
 
 
+# The largest batch input any provider takes (Azure with the user's own Blob
+# Storage: 1 GB): a job's limits cannot raise the worker's reading past it.
+MAX_INPUT_BYTES = 1024 * 1024 * 1024
+MAX_INPUT_REQUESTS = 1_000_000
+
+
 class InputLimits(_Input):
-    max_requests: int = Field(default=50_000, ge=1)
-    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_requests: int = Field(default=50_000, ge=1, le=MAX_INPUT_REQUESTS)
+    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1, le=MAX_INPUT_BYTES)
 
 
 class QuotaRetry(_Input):

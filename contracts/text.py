@@ -20,6 +20,11 @@ def _escape(match: re.Match[str]) -> str:
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\u{ord(char):04x}")
 
 
+def escape_controls(text: str) -> str:
+    """text with control characters escaped, whatever its length."""
+    return _CONTROL.sub(_escape, text)
+
+
 def printable(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     """text with control characters escaped, cut to limit characters with a marker."""
     # Escaping only lengthens: a prefix of a few times the limit is all that can show.

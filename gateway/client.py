@@ -37,6 +37,12 @@ from gateway.settings import GatewaySettings
 M = TypeVar("M", bound=BaseModel)
 
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# The largest answer of a JSON route read: a list page of 100 batches is well
+# under 1 MB; anything near this is not an answer of the route.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# The largest output or error file downloaded: a batch of a 1 GB input with long
+# answers stays well below; a gateway streaming without end does not fill the disk.
+MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024 * 1024
 
 
 class GatewayClient:
@@ -129,8 +135,13 @@ class GatewayClient:
             response, operation=operation, collection_route=True, secrets=self._secrets()
         )
 
-    async def download_file(self, file_id: str, destination: Path) -> int:
+    async def download_file(
+        self, file_id: str, destination: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES
+    ) -> int:
         """Stream a file's content into destination; returns the bytes written.
+
+        A file over max_bytes (by its Content-Length, or as it streams) is refused
+        for good: the same file comes back as large on every try.
 
         The content is written to destination + ".part" and renamed into place
         only once complete, so a failed download never leaves a file that looks
@@ -154,12 +165,16 @@ class GatewayClient:
                             response, operation=operation, secrets=self._secrets()
                         )
                     expected = response.headers.get("content-length")
+                    if expected is not None and expected.isdigit() and int(expected) > max_bytes:
+                        raise _too_large(operation, int(expected), max_bytes)
                     with partial.open("wb") as out:
                         # aiter_bytes decodes Content-Encoding; Content-Length
                         # counts the encoded bytes, i.e. num_bytes_downloaded.
                         async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
                             out.write(chunk)
                             written += len(chunk)
+                            if written > max_bytes:
+                                raise _too_large(operation, written, max_bytes)
                         out.flush()
                         await asyncio.to_thread(os.fsync, out.fileno())
                     received = response.num_bytes_downloaded
@@ -248,14 +263,15 @@ class GatewayClient:
         **kwargs: Any,
     ) -> httpx.Response:
         url = dialects.route(self.settings, path)
+        request = self._http.build_request(
+            method,
+            url,
+            headers=dialects.auth_headers(self.settings),
+            params=self._params(params),
+            **kwargs,
+        )
         try:
-            response = await self._http.request(
-                method,
-                url,
-                headers=dialects.auth_headers(self.settings),
-                params=self._params(params),
-                **kwargs,
-            )
+            response = await self._read_bounded(request, operation=operation)
         except httpx.TransportError as exc:
             raise error_for_transport(
                 exc, operation=operation, url=url, secrets=self._secrets()
@@ -268,6 +284,39 @@ class GatewayClient:
                 secrets=self._secrets(),
             )
         return response
+
+    async def _read_bounded(self, request: httpx.Request, *, operation: str) -> httpx.Response:
+        """The answer, read whole only up to MAX_ANSWER_BYTES: a JSON route's body is small."""
+        response = await self._http.send(request, stream=True)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    # The same route answers the same way again: not retried.
+                    raise GatewayError(
+                        f"{operation}: the gateway answered {response.status_code} with a body "
+                        f"over {MAX_ANSWER_BYTES} bytes, far more than this route answers",
+                        status_code=response.status_code,
+                        outcome_unknown=request.method != "GET",
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # Decoded already: the encoding headers would make httpx decode it again.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=request,
+            extensions=response.extensions,
+        )
 
     async def _call(
         self, method: str, path: str, model: type[M], *, operation: str, **kwargs: Any
@@ -306,6 +355,13 @@ class GatewayClient:
                 status_code=response.status_code,
                 outcome_unknown=True,
             ) from None
+
+
+def _too_large(operation: str, size: int, max_bytes: int) -> GatewayError:
+    return GatewayError(
+        f"{operation}: {size} bytes or more, over the {max_bytes} bytes a download may hold; "
+        "the file is left at the gateway"
+    )
 
 
 def _checked_id(value: str) -> str:

@@ -16,10 +16,14 @@ from pydantic_core import PydanticCustomError
 
 from contracts.batch_status import BatchStatus as BatchStatus
 from contracts.ids import id_problem
+from contracts.text import printable
 
 # The pydantic error type of an id that is not an id: an answer that will not
 # change on a retry, told apart from a half-sent body in GatewayClient._call.
 ID_ERROR_TYPE = "gateway_id"
+# Of a failed batch's errors, how many are kept, and how long each may be.
+MAX_BATCH_ERRORS = 20
+MAX_BATCH_ERROR_CHARS = 300
 
 # Every spelling of a status seen or plausible from Azure and gateways
 # ("Completed", "InProgress", "in-progress", "In Progress", "canceled") maps
@@ -132,9 +136,10 @@ class BatchError(_GatewayObject):
     line: int | None = None
 
     def describe(self) -> str:
+        """One line for history and logs, however long or odd the gateway's words."""
         where = f"line {self.line}: " if self.line is not None else ""
         code = f"[{self.code}] " if self.code else ""
-        return f"{where}{code}{self.message or 'no message'}"
+        return printable(f"{where}{code}{self.message or 'no message'}", MAX_BATCH_ERROR_CHARS)
 
 
 class BatchErrors(_GatewayObject):
@@ -143,7 +148,10 @@ class BatchErrors(_GatewayObject):
     @field_validator("data", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+        # A failed validation lists a few lines' problems; the first ones tell what to fix.
+        return (
+            [] if value is None else value[:MAX_BATCH_ERRORS] if isinstance(value, list) else value
+        )
 
 
 class TokenUsage(_GatewayObject):

@@ -255,3 +255,23 @@ def test_problems_of_different_kinds_in_one_pass(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, jsonl(rows)))
     prefixes = [p.split(" ", 1)[0] for p in problems.problems]
     assert prefixes == [f"{LABEL}:2:", f"{LABEL}:3:", f"{LABEL}:4:"]
+
+
+def test_a_json_bomb_in_the_input_names_its_line(tmp_path: Path) -> None:
+    data = chat_file(2) + b"[" * 100_000 + b"\n" + jsonl([chat_line("req-2")])
+    problem = only_problem(problems_of(write(tmp_path, data)))
+    assert problem == f"{LABEL}:3: not a request: JSON nested too deeply"
+
+
+def test_a_hostile_custom_id_is_quoted_short_and_escaped(tmp_path: Path) -> None:
+    hostile = "x\nERROR forged line\x1b[31m" + "y" * 10_000
+    data = jsonl([chat_line(hostile), chat_line(hostile)])
+    problem = only_problem(problems_of(write(tmp_path, data)))
+    assert "\n" not in problem and "\x1b" not in problem
+    assert "x\\nERROR forged line\\x1b[31m" in problem
+    assert len(problem) < 500
+
+
+def test_a_job_cannot_raise_the_input_limits_past_what_any_provider_takes() -> None:
+    with pytest.raises(ValueError, match="less than or equal"):
+        InputLimits(max_bytes=2 * 1024**3)
