@@ -37,6 +37,7 @@ from contracts.sharding import (
     ShardTokensRequest,
     SplitInputRequest,
     SplitSummary,
+    is_shard_file,
     round_dir,
     shard_errors,
     shard_input,
@@ -241,7 +242,7 @@ class ShardingActivities:
     async def remove_shard_files(self, request: RemoveShardFilesRequest) -> int:
         """After the merge: the job's shard folder in an object store; how many files it held."""
         async with temporal_failures():
-            removed = await self.storage.objects.delete_under(request.work_dir)
+            removed = await self.storage.objects.delete_under(request.work_dir, only=is_shard_file)
             activity.logger.info("removed %d shard files under %s", removed, request.work_dir)
             return removed
 

@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -230,11 +230,19 @@ class ObjectStorage:
             _raise_for(exc, folder)
         return found
 
-    async def delete_under(self, folder: str) -> int:
-        """Remove every object whose key starts with ``folder/``; how many there were."""
+    async def delete_under(self, folder: str, only: Callable[[str], bool]) -> int:
+        """Remove the objects under ``folder/`` whose name there `only` accepts; how many.
+
+        Never a whole prefix: whoever names the folder may not own all of it.
+        """
         locations = await self.locations_under(folder)
         store, _ = self._open(folder)
-        keys = [self.split(location)[2] for location in locations]
+        prefix = folder.rstrip("/") + "/"
+        keys = [
+            self.split(location)[2]
+            for location in locations
+            if location.startswith(prefix) and only(location[len(prefix) :])
+        ]
         try:
             for start in range(0, len(keys), 1000):
                 await obstore.delete_async(store, keys[start : start + 1000])

@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import metrics, step_options
 from workflows.admission import Admission, innermost_message, quota_refused
 from workflows.batch_job import BatchJobWorkflow
+from workflows.carried import own_sharded_progress
 from workflows.progress import describe
 
 TOKEN_WINDOW = 1000
@@ -116,7 +117,7 @@ class ShardedBatchJobWorkflow:
         self._request = request
         info = workflow.info()
         output, errors = request.job.output_paths_for(info.workflow_id)
-        self._state = request.carried or ShardedProgress(
+        self._state = own_sharded_progress(request.carried, output) or ShardedProgress(
             started_at=workflow.now(), usage=TokenTotals(by_model={})
         )
         self._work_dir = self._state.work_dir or self._choose_work_dir(
