@@ -47,7 +47,9 @@ def stores(
     env = {**moto.env(access_key=ACCESS_KEY, secret_key=SECRET_KEY), **azurite.env()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    yield {**env, "s3": f"s3://batches-{n}", "az": f"az://batches-{n}"}
+    # The workers' allow-list: the bucket and container, and their data directory.
+    allowed = {"BATCH_ALLOWED_LOCATIONS": f"s3://batches-{n}, az://batches-{n}, ."}
+    yield {**env, **allowed, "s3": f"s3://batches-{n}", "az": f"az://batches-{n}"}
 
 
 def request_lines(count: int, *, endpoint: str = "/v1/chat/completions", dims: int = 0) -> bytes:

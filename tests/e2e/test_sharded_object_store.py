@@ -36,7 +36,7 @@ def bucket(
     env = moto.env()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield f"s3://{name}", env
+    yield f"s3://{name}", {**env, "BATCH_ALLOWED_LOCATIONS": f"s3://{name}, ."}
 
 
 def ids_of(data: bytes) -> list[str]:
