@@ -28,6 +28,7 @@ from typing import IO, Any, NamedTuple
 
 from contracts.ids import quoted
 from contracts.job import BatchCounts, ModelTokens, RequestTally, TokenTotals
+from contracts.text import printable
 
 # Codes of the lines of the gateway's files that join no request of the input.
 UNPARSEABLE_LINE = "unparseable_output_line"
@@ -43,6 +44,10 @@ EXAMPLES_PER_PROBLEM = 3
 MAX_OUTPUT_LINE_BYTES = 64 * 1024 * 1024
 # How much of a line that joins nothing the errors file keeps.
 MAX_KEPT_RAW_BYTES = 64 * 1024
+# Token counts are kept for this many models (a batch has one); the rest as "other".
+MAX_MODELS = 20
+MAX_MODEL_CHARS = 100
+OTHER_MODELS = "other"
 
 
 class ResultIntegrityError(Exception):
@@ -161,10 +166,12 @@ class _Usage:
         self.prompt += prompt
         self.completion += completion
         self.total += _count(found.get("total_tokens")) or prompt + completion
-        model = body.get("model")
-        counts = self.by_model.setdefault(
-            model if isinstance(model, str) and model else "unknown", [0, 0]
-        )
+        named = body.get("model")
+        model = printable(named, MAX_MODEL_CHARS) if isinstance(named, str) and named else "unknown"
+        if model not in self.by_model and len(self.by_model) >= MAX_MODELS:
+            # The names come from the responses: a hostile file cannot grow the result.
+            model = OTHER_MODELS
+        counts = self.by_model.setdefault(model, [0, 0])
         counts[0] += prompt
         counts[1] += completion
 

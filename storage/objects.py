@@ -84,8 +84,11 @@ def _client_options(scheme: str) -> ClientConfig:
 
 
 def _redacted(text: str) -> str:
-    """One line of a store's error, with any URL query (an Azure SAS token) removed."""
+    """One line of a store's error, with any URL query (an Azure SAS token) and URL
+    credentials removed."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    # A credential in an endpoint URL (http://user:secret@minio:9000) goes too.
+    first = re.sub(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@", r"\1[redacted]@", first)
     return re.sub(r"\?[^\s\"'<>]*", "", first)[:300]
 
 
