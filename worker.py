@@ -28,6 +28,7 @@ from activities.sharding import ShardingActivities
 from activities.watch import hand_over_watches
 from contracts.constants import (
     ENV_ALLOWED_LOCATIONS,
+    ENV_ATTACH_ANY_BATCH,
     ENV_DATA_DIR,
     ENV_MAX_CONCURRENT_ACTIVITIES,
     ENV_TASK_QUEUE,
@@ -111,7 +112,8 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     client = await connect(runtime=worker_runtime(os.environ))
     async with MeteredGatewayClient(settings) as gateway:
         await check_gateway(gateway)
-        activities = BatchActivities(gateway, storage)
+        attach_any = os.environ.get(ENV_ATTACH_ANY_BATCH, "").strip().lower() == "true"
+        activities = BatchActivities(gateway, storage, attach_any_batch=attach_any)
         sharding = ShardingActivities(storage, settings.dialect.value)
         worker = Worker(
             client,

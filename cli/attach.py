@@ -1,7 +1,8 @@
 """`starter.py attach BATCH_ID FILE`: a job for a batch that already exists at the gateway.
 
-The batch was made by hand (curl, as in the how-to) or left by a create whose
-outcome was unknown (CreateOutcomeUnknown names its job key). The job starts
+The batch was left by a create whose outcome was unknown (CreateOutcomeUnknown
+names its job key), or made by hand (curl, as in the how-to), which workers
+attach to only with BATCH_ATTACH_ANY_BATCH=true (docs/security.md). The job starts
 at the wait: it validates FILE, which it needs to join the results, checks the
 batch runs that input, then waits and collects like any other job.
 """

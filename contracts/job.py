@@ -77,6 +77,14 @@ class PhaseDeadlines(_Input):
     finalizing: timedelta = timedelta(hours=4)
     cancelling: timedelta = timedelta(hours=1)
 
+    @field_validator("validating", "in_progress", "finalizing", "cancelling")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Zero would cancel the batch at the first look: never what a caller means.
+        if value < timedelta(seconds=1):
+            raise ValueError(f"deadlines.{info.field_name} must be at least 1 second")
+        return value
+
     def for_status(self, status: BatchStatus) -> timedelta:
         """The deadline of the phase a batch in this status is in (in_progress for any other)."""
         return {

@@ -263,6 +263,16 @@ class CancelBatchRequest(_Step):
     )
     job_key: str
     not_before: datetime
+    input_file_id: str | None = Field(
+        default=None,
+        description="The job's upload, when known: by key, only batches that run it are "
+        "cancelled (a caller-chosen key cannot reach another job's batches).",
+    )
+    input_sha256: str | None = Field(
+        default=None,
+        description="The job's validated input, when known and the upload is not: only "
+        "batches whose input file was uploaded from it.",
+    )
 
 
 class AwaitFileRequest(_Step):
@@ -288,6 +298,10 @@ class AttachBatchRequest(_Step):
     input_path: str
     input_bytes: int
     endpoint: str
+    job_key: str | None = Field(
+        default=None, description="None from jobs started before attach checked whose it is."
+    )
+    input_sha256: str | None = None
 
 
 class CleanUpRequest(_Step):

@@ -363,6 +363,8 @@ class BatchJobWorkflow(Watching):
             input_path=self._job.input_path,
             input_bytes=summary.bytes,
             endpoint=self._job.endpoint,
+            job_key=self._job_key,
+            input_sha256=summary.sha256,
         )
         if not workflow.patched(PATCH_CANCEL_DURING_ATTACH):
             batch = await self._step(BatchActivities.attach_batch, request, step_options.ATTACH)
@@ -683,7 +685,13 @@ class BatchJobWorkflow(Watching):
     async def _cancel(self, batch_id: str | None) -> BatchSnapshot | None:
         return await self._step(
             BatchActivities.cancel_batch,
-            CancelBatchRequest(batch_id=batch_id, job_key=self._job_key, not_before=self._started),
+            CancelBatchRequest(
+                batch_id=batch_id,
+                job_key=self._job_key,
+                not_before=self._started,
+                input_file_id=self._input_file_id,
+                input_sha256=self._validated.sha256 if self._validated else None,
+            ),
             step_options.CANCEL,
         )
 
