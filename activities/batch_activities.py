@@ -38,6 +38,7 @@ from activities.results import (
     CollectedFiles,
     collect_results,
 )
+from activities.results_owner import mark_as_written_by, refuse_others_results
 from activities.validation import InputProblems, ensure_unchanged, validate_jsonl
 from activities.watch import Watch, detach
 from contracts.constants import ENV_ATTACH_ANY_BATCH
@@ -259,6 +260,12 @@ class BatchActivities:
         # Fail on a bad results location now, not after a 24h batch.
         await self.storage.check(request.output_path)
         await self.storage.check(request.errors_path)
+        if request.replace_results is False:
+            await refuse_others_results(
+                self.storage,
+                (request.output_path, request.errors_path),
+                activity.info().workflow_id,
+            )
         # Sized before it is read: an object store's input is downloaded whole.
         size = await self.storage.size(request.input_path)
         if size is not None and size > request.limits.max_bytes:
@@ -639,6 +646,9 @@ class BatchActivities:
             collected = await self._write_results(
                 request, input_ids, downloaded["output"], downloaded["error"]
             )
+        await mark_as_written_by(
+            self.storage, (request.output_path, request.errors_path), activity.info().workflow_id
+        )
         if index is not None:
             await self._forget_index(index)
         for problem in collected.problems:

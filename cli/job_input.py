@@ -35,6 +35,12 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
         help="keep the uploaded input and the batch's output and error files at the gateway "
         "(default: deleted once the results are collected)",
     )
+    sub.add_argument(
+        "--replace",
+        action="store_true",
+        help="write over results already at --output/--errors that another job wrote "
+        "(default: the job refuses at its start; a rerun of the same job may)",
+    )
     for phase in PHASES_WITH_DEADLINES:
         sub.add_argument(
             f"--max-{phase.replace('_', '-')}-hours",
@@ -70,6 +76,7 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
             poll_interval=timedelta(seconds=args.poll_seconds),
             deadlines=deadlines,
             keep_gateway_files=args.keep_gateway_files,
+            replace_results=getattr(args, "replace", False),
         )
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]

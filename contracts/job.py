@@ -179,6 +179,14 @@ class BatchJobInput(_Input):
             "with the refusal, for a caller that admits batches itself (the sharded job)."
         ),
     )
+    replace_results: bool = Field(
+        default=False,
+        description=(
+            "Write over output_path and errors_path when results are already there. By "
+            "default a job refuses at its start to write where results exist that an "
+            "earlier run of the same job (the same workflow id) did not write."
+        ),
+    )
     keep_gateway_files: bool = Field(
         default=False,
         description=(
@@ -277,6 +285,16 @@ def expand_workflow_id(location: str, workflow_id: str) -> str:
         return location
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", workflow_id).lstrip(".") or "_"
     return location.replace(WORKFLOW_ID_PLACEHOLDER, safe)
+
+
+def results_owner_location(results_path: str) -> str:
+    """The hidden file beside a results location naming the job (workflow id) that wrote it.
+
+    Workers write it (activities/results_owner.py); the starter removes it with
+    the copies it made.
+    """
+    head, sep, name = results_path.rpartition("/")
+    return f"{head}{sep}.{name}.written-by"
 
 
 def _beside(location: str, kind: str) -> str:

@@ -266,10 +266,12 @@ def shard_errors(round_location: str, index: int) -> str:
 
 # Every name the job writes under its shard folder: each round's shards, their
 # results and errors, the plan, the resubmission input and a child's leftover
-# input index. Removal deletes these and nothing else.
+# input index and results marks (activities/results_owner.py). Removal deletes
+# these and nothing else.
 _SHARD_FILE = re.compile(
     r"round-\d+/(?:shard-\d{5,}(?:\.results|\.errors)?\.jsonl|shards\.json|resubmit\.jsonl"
-    r"|\.shard-\d{5,}\.results\.jsonl\.[0-9a-f]{16}\.input-index)"
+    r"|\.shard-\d{5,}\.results\.jsonl\.[0-9a-f]{16}\.input-index"
+    r"|\.shard-\d{5,}\.(?:results|errors)\.jsonl\.written-by)"
 )
 
 

@@ -27,6 +27,11 @@ class ValidateInputRequest(_Step):
     limits: InputLimits
     output_path: str
     errors_path: str
+    replace_results: bool | None = Field(
+        default=None,
+        description="False: results already there that this job did not write are refused. "
+        "None from jobs started before results were create-only.",
+    )
 
 
 class InputSummary(_Step):

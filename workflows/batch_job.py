@@ -279,6 +279,7 @@ class BatchJobWorkflow(Watching):
             limits=job.limits,
             output_path=self._output_path,
             errors_path=self._errors_path,
+            replace_results=job.replace_results,
         )
 
     async def _validate(self) -> InputSummary:
