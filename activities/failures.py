@@ -51,12 +51,21 @@ async def temporal_failures() -> AsyncIterator[None]:
     except AccessDenied as exc:
         # Retrying cannot grant access; the store's own error may quote a signed URL.
         raise ApplicationError(
-            str(exc), type=FAILURE_PERMISSION_DENIED, non_retryable=True
+            printable(str(exc), MAX_FAILURE_CHARS),
+            type=FAILURE_PERMISSION_DENIED,
+            non_retryable=True,
         ) from None
     except LocationError as exc:
-        raise ApplicationError(str(exc), type=FAILURE_INVALID_LOCATION, non_retryable=True) from exc
+        # The location is the caller's: escaped and cut like any text from outside.
+        raise ApplicationError(
+            printable(str(exc), MAX_FAILURE_CHARS),
+            type=FAILURE_INVALID_LOCATION,
+            non_retryable=True,
+        ) from None
     except StorageUnavailable as exc:
-        raise ApplicationError(str(exc), type=FAILURE_STORAGE_UNAVAILABLE) from None
+        raise ApplicationError(
+            printable(str(exc), MAX_FAILURE_CHARS), type=FAILURE_STORAGE_UNAVAILABLE
+        ) from None
     except ResultIntegrityError as exc:
         raise ApplicationError(str(exc), type=FAILURE_RESULT_INTEGRITY, non_retryable=True) from exc
     except RecursionError:

@@ -36,6 +36,7 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 # The job key travels in batch metadata and in the upload's file name.
 MAX_JOB_KEY = 200
+MAX_LOCATION_CHARS = 2048
 # In output_path and errors_path, replaced at run start by the run's workflow id
 # (characters other than letters, digits, '.', '_' and '-' become '_'), so that
 # the runs of a schedule each write their own files.
@@ -231,6 +232,19 @@ class BatchJobInput(_Input):
     def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError(f"{info.field_name} must be at least 1 second")
+        return value
+
+    @field_validator("input_path", "output_path", "errors_path")
+    @classmethod
+    def _location_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Locations reach file systems, URLs, logs and the terminal.
+        if value is not None and (
+            len(value) > MAX_LOCATION_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        ):
+            raise ValueError(
+                f"{info.field_name} holds a control character or is over "
+                f"{MAX_LOCATION_CHARS} characters"
+            )
         return value
 
     @field_validator("batch_id")

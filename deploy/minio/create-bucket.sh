@@ -21,13 +21,20 @@ case "$STORE" in
   s3://?*) ;;
   *) echo "BATCH_STORE=$STORE is not in an S3 API: no bucket to create here"; exit 0 ;;
 esac
+# Another S3 API (AWS S3): the keys are the store's own; make the bucket if they may.
+if [ "$ENDPOINT" != "http://minio:9000" ]; then
+  mc alias set store "$ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+  mc mb --ignore-existing "store/$BUCKET"
+  echo "bucket $BUCKET ready at $ENDPOINT"
+  exit 0
+fi
 if [ "$AWS_ACCESS_KEY_ID" = "$MINIO_ROOT_USER" ]; then
   echo "AWS_ACCESS_KEY_ID is MinIO's admin: give the workers a user of their own" >&2
   exit 1
 fi
 
 attempt=0
-until mc alias set store "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null; do
+until mc alias set minio "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null; do
   attempt=$((attempt + 1))
   if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
     echo "giving up after $attempt attempts: MinIO at $ENDPOINT" >&2
@@ -36,7 +43,7 @@ until mc alias set store "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >
   sleep 2
 done
 
-mc mb --ignore-existing "store/$BUCKET"
+mc mb --ignore-existing "minio/$BUCKET"
 
 cat > /tmp/policy.json <<POLICY_JSON
 {
@@ -51,8 +58,8 @@ cat > /tmp/policy.json <<POLICY_JSON
   ]
 }
 POLICY_JSON
-mc admin policy create store "$POLICY" /tmp/policy.json
-mc admin user add store "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+mc admin policy create minio "$POLICY" /tmp/policy.json
+mc admin user add minio "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
 # Attaching again (a second `docker compose up`) is refused as already done.
-mc admin policy attach store "$POLICY" --user "$AWS_ACCESS_KEY_ID" || true
+mc admin policy attach minio "$POLICY" --user "$AWS_ACCESS_KEY_ID" || true
 echo "bucket $BUCKET ready at $ENDPOINT for user $AWS_ACCESS_KEY_ID (policy $POLICY)"

@@ -153,3 +153,13 @@ async def test_a_list_page_of_a_million_items_is_refused():
         async with client_for(settings()) as client:
             with pytest.raises(GatewayError, match="data"):
                 await client.list_files()
+
+
+@pytest.mark.parametrize("field", ["input_path", "output_path", "errors_path"], ids=str)
+def test_a_location_with_a_control_character_or_of_a_megabyte_is_refused(field):
+    fields = {"input_path": "in.jsonl", field: "out\n2026 ERROR forged.jsonl"}
+    with pytest.raises(ValueError, match=f"{field} holds a control character"):
+        BatchJobInput(**fields)
+    fields[field] = "x" * 1_000_000
+    with pytest.raises(ValueError, match="over 2048 characters"):
+        BatchJobInput(**fields)
