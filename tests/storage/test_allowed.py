@@ -86,3 +86,21 @@ async def test_stores_check_every_access(tmp_path):
             pass
     assert await stores.exists("in/nothing.jsonl") is False
     assert stores.describe("secret.txt") == str(tmp_path / "secret.txt"), "messages still say where"
+
+
+def test_the_worker_refuses_a_data_directory_that_would_expose_everything(
+    tmp_path, monkeypatch, caplog
+):
+    from worker import worker_storage
+
+    for exposed in ("/", str(Path.home())):
+        with pytest.raises(LocationError, match="jobs could read and write every file there"):
+            worker_storage({"BATCH_DATA_DIR": exposed})
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING"):
+        stores = worker_storage({})
+    assert stores.local.root == tmp_path.resolve()
+    assert "BATCH_DATA_DIR is not set" in caplog.text
+    assert stores.allowed is not None and not stores.allowed.everything
+    opened = worker_storage({"BATCH_DATA_DIR": str(tmp_path), SETTING: "*"})
+    assert opened.allowed is not None and opened.allowed.everything
