@@ -300,13 +300,13 @@ class AttachBatchRequest(_Step):
     """Adopt a batch that already exists, checking it runs the job's validated input."""
 
     batch_id: str
-    input_path: str
-    input_bytes: int
-    endpoint: str
     job_key: str | None = Field(
         default=None, description="None from jobs started before attach checked whose it is."
     )
     input_sha256: str | None = None
+    input_path: str
+    input_bytes: int
+    endpoint: str
 
 
 class CleanUpRequest(_Step):

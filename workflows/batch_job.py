@@ -361,11 +361,11 @@ class BatchJobWorkflow(Watching):
         self._set_phase(JobPhase.CREATING_BATCH, reason=f"attaching to batch {batch_id}")
         request = AttachBatchRequest(
             batch_id=batch_id,
+            job_key=self._job_key,
+            input_sha256=summary.sha256,
             input_path=self._job.input_path,
             input_bytes=summary.bytes,
             endpoint=self._job.endpoint,
-            job_key=self._job_key,
-            input_sha256=summary.sha256,
         )
         if not workflow.patched(PATCH_CANCEL_DURING_ATTACH):
             batch = await self._step(BatchActivities.attach_batch, request, step_options.ATTACH)

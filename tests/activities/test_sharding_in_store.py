@@ -217,6 +217,33 @@ async def test_resubmission_and_merge_in_the_store_keep_input_order_and_each_id_
     assert await names_under(f"{bucket}/out") == ["errors.jsonl", "results.jsonl"]
 
 
+async def test_removing_a_shard_folder_deletes_only_the_files_a_sharded_job_writes(
+    sharding: ShardingActivities, bucket: str
+) -> None:
+    """A work_dir naming someone's folder: their objects stay, whatever the job was told."""
+    theirs = [
+        f"{bucket}/prod/ledger.jsonl",
+        f"{bucket}/prod/round-0/notes.txt",
+        f"{bucket}/prod/round-0/shard-00001.jsonl.bak",
+        f"{bucket}/prod/deep/round-0/shard-00001.jsonl",
+    ]
+    for location in theirs:
+        await put(location, b"keep me\n")
+    ours = [
+        shard_input(round_dir(f"{bucket}/prod", 0), 0),
+        shard_results(round_dir(f"{bucket}/prod", 0), 0),
+    ]
+    for location in ours:
+        await put(location, b"{}\n")
+
+    removed = await ActivityRunner().run(
+        sharding.remove_shard_files, RemoveShardFilesRequest(work_dir=f"{bucket}/prod")
+    )
+
+    assert removed == len(ours)
+    assert sorted(await ObjectStorage().locations_under(f"{bucket}/prod")) == sorted(theirs)
+
+
 async def test_a_failed_and_an_unrun_shard_become_errors_without_writing_the_store(
     sharding: ShardingActivities, bucket: str
 ) -> None:
@@ -281,30 +308,3 @@ async def test_a_shard_missing_a_request_fails_the_merge_naming_it(
     assert "custom_id='req-005'" in failure.value.message
     assert "is in neither" in failure.value.message
     assert not await ObjectStorage().exists(f"{bucket}/results.jsonl")
-
-
-async def test_removing_a_shard_folder_deletes_only_the_files_a_sharded_job_writes(
-    sharding: ShardingActivities, bucket: str
-) -> None:
-    """A work_dir naming someone's folder: their objects stay, whatever the job was told."""
-    theirs = [
-        f"{bucket}/prod/ledger.jsonl",
-        f"{bucket}/prod/round-0/notes.txt",
-        f"{bucket}/prod/round-0/shard-00001.jsonl.bak",
-        f"{bucket}/prod/deep/round-0/shard-00001.jsonl",
-    ]
-    for location in theirs:
-        await put(location, b"keep me\n")
-    ours = [
-        shard_input(round_dir(f"{bucket}/prod", 0), 0),
-        shard_results(round_dir(f"{bucket}/prod", 0), 0),
-    ]
-    for location in ours:
-        await put(location, b"{}\n")
-
-    removed = await ActivityRunner().run(
-        sharding.remove_shard_files, RemoveShardFilesRequest(work_dir=f"{bucket}/prod")
-    )
-
-    assert removed == len(ours)
-    assert sorted(await ObjectStorage().locations_under(f"{bucket}/prod")) == sorted(theirs)
