@@ -97,14 +97,15 @@ class PhaseDeadlines(_Input):
 
 
 # The largest batch input any provider takes (Azure with the user's own Blob
-# Storage: 1 GB): a job's limits cannot raise the worker's reading past it.
+# Storage: 1 GB): a job's limits cannot raise the worker's reading past it
+# (InputLimits itself also bounds a whole input checked before it is split).
 MAX_INPUT_BYTES = 1024 * 1024 * 1024
 MAX_INPUT_REQUESTS = 1_000_000
 
 
 class InputLimits(_Input):
-    max_requests: int = Field(default=50_000, ge=1, le=MAX_INPUT_REQUESTS)
-    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1, le=MAX_INPUT_BYTES)
+    max_requests: int = Field(default=50_000, ge=1)
+    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
 class QuotaRetry(_Input):
@@ -244,6 +245,16 @@ class BatchJobInput(_Input):
             raise ValueError(
                 f"{info.field_name} holds a control character or is over "
                 f"{MAX_LOCATION_CHARS} characters"
+            )
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_a_batch_can_have(cls, value: InputLimits) -> InputLimits:
+        if value.max_bytes > MAX_INPUT_BYTES or value.max_requests > MAX_INPUT_REQUESTS:
+            raise ValueError(
+                f"limits: a batch's input holds at most {MAX_INPUT_REQUESTS:,} requests and "
+                f"{MAX_INPUT_BYTES:,} bytes"
             )
         return value
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from activities.validation import MAX_REPORTED_PROBLEMS, InputProblems, validate_jsonl
-from contracts.job import InputLimits
+from contracts.job import BatchJobInput, InputLimits
 from tests.activities.helpers import CHAT, MODEL, chat_file, chat_line, jsonl
 
 # What the user typed, distinct from the path on disk: messages must name this.
@@ -273,5 +273,7 @@ def test_a_hostile_custom_id_is_quoted_short_and_escaped(tmp_path: Path) -> None
 
 
 def test_a_job_cannot_raise_the_input_limits_past_what_any_provider_takes() -> None:
-    with pytest.raises(ValueError, match="less than or equal"):
-        InputLimits(max_bytes=2 * 1024**3)
+    with pytest.raises(ValueError, match="a batch's input holds at most"):
+        BatchJobInput(input_path="in.jsonl", limits=InputLimits(max_bytes=2 * 1024**3))
+    with pytest.raises(ValueError, match="a batch's input holds at most"):
+        BatchJobInput.parse({"input_path": "in.jsonl", "limits": {"max_requests": 10**9}})
