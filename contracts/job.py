@@ -235,10 +235,10 @@ class BatchJobInput(_Input):
             raise ValueError(f"{info.field_name} must be at least 1 second")
         return value
 
-    @field_validator("input_path", "output_path", "errors_path")
+    @field_validator("input_path", "output_path", "errors_path", "job_key")
     @classmethod
     def _location_text(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Locations reach file systems, URLs, logs and the terminal.
+        # Locations and the job key reach file systems, URLs, logs and the terminal.
         if value is not None and (
             len(value) > MAX_LOCATION_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
         ):

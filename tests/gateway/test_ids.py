@@ -160,6 +160,8 @@ def test_a_location_with_a_control_character_or_of_a_megabyte_is_refused(field):
     fields = {"input_path": "in.jsonl", field: "out\n2026 ERROR forged.jsonl"}
     with pytest.raises(ValueError, match=f"{field} holds a control character"):
         BatchJobInput(**fields)
+    with pytest.raises(ValueError, match="job_key holds a control character"):
+        BatchJobInput(input_path="in.jsonl", job_key="nightly\x1b[2J")
     fields[field] = "x" * 1_000_000
     with pytest.raises(ValueError, match="over 2048 characters"):
         BatchJobInput(**fields)
