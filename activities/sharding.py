@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
+from activities.results_owner import mark_as_written_by, refuse_others_results
 from activities.shard_folders import ShardFolder, ran, shard_folder
 from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
@@ -64,6 +65,10 @@ class ShardingActivities:
     @activity.defn
     async def split_input(self, request: SplitInputRequest) -> SplitSummary:
         async with temporal_failures():
+            # Results are create-only: refused now, before any shard is paid for.
+            await refuse_others_results(
+                self.storage, tuple(request.refuse_results_at), activity.info().workflow_id
+            )
             limits = limits_for(
                 self.dialect,
                 max_requests=request.max_batch_requests,
@@ -213,6 +218,11 @@ class ShardingActivities:
                     else await asyncio.to_thread(tally_usage, results_tmp)
                 )
                 tallied = time.monotonic()
+            await mark_as_written_by(
+                self.storage,
+                (request.output_path, request.errors_path),
+                activity.info().workflow_id,
+            )
             activity.logger.info(
                 "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
                 "usage %s in %.2f s; published in %.2f s",

@@ -185,6 +185,11 @@ class ShardedBatchJobWorkflow:
         split = await workflow.execute_activity_method(
             ShardingActivities.split_input,
             SplitInputRequest(
+                refuse_results_at=list(
+                    self._request.job.output_paths_for(workflow.info().workflow_id)
+                )
+                if number == 0 and not self._request.job.replace_results
+                else [],
                 input_path=source,
                 round_dir=round_dir(self._work_dir, number),
                 max_batch_requests=options.max_batch_requests,

@@ -214,7 +214,12 @@ async def test_resubmission_and_merge_in_the_store_keep_input_order_and_each_id_
     # round 0: 5 shards x 3 files and the plan; round 1: its input, 2 x 3 files, the plan
     assert removed == 5 * 3 + 1 + 1 + 2 * 3 + 1
     assert await names_under(work) == []
-    assert await names_under(f"{bucket}/out") == ["errors.jsonl", "results.jsonl"]
+    assert await names_under(f"{bucket}/out") == [
+        ".errors.jsonl.written-by",  # results are create-only: which job wrote them
+        ".results.jsonl.written-by",
+        "errors.jsonl",
+        "results.jsonl",
+    ]
 
 
 async def test_removing_a_shard_folder_deletes_only_the_files_a_sharded_job_writes(

@@ -82,7 +82,12 @@ async def test_shard_files_live_beside_the_results_in_the_store_and_go_after_the
     assert await read(f"{bucket}/out/day.errors.jsonl") == []
     assert result.work_dir == f"{bucket}/out/.shards/{handle.id}"
     left = await ObjectStorage().locations_under(f"{bucket}/out")
-    assert sorted(left) == [f"{bucket}/out/day.errors.jsonl", f"{bucket}/out/day.results.jsonl"]
+    assert sorted(left) == [
+        f"{bucket}/out/.day.errors.jsonl.written-by",  # results are create-only: whose they are
+        f"{bucket}/out/.day.results.jsonl.written-by",
+        f"{bucket}/out/day.errors.jsonl",
+        f"{bucket}/out/day.results.jsonl",
+    ]
     assert files_in(tmp_path) == [], "nothing on the data directory"
     assert _patches(history) == [PATCH_SHARDS_IN_STORE], "a new job takes the store path"
 
@@ -109,7 +114,11 @@ async def test_the_parent_counts_its_shards_gateway_files_and_names_a_few_left(
 async def _run(env: WorkflowEnvironment, root: Path, *, keep: bool) -> ShardedJobResult:
     request = sharded(max_batch_requests=2, max_concurrent_batches=3)
     request.job = request.job.model_copy(
-        update={"keep_gateway_files": keep, "output_path": f"keep-{keep}.jsonl"}
+        update={
+            "keep_gateway_files": keep,
+            "output_path": f"keep-{keep}.jsonl",
+            "errors_path": f"keep-{keep}.errors.jsonl",
+        }
     )
     async with ShardGateway(root).serving(env) as start:
         result = await (await start(request)).result()
