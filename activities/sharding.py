@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
 from activities.results_owner import mark_as_written_by, refuse_others_results
-from activities.shard_folders import ShardFolder, ran, shard_folder
+from activities.shard_folders import ShardFolder, is_shard_file, ran, shard_folder
 from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
@@ -38,7 +38,6 @@ from contracts.sharding import (
     ShardTokensRequest,
     SplitInputRequest,
     SplitSummary,
-    is_shard_file,
     round_dir,
     shard_errors,
     shard_input,

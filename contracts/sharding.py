@@ -6,7 +6,6 @@ payloads, and never one entry per shard in the result.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -268,22 +267,6 @@ def shard_results(round_location: str, index: int) -> str:
 
 def shard_errors(round_location: str, index: int) -> str:
     return f"{round_location}/shard-{index:05d}.errors.jsonl"
-
-
-# Every name the job writes under its shard folder: each round's shards, their
-# results and errors, the plan, the resubmission input and a child's leftover
-# input index and results marks (activities/results_owner.py). Removal deletes
-# these and nothing else.
-_SHARD_FILE = re.compile(
-    r"round-\d+/(?:shard-\d{5,}(?:\.results|\.errors)?\.jsonl|shards\.json|resubmit\.jsonl"
-    r"|\.shard-\d{5,}\.results\.jsonl\.[0-9a-f]{16}\.input-index"
-    r"|\.shard-\d{5,}\.(?:results|errors)\.jsonl\.written-by)"
-)
-
-
-def is_shard_file(name: str) -> bool:
-    """Whether name (relative to a shard folder) is one the sharded job itself writes."""
-    return _SHARD_FILE.fullmatch(name) is not None
 
 
 def resubmit_input(round_location: str) -> str:
