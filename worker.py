@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,13 @@ from temporalio.worker import Worker
 from activities.batch_activities import BatchActivities
 from activities.sharding import ShardingActivities
 from activities.watch import hand_over_watches
-from contracts.constants import ENV_DATA_DIR, ENV_MAX_CONCURRENT_ACTIVITIES, ENV_TASK_QUEUE
+from contracts.constants import (
+    ENV_ALLOWED_LOCATIONS,
+    ENV_ATTACH_ANY_BATCH,
+    ENV_DATA_DIR,
+    ENV_MAX_CONCURRENT_ACTIVITIES,
+    ENV_TASK_QUEUE,
+)
 from contracts.names import TASK_QUEUE
 from gateway.client import GatewayClient
 from gateway.errors import (
@@ -37,7 +44,7 @@ from gateway.errors import (
 from gateway.settings import GatewaySettings
 from observability.logging import LogContextInterceptor, configure_logging
 from observability.metrics import MeteredGatewayClient, metrics_bind_address, worker_runtime
-from storage import LocalStorage, Stores
+from storage import AllowedLocations, LocalStorage, LocationError, Stores
 from temporal_client import TemporalUnreachableError, connect, exit_process
 from workflows.batch_job import BatchJobWorkflow
 from workflows.fan_out import BatchFanOutWorkflow
@@ -71,14 +78,42 @@ async def check_gateway(gateway: GatewayClient) -> None:
         log.info("gateway at %s answers", url)
 
 
+def worker_storage(environ: Mapping[str, str]) -> Stores:
+    """The data directory and the allow-list of locations, from the worker's environment.
+
+    Unset, BATCH_DATA_DIR is the current directory, said out loud at start; a
+    data directory that is the file system's root or a home folder is refused:
+    every file the worker can read would be a job's to read.
+    """
+    raw = environ.get(ENV_DATA_DIR, "").strip()
+    local = LocalStorage(Path(raw or "."))
+    if local.root in (Path("/"), Path.home().resolve()):
+        raise LocationError(
+            f"{ENV_DATA_DIR} is {local.root}{'' if raw else ' (unset: the current directory)'}: "
+            "jobs could read and write every file there; set it to the folder jobs share"
+        )
+    if not raw:
+        log.warning(
+            "%s is not set: jobs read and write under the current directory %s",
+            ENV_DATA_DIR,
+            local.root,
+        )
+    allowed = AllowedLocations.from_setting(
+        environ.get(ENV_ALLOWED_LOCATIONS), local, ENV_ALLOWED_LOCATIONS
+    )
+    log.info("jobs may use: %s", "every location" if allowed.everything else allowed.listed)
+    return Stores(local, allowed=allowed)
+
+
 async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
-    storage = Stores(LocalStorage(Path(os.environ.get(ENV_DATA_DIR, "."))))
+    storage = worker_storage(os.environ)
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
     metrics_at = metrics_bind_address(os.environ)
     client = await connect(runtime=worker_runtime(os.environ))
     async with MeteredGatewayClient(settings) as gateway:
         await check_gateway(gateway)
-        activities = BatchActivities(gateway, storage)
+        attach_any = os.environ.get(ENV_ATTACH_ANY_BATCH, "").strip().lower() == "true"
+        activities = BatchActivities(gateway, storage, attach_any_batch=attach_any)
         sharding = ShardingActivities(storage, settings.dialect.value)
         worker = Worker(
             client,
@@ -123,7 +158,11 @@ def main() -> int:
 
     try:
         asyncio.run(runner())
-    except (TemporalUnreachableError, GatewayConfigurationError, ValueError) as exc:
+    except (
+        TemporalUnreachableError,
+        GatewayConfigurationError,
+        ValueError,  # LocationError among them
+    ) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -38,8 +38,10 @@ from activities.results import (
     CollectedFiles,
     collect_results,
 )
-from activities.validation import ensure_unchanged, validate_jsonl
+from activities.results_owner import mark_as_written_by, refuse_others_results
+from activities.validation import InputProblems, ensure_unchanged, validate_jsonl
 from activities.watch import Watch, detach
+from contracts.constants import ENV_ATTACH_ANY_BATCH
 from contracts.job import BatchCounts, GatewayFiles
 from contracts.names import (
     FAILURE_BATCH_NOT_CHANGED,
@@ -213,11 +215,16 @@ def _sha256_of(path: Path) -> str:
 
 
 class BatchActivities:
-    def __init__(self, client: GatewayClient, storage: Storage) -> None:
+    def __init__(
+        self, client: GatewayClient, storage: Storage, *, attach_any_batch: bool = False
+    ) -> None:
+        """attach_any_batch: the operator's choice (BATCH_ATTACH_ANY_BATCH) to let jobs
+        attach to batches that are not theirs (made by hand, by another tool)."""
         self.client = client
         self.storage = storage
         # Seen at a create: the gateway answers batches without the job key.
         self._drops_metadata = False
+        self.attach_any_batch = attach_any_batch
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
@@ -277,6 +284,22 @@ class BatchActivities:
         # Fail on a bad results location now, not after a 24h batch.
         await self.storage.check(request.output_path)
         await self.storage.check(request.errors_path)
+        if request.replace_results is False:
+            await refuse_others_results(
+                self.storage,
+                (request.output_path, request.errors_path),
+                activity.info().workflow_id,
+            )
+        # Sized before it is read: an object store's input is downloaded whole.
+        size = await self.storage.size(request.input_path)
+        if size is not None and size > request.limits.max_bytes:
+            raise InputProblems(
+                request.input_path,
+                [
+                    f"{request.input_path}: {size} bytes is over the limit of "
+                    f"{request.limits.max_bytes} bytes per file"
+                ],
+            )
         async with self.storage.reading(request.input_path) as path:
             # A thread, so a 200 MB file does not stall the other jobs on this worker.
             valid = await asyncio.to_thread(
@@ -763,6 +786,9 @@ class BatchActivities:
             collected = await self._write_results(
                 request, input_ids, downloaded["output"], downloaded["error"]
             )
+        await mark_as_written_by(
+            self.storage, (request.output_path, request.errors_path), activity.info().workflow_id
+        )
         if index is not None:
             await self._forget_index(index)
         for problem in collected.problems:
@@ -827,13 +853,29 @@ class BatchActivities:
         async with temporal_failures(), heartbeating():
             if request.batch_id is not None:
                 return await self._cancel_one(request.batch_id)
-            found = await self._job_batches(request.job_key, request.not_before)
+            found = [
+                batch
+                for batch in await self._job_batches(request.job_key, request.not_before)
+                if await self._runs_jobs_input(batch, request)
+            ]
             if not found:
                 return None
             for batch in found:
                 if not batch.status.is_terminal:
                     await self._cancel_one(batch.id)
             return snapshot(await self.client.get_batch(_oldest(found).id))
+
+    async def _runs_jobs_input(self, batch: Batch, request: CancelBatchRequest) -> bool:
+        """Whether a batch tagged with the job's key runs the job's own input.
+
+        The key is the caller's to choose: by itself it could name another job's
+        batches. A job that knows its upload or its input cancels only batches of it.
+        """
+        if request.input_file_id is not None:
+            return batch.input_file_id == request.input_file_id
+        if request.input_sha256 is not None:
+            return _uploaded_from(await self._input_file(batch.input_file_id), request.input_sha256)
+        return True  # a job from before, or cancelled before it read its input
 
     async def _cancel_one(self, batch_id: str) -> BatchSnapshot:
         try:
@@ -922,6 +964,15 @@ class BatchActivities:
                 batch = await self.client.get_batch(request.batch_id)
             except NotFoundError:
                 raise _not_for_input(request, "the gateway has no such batch") from None
+            input_file = await self._input_file(batch.input_file_id)
+            if not self.attach_any_batch and not _is_own(batch, input_file, request):
+                # Said before any comparison: a batch not the job's tells it nothing.
+                raise _not_for_input(
+                    request,
+                    "it is not this job's: not tagged with its job key, and its input file "
+                    "was not uploaded from this input (a worker with "
+                    f"{ENV_ATTACH_ANY_BATCH}=true lets jobs attach to any batch)",
+                )
             if batch.endpoint and batch.endpoint != request.endpoint:
                 raise _not_for_input(
                     request, f"it runs endpoint {batch.endpoint}, the job {request.endpoint}"
@@ -935,7 +986,7 @@ class BatchActivities:
                     f"{request.input_requests}",
                 )
             if batch.input_file_id:
-                size = await self._file_size(batch.input_file_id)
+                size = input_file.bytes if input_file is not None else None
                 if size is not None and size != request.input_bytes:
                     raise _not_for_input(
                         request,
@@ -945,9 +996,11 @@ class BatchActivities:
             activity.logger.info("attached to batch %s (%s)", batch.id, batch.status.value)
             return snapshot(batch, adopted=True)
 
-    async def _file_size(self, file_id: str) -> int | None:
+    async def _input_file(self, file_id: str | None) -> FileObject | None:
+        if file_id is None:
+            return None
         try:
-            return (await self.client.get_file(file_id)).bytes
+            return await self.client.get_file(file_id)
         except NotFoundError:
             # Deleted since (allowed once the batch exists): nothing left to compare.
             return None
@@ -1054,6 +1107,22 @@ def _quota_refused(gateway_message: str, retry_after: float | None) -> Applicati
         type=FAILURE_QUOTA_REFUSED,
         non_retryable=True,
     )
+
+
+def _uploaded_from(file: FileObject | None, sha256: str) -> bool:
+    """Whether a gateway file carries the name this project gives an upload of that input."""
+    suffix = upload_filename("", sha256)  # ".<digest>.jsonl"
+    named = file.filename if file is not None else None
+    return bool(sha256) and named is not None and named.endswith(suffix)
+
+
+def _is_own(batch: Batch, input_file: FileObject | None, request: AttachBatchRequest) -> bool:
+    """A batch tagged with the job's key, or running a file uploaded from the job's input."""
+    if request.job_key is None or request.input_sha256 is None:
+        return True  # a job started before attach checked whose a batch is
+    if batch.metadata.get(JOB_KEY_METADATA) == request.job_key:
+        return True
+    return _uploaded_from(input_file, request.input_sha256)
 
 
 def _not_for_input(request: AttachBatchRequest, why: str) -> ApplicationError:

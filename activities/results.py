@@ -26,15 +26,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from contracts.ids import quoted
 from contracts.job import BatchCounts, ModelTokens, RequestTally, TokenTotals
+from contracts.text import printable
 
 # Codes of the lines of the gateway's files that join no request of the input.
 UNPARSEABLE_LINE = "unparseable_output_line"
+OVERSIZED_LINE = "oversized_output_line"
 NO_CUSTOM_ID = "missing_custom_id"
 UNKNOWN_CUSTOM_ID = "unknown_custom_id"
 DUPLICATE_RESULT = "duplicate_result"
 # How many places each code's problem line names: the rest are in the errors file.
 EXAMPLES_PER_PROBLEM = 3
+# The longest line of the gateway's files that is read: a response line is a
+# few kB to a few MB (embeddings of long inputs); a longer one is a gateway
+# fault or an attack, kept (its start) as oversized_output_line, never held whole.
+MAX_OUTPUT_LINE_BYTES = 64 * 1024 * 1024
+# How much of a line that joins nothing the errors file keeps.
+MAX_KEPT_RAW_BYTES = 64 * 1024
+# Token counts are kept for this many models (a batch has one); the rest as "other".
+MAX_MODELS = 20
+MAX_MODEL_CHARS = 100
+OTHER_MODELS = "other"
 
 
 class ResultIntegrityError(Exception):
@@ -76,16 +89,33 @@ def read_input_ids_and_sha256(path: Path) -> tuple[dict[str, int] | None, str]:
     return ids, digest.hexdigest()
 
 
-def _lines(path: Path | None) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, line) of every non-blank line."""
+class _Line(NamedTuple):
+    number: int
+    offset: int
+    raw: bytes
+    """The line, or its first `limit` bytes when it is longer."""
+    size: int
+    """The line's whole length in the file."""
+
+
+def _lines(path: Path | None, limit: int) -> Iterator[_Line]:
+    """Every non-blank line, each read up to limit bytes: a longer one is never held whole."""
     if path is None:
         return
     offset = 0
+    number = 0
     with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
+        while raw := stream.readline(limit + 1):
+            number += 1
+            size = len(raw)
+            if size > limit and not raw.endswith(b"\n"):
+                raw = raw[:limit]
+                while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                    size += len(rest)
+                size += len(rest)
             if raw.strip():
-                yield number, offset, raw
-            offset += len(raw)
+                yield _Line(number, offset, raw, size)
+            offset += size
 
 
 def _failure_code(line: dict[str, Any]) -> str | None:
@@ -136,10 +166,12 @@ class _Usage:
         self.prompt += prompt
         self.completion += completion
         self.total += _count(found.get("total_tokens")) or prompt + completion
-        model = body.get("model")
-        counts = self.by_model.setdefault(
-            model if isinstance(model, str) and model else "unknown", [0, 0]
-        )
+        named = body.get("model")
+        model = printable(named, MAX_MODEL_CHARS) if isinstance(named, str) and named else "unknown"
+        if model not in self.by_model and len(self.by_model) >= MAX_MODELS:
+            # The names come from the responses: a hostile file cannot grow the result.
+            model = OTHER_MODELS
+        counts = self.by_model.setdefault(model, [0, 0])
         counts[0] += prompt
         counts[1] += completion
 
@@ -190,7 +222,9 @@ class _Unjoined:
                 "line": number,
                 "found_custom_id": found_custom_id,
             },
-            "raw": raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n"),
+            "raw": raw[:MAX_KEPT_RAW_BYTES]
+            .decode("utf-8", errors="backslashreplace")
+            .rstrip("\r\n"),
         }
         self.errors_out.write(json.dumps(record).encode() + b"\n")
 
@@ -271,6 +305,7 @@ def collect_results(
     batch_completed: bool,
     output_file_id: str | None = None,
     error_file_id: str | None = None,
+    max_line_bytes: int | None = None,
 ) -> CollectedFiles:
     """Write every line that joins a request once; keep the ones that do not beside them.
 
@@ -278,6 +313,7 @@ def collect_results(
     custom_id, a truncated line) costs that line, never the rest: it goes to
     the errors file with a code saying why, and into the problems.
     """
+    line_limit = max_line_bytes or MAX_OUTPUT_LINE_BYTES
     seen: dict[str, _Joined] = {}
     failures: Counter[str] = Counter()
     succeeded = 0
@@ -290,9 +326,22 @@ def collect_results(
     with tempfile.TemporaryFile() as spool:
         unjoined = _Unjoined(spool)
         for source in sources:
-            for number, offset, raw in _lines(source.path):
+            for number, offset, raw, size in _lines(source.path, line_limit):
+                if size > len(raw):
+                    unjoined.keep(
+                        OVERSIZED_LINE,
+                        source,
+                        number,
+                        raw,
+                        f"{size} bytes, over the {line_limit} a line may hold",
+                    )
+                    continue
                 try:
                     line = json.loads(raw)
+                except RecursionError:
+                    # A line of [[[[…: a hostile or broken answer, never a response.
+                    unjoined.keep(UNPARSEABLE_LINE, source, number, raw, "nested too deeply")
+                    continue
                 except ValueError as exc:
                     # JSONDecodeError, or UnicodeDecodeError when a cut falls inside a
                     # multi-byte character: both mean the same thing here.
@@ -315,7 +364,7 @@ def collect_results(
                         source,
                         number,
                         raw,
-                        f"custom_id={custom_id!r} is not in the input",
+                        f"custom_id={quoted(custom_id)} is not in the input",
                         custom_id,
                     )
                     continue
@@ -326,14 +375,14 @@ def collect_results(
                         source,
                         number,
                         raw,
-                        f"custom_id={custom_id!r} again; the first, "
+                        f"custom_id={quoted(custom_id)} again; the first, "
                         f"{first.source.where(first.number)}, was kept",
                         custom_id,
                     )
                     continue
                 failure = _failure_code(line)
                 ok = failure is None and source.label == "output"
-                seen[custom_id] = _Joined(source, number, offset, len(raw), not ok)
+                seen[custom_id] = _Joined(source, number, offset, size, not ok)
                 if ok:
                     succeeded += 1
                     usage.add(line)
@@ -346,7 +395,7 @@ def collect_results(
             first_missing = next(cid for cid in input_ids if cid not in seen)
             problems.append(
                 f"{missing} request(s) are missing from a completed batch's files "
-                f"(first: custom_id={first_missing!r}, input line {input_ids[first_missing]})"
+                f"(first: custom_id={quoted(first_missing)}, input line {input_ids[first_missing]})"
             )
             code, message = "missing_from_output", "the gateway returned no line for this request"
         else:

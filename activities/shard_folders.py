@@ -14,6 +14,7 @@ the network.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -138,3 +139,19 @@ async def shard_folder(stores: Stores, location: str) -> AsyncIterator[ShardFold
         yield ShardFolder(stores, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# Every name the job writes under its shard folder: each round's shards, their
+# results and errors, the plan, the resubmission input and a child's leftover
+# input index and results marks (activities/results_owner.py). Removal deletes
+# these and nothing else.
+_SHARD_FILE = re.compile(
+    r"round-\d+/(?:shard-\d{5,}(?:\.results|\.errors)?\.jsonl|shards\.json|resubmit\.jsonl"
+    r"|\.shard-\d{5,}\.results\.jsonl\.[0-9a-f]{16}\.input-index"
+    r"|\.shard-\d{5,}\.(?:results|errors)\.jsonl\.written-by)"
+)
+
+
+def is_shard_file(name: str) -> bool:
+    """Whether name (relative to a shard folder) is one the sharded job itself writes."""
+    return _SHARD_FILE.fullmatch(name) is not None

@@ -22,7 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import temporal_failures
 from activities.heartbeat import heartbeating
-from activities.shard_folders import ShardFolder, ran, shard_folder
+from activities.results_owner import mark_as_written_by, refuse_others_results
+from activities.shard_folders import ShardFolder, is_shard_file, ran, shard_folder
 from contracts.job import ModelTokens, TokenTotals
 from contracts.names import FAILURE_INVALID_INPUT, FAILURE_RESULT_INTEGRITY
 from contracts.sharding import (
@@ -64,6 +65,10 @@ class ShardingActivities:
     @activity.defn
     async def split_input(self, request: SplitInputRequest) -> SplitSummary:
         async with temporal_failures():
+            # Results are create-only: refused now, before any shard is paid for.
+            await refuse_others_results(
+                self.storage, tuple(request.refuse_results_at), activity.info().workflow_id
+            )
             limits = limits_for(
                 self.dialect,
                 max_requests=request.max_batch_requests,
@@ -228,6 +233,11 @@ class ShardingActivities:
                     else await asyncio.to_thread(tally_usage, results_tmp)
                 )
                 tallied = time.monotonic()
+            await mark_as_written_by(
+                self.storage,
+                (request.output_path, request.errors_path),
+                activity.info().workflow_id,
+            )
             activity.logger.info(
                 "merged %d requests (%s order, %d recovered, %d unjoined lines kept) in %.2f s; "
                 "usage %s in %.2f s; published in %.2f s",
@@ -257,7 +267,7 @@ class ShardingActivities:
     async def remove_shard_files(self, request: RemoveShardFilesRequest) -> int:
         """After the merge: the job's shard folder in an object store; how many files it held."""
         async with temporal_failures():
-            removed = await self.storage.objects.delete_under(request.work_dir)
+            removed = await self.storage.objects.delete_under(request.work_dir, only=is_shard_file)
             activity.logger.info("removed %d shard files under %s", removed, request.work_dir)
             return removed
 

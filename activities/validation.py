@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.ids import quoted
 from contracts.job import InputLimits
+from contracts.text import printable
 from shards.check import model_of, request_field_problems
 from shards.tokens import request_tokens
 
 MAX_REPORTED_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 400
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -83,8 +86,9 @@ class _Collector:
             self.more += 1
             return
         where = f"{self.label}:{line}" if line is not None else self.label
-        who = f" custom_id={custom_id!r}" if custom_id is not None else ""
-        self.problems.append(f"{where}:{who} {message}")
+        who = f" custom_id={quoted(custom_id)}" if custom_id is not None else ""
+        # Everything from the file is quoted short and escaped: this reaches history.
+        self.problems.append(printable(f"{where}:{who} {message}", MAX_PROBLEM_CHARS))
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -142,6 +146,9 @@ def validate_jsonl(path: Path, *, label: str, endpoint: str, limits: InputLimits
                     f"not JSON: {exc.msg} at column {exc.colno}; "
                     "each line must be one complete JSON object",
                 )
+                continue
+            except RecursionError:
+                found.add(number, "not a request: JSON nested too deeply")
                 continue
             if not isinstance(request, dict):
                 found.add(number, f"a request must be a JSON object, got {type(request).__name__}")

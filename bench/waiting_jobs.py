@@ -214,6 +214,8 @@ async def run_design(design: str, args: argparse.Namespace) -> DesignRun:
             "TEMPORAL_TASK_QUEUE": queue,
             "GATEWAY_URL": "",
             "BATCH_DATA_DIR": str(data),
+            # The jobs attach to batches the benchmark made at the emulator.
+            "BATCH_ATTACH_ANY_BATCH": "true",
         },
     )
     try:

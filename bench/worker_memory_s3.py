@@ -119,6 +119,7 @@ async def run(opts: argparse.Namespace) -> bool:
                             "GATEWAY_URL": emu.base_url,
                             "BATCH_DATA_DIR": str(empty),
                             **moto.env(),
+                            "BATCH_ALLOWED_LOCATIONS": "*",
                         },
                     )
                     with worker:

@@ -1,7 +1,8 @@
 """`starter.py attach BATCH_ID FILE`: a job for a batch that already exists at the gateway.
 
-The batch was made by hand (curl, as in the how-to) or left by a create whose
-outcome was unknown (CreateOutcomeUnknown names its job key). The job starts
+The batch was left by a create whose outcome was unknown (CreateOutcomeUnknown
+names its job key), or made by hand (curl, as in the how-to), which workers
+attach to only with BATCH_ATTACH_ANY_BATCH=true (docs/security.md). The job starts
 at the wait: it validates FILE, which it needs to join the results, checks the
 batch runs that input, then waits and collects like any other job.
 """
@@ -58,7 +59,8 @@ def build_attach_input(args: argparse.Namespace) -> BatchJobInput:
     try:
         return BatchJobInput.parse({**job.model_dump(), "metadata": {}, "batch_id": args.batch_id})
     except ValidationError as exc:
-        raise UsageError(f"batch id {args.batch_id!r}: {exc.errors()[0]['msg']}") from None
+        # The message quotes the id escaped and cut short: it may hold anything.
+        raise UsageError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 def refuse_swapped(batch_id: str, file: str) -> None:

@@ -55,6 +55,12 @@ def add_job_options(sub: argparse.ArgumentParser, with_id: bool = True) -> None:
         help="end the job after waiting this long in all for the gateway's enqueued-token "
         "quota (default 72)",
     )
+    sub.add_argument(
+        "--replace",
+        action="store_true",
+        help="write over results already at --output/--errors that another job wrote "
+        "(default: the job refuses at its start; a rerun of the same job may)",
+    )
     for phase in PHASES_WITH_DEADLINES:
         sub.add_argument(
             f"--max-{phase.replace('_', '-')}-hours",
@@ -120,6 +126,7 @@ def build_input(args: argparse.Namespace, files: JobFiles | None = None) -> Batc
             deadlines=deadlines,
             keep_gateway_files=args.keep_gateway_files,
             quota_retry=quota_retry,
+            replace_results=getattr(args, "replace", False),
         )
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]

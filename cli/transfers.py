@@ -16,6 +16,7 @@ from pathlib import Path
 from cli.environment import storage
 from cli.exits import UsageError
 from cli.locations import JobFiles, Transfer
+from contracts.job import results_owner_location
 from storage import LocationError, StorageUnavailable, Stores
 
 
@@ -86,6 +87,7 @@ async def remove_job_copies(files: JobFiles) -> None:
     """Delete what the starter put in the store for this job (never a location the user named)."""
     stores = _stores()
     copies = [t.remote for t in files.bring_back]
+    copies += [results_owner_location(t.remote) for t in files.bring_back]
     if files.upload is not None:
         copies.append(files.upload.remote)
     for remote in copies:

@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from codec.aes_gcm import CodecKeyError, codec_from_env
-    from codec.server import ENV_CORS_ORIGINS, app_from_env
+    from codec.server import ENV_CORS_ORIGINS, ENV_TOKEN, app_from_env, is_loopback
 
     environ = dict(os.environ)
     if args.cors_origins is not None:
@@ -35,6 +35,17 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"codec serve: {ENV_CODEC_KEY} is not set; the codec server needs the key "
             "the worker and starter encrypt with",
+            file=sys.stderr,
+        )
+        return 2
+    tokenless = not environ.get(ENV_TOKEN, "").strip()
+    if tokenless and not is_loopback(args.host) and args.without_token_on != args.host:
+        # Without a token it decrypts any payload for whoever reaches the port.
+        print(
+            f"codec serve: {ENV_TOKEN} is not set and --host {args.host} is not a loopback "
+            f"address: anyone who reaches the port could decrypt every payload; set "
+            f"{ENV_TOKEN} or serve on 127.0.0.1 (in a container whose port only this machine "
+            f"reaches: --without-token-on {args.host})",
             file=sys.stderr,
         )
         return 2
@@ -59,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the codec server for the Web UI and CLI")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8081, help="port (default 8081)")
+    serve.add_argument(
+        "--without-token-on",
+        metavar="HOST",
+        default=None,
+        help="serve without CODEC_SERVER_TOKEN on this non-loopback --host all the same: for a "
+        "container whose published port only this machine reaches (docker-compose.yml)",
+    )
     serve.add_argument(
         "--cors-origins",
         default=None,

@@ -15,12 +15,14 @@ Environment:
   request for another namespace (``X-Namespace`` header or path prefix) gets 403.
 
 Anyone who can reach this server and pass its auth can decrypt, so it listens on
-127.0.0.1 unless told otherwise.
+127.0.0.1 unless told otherwise, and `python -m codec serve` refuses a
+non-loopback address without a token.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,6 +46,16 @@ NAMESPACE_HEADER = "X-Namespace"
 log = logging.getLogger("codec.server")
 
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine alone."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _split(text: str) -> list[str]:

@@ -15,6 +15,13 @@ ENV_WEB_UI = "TEMPORAL_WEB_UI"
 # Root of the claim-check store: input and result locations in workflow inputs
 # are relative to it, on the starter's machine and on every worker's.
 ENV_DATA_DIR = "BATCH_DATA_DIR"
+# Worker: the locations jobs may read and write (comma-separated prefixes of
+# s3://, az://, gs:// and folders under the data directory; * for all). Unset:
+# the data directory alone.
+ENV_ALLOWED_LOCATIONS = "BATCH_ALLOWED_LOCATIONS"
+# Worker: "true" lets jobs attach to batches that are not theirs (neither tagged
+# with their job key nor running a file uploaded from their input).
+ENV_ATTACH_ANY_BATCH = "BATCH_ATTACH_ANY_BATCH"
 
 # Object-store folder (s3://bucket/prefix, az://container/prefix, gs://...) the
 # starter copies local inputs to, and brings results back from: no shared disk.

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from contracts.batch_status import BatchStatus
+from contracts.ids import checked_id
 from contracts.names import JOB_KEY_METADATA
 
 SUPPORTED_ENDPOINTS = (
@@ -35,6 +36,7 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 # The job key travels in batch metadata and in the upload's file name.
 MAX_JOB_KEY = 200
+MAX_LOCATION_CHARS = 2048
 # In output_path and errors_path, replaced at run start by the run's workflow id
 # (characters other than letters, digits, '.', '_' and '-' become '_'), so that
 # the runs of a schedule each write their own files.
@@ -76,6 +78,14 @@ class PhaseDeadlines(_Input):
     finalizing: timedelta = timedelta(hours=4)
     cancelling: timedelta = timedelta(hours=1)
 
+    @field_validator("validating", "in_progress", "finalizing", "cancelling")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Zero would cancel the batch at the first look: never what a caller means.
+        if value < timedelta(seconds=1):
+            raise ValueError(f"deadlines.{info.field_name} must be at least 1 second")
+        return value
+
     def for_status(self, status: BatchStatus) -> timedelta:
         """The deadline of the phase a batch in this status is in (in_progress for any other)."""
         return {
@@ -84,6 +94,13 @@ class PhaseDeadlines(_Input):
             BatchStatus.FINALIZING: self.finalizing,
             BatchStatus.CANCELLING: self.cancelling,
         }.get(status, self.in_progress)
+
+
+# The largest batch input any provider takes (Azure with the user's own Blob
+# Storage: 1 GB): a job's limits cannot raise the worker's reading past it
+# (InputLimits itself also bounds a whole input checked before it is split).
+MAX_INPUT_BYTES = 1024 * 1024 * 1024
+MAX_INPUT_REQUESTS = 1_000_000
 
 
 class InputLimits(_Input):
@@ -171,6 +188,14 @@ class BatchJobInput(_Input):
             "with the refusal, for a caller that admits batches itself (the sharded job)."
         ),
     )
+    replace_results: bool = Field(
+        default=False,
+        description=(
+            "Write over output_path and errors_path when results are already there. By "
+            "default a job refuses at its start to write where results exist that an "
+            "earlier run of the same job (the same workflow id) did not write."
+        ),
+    )
     keep_gateway_files: bool = Field(
         default=False,
         description=(
@@ -216,6 +241,34 @@ class BatchJobInput(_Input):
         if value < timedelta(seconds=1):
             raise ValueError(f"{info.field_name} must be at least 1 second")
         return value
+
+    @field_validator("input_path", "output_path", "errors_path", "job_key")
+    @classmethod
+    def _location_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Locations and the job key reach file systems, URLs, logs and the terminal.
+        if value is not None and (
+            len(value) > MAX_LOCATION_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        ):
+            raise ValueError(
+                f"{info.field_name} holds a control character or is over "
+                f"{MAX_LOCATION_CHARS} characters"
+            )
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_a_batch_can_have(cls, value: InputLimits) -> InputLimits:
+        if value.max_bytes > MAX_INPUT_BYTES or value.max_requests > MAX_INPUT_REQUESTS:
+            raise ValueError(
+                f"limits: a batch's input holds at most {MAX_INPUT_REQUESTS:,} requests and "
+                f"{MAX_INPUT_BYTES:,} bytes"
+            )
+        return value
+
+    @field_validator("batch_id")
+    @classmethod
+    def _batch_id_shape(cls, value: str | None) -> str | None:
+        return None if value is None else checked_id(value, "batch_id")
 
     @field_validator("metadata")
     @classmethod
@@ -264,6 +317,16 @@ def expand_workflow_id(location: str, workflow_id: str) -> str:
         return location
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", workflow_id).lstrip(".") or "_"
     return location.replace(WORKFLOW_ID_PLACEHOLDER, safe)
+
+
+def results_owner_location(results_path: str) -> str:
+    """The hidden file beside a results location naming the job (workflow id) that wrote it.
+
+    Workers write it (activities/results_owner.py); the starter removes it with
+    the copies it made.
+    """
+    head, sep, name = results_path.rpartition("/")
+    return f"{head}{sep}.{name}.written-by"
 
 
 def _beside(location: str, kind: str) -> str:

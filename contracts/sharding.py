@@ -290,6 +290,12 @@ class ShardedJobResult(_Contract):
 
 
 class SplitInputRequest(_Contract):
+    refuse_results_at: list[str] = Field(
+        default_factory=list,
+        description="Round 0: the job's results locations, refused when results another job "
+        "wrote are there (create-only); empty when the job replaces them, for later rounds "
+        "and from jobs started before this.",
+    )
     input_path: str
     round_dir: str = Field(description="Folder location the shards and shards.json go to.")
     max_batch_requests: int | None = None

@@ -27,6 +27,11 @@ class ValidateInputRequest(_Step):
     limits: InputLimits
     output_path: str
     errors_path: str
+    replace_results: bool | None = Field(
+        default=None,
+        description="False: results already there that this job did not write are refused. "
+        "None from jobs started before results were create-only.",
+    )
 
 
 class InputSummary(_Step):
@@ -297,6 +302,16 @@ class CancelBatchRequest(_Step):
     )
     job_key: str
     not_before: datetime
+    input_file_id: str | None = Field(
+        default=None,
+        description="The job's upload, when known: by key, only batches that run it are "
+        "cancelled (a caller-chosen key cannot reach another job's batches).",
+    )
+    input_sha256: str | None = Field(
+        default=None,
+        description="The job's validated input, when known and the upload is not: only "
+        "batches whose input file was uploaded from it.",
+    )
 
 
 class AwaitFileRequest(_Step):
@@ -324,6 +339,10 @@ class AttachBatchRequest(_Step):
     """Adopt a batch that already exists, checking it runs the job's validated input."""
 
     batch_id: str
+    job_key: str | None = Field(
+        default=None, description="None from jobs started before attach checked whose it is."
+    )
+    input_sha256: str | None = None
     input_path: str
     input_bytes: int
     endpoint: str

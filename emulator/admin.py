@@ -21,6 +21,14 @@ class ForceRequest(BaseModel):
     outcome: ForceOutcome
 
 
+# Knobs that hold keys: the admin routes need no auth, so they say whether one is set, never it.
+SECRET_KNOBS = ("auth_key", "upstream_api_key")
+
+
+def _shown(knobs: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("[set]" if v and k in SECRET_KNOBS else v) for k, v in knobs.items()}
+
+
 def admin_router() -> APIRouter:
     router = APIRouter()
 
@@ -30,7 +38,7 @@ def admin_router() -> APIRouter:
 
     @router.get("/knobs")
     async def get_knobs(rt: RuntimeDep) -> dict[str, Any]:
-        return rt.knobs.model_dump()
+        return _shown(rt.knobs.model_dump())
 
     @router.patch("/knobs")
     async def patch_knobs(patch: dict[str, Any], rt: RuntimeDep) -> dict[str, Any]:
@@ -45,7 +53,7 @@ def admin_router() -> APIRouter:
             ) from exc
         rt.knobs = new
         await rt.scheduler.knobs_changed(old, new)
-        return new.model_dump()
+        return _shown(new.model_dump())
 
     @router.post("/batches/{batch_id}/force")
     async def force_batch(batch_id: str, body: ForceRequest, rt: RuntimeDep) -> dict[str, Any]:

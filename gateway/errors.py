@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from contracts.text import printable
 from gateway.redaction import redact
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -80,6 +81,14 @@ class NotFoundError(RejectedByGatewayError):
 
 class RouteNotSupportedError(RejectedByGatewayError):
     """404/405 on a list or cancel route: the gateway does not expose it (Kong may not)."""
+
+
+class NotAnIdError(GatewayError):
+    """A batch or file id, from a caller or a gateway, that is not an id's shape.
+
+    Never retried: the same id fails the same way. One from a caller is refused
+    before any request is sent.
+    """
 
 
 # Azure's refusal of a batch on an unprocessed file, as users report it:
@@ -179,6 +188,9 @@ def error_for_response(
     """
     status = response.status_code
     gateway_message, code = _gateway_message(response)
+    # The gateway's words are cut short and escaped before they reach history or a terminal.
+    gateway_message = printable(gateway_message)
+    code = printable(code, 100) if code is not None else None
     message = redact(
         f"{operation}: gateway answered {status} {response.reason_phrase}: {gateway_message}",
         secrets,
@@ -238,7 +250,7 @@ def error_for_transport(
     exc: httpx.TransportError, *, operation: str, url: str, secrets: Collection[str] = ()
 ) -> GatewayError:
     kind = type(exc).__name__
-    detail = str(exc) or "no detail"
+    detail = printable(str(exc) or "no detail")
     return GatewayUnreachableError(
         redact(
             f"{operation}: no answer from the gateway at {url} ({kind}: {detail}); "

@@ -12,8 +12,18 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from contracts.batch_status import BatchStatus as BatchStatus
+from contracts.ids import id_problem
+from contracts.text import printable
+
+# The pydantic error type of an id that is not an id: an answer that will not
+# change on a retry, told apart from a half-sent body in GatewayClient._call.
+ID_ERROR_TYPE = "gateway_id"
+# Of a failed batch's errors, how many are kept, and how long each may be.
+MAX_BATCH_ERRORS = 20
+MAX_BATCH_ERROR_CHARS = 300
 
 # Every spelling of a status seen or plausible from Azure and gateways
 # ("Completed", "InProgress", "in-progress", "In Progress", "canceled") maps
@@ -34,6 +44,14 @@ def _normalise_status(value: Any) -> Any:
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
+    return value
+
+
+def _gateway_id(value: str | None) -> str | None:
+    """An id the gateway sent, refused unless it has an id's shape (contracts.ids)."""
+    problem = id_problem(value) if value is not None else None
+    if problem is not None:
+        raise PydanticCustomError(ID_ERROR_TYPE, "the id " + problem)
     return value
 
 
@@ -77,6 +95,12 @@ class FileObject(_GatewayObject):
     status: FileStatus | None = None
     status_details: str | None = None
 
+    @field_validator("id", mode="after")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        _gateway_id(value)
+        return value
+
     @field_validator("status", mode="before")
     @classmethod
     def _known_status(cls, value: Any) -> Any:
@@ -112,9 +136,10 @@ class BatchError(_GatewayObject):
     line: int | None = None
 
     def describe(self) -> str:
+        """One line for history and logs, however long or odd the gateway's words."""
         where = f"line {self.line}: " if self.line is not None else ""
         code = f"[{self.code}] " if self.code else ""
-        return f"{where}{code}{self.message or 'no message'}"
+        return printable(f"{where}{code}{self.message or 'no message'}", MAX_BATCH_ERROR_CHARS)
 
 
 class BatchErrors(_GatewayObject):
@@ -123,7 +148,10 @@ class BatchErrors(_GatewayObject):
     @field_validator("data", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+        # A failed validation lists a few lines' problems; the first ones tell what to fix.
+        return (
+            [] if value is None else value[:MAX_BATCH_ERRORS] if isinstance(value, list) else value
+        )
 
 
 class TokenUsage(_GatewayObject):
@@ -165,6 +193,11 @@ class Batch(_GatewayObject):
     def _blank_ids(cls, value: Any) -> Any:
         return _blank_to_none(value)
 
+    @field_validator("id", "output_file_id", "error_file_id", "input_file_id", mode="after")
+    @classmethod
+    def _id_shape(cls, value: str | None) -> str | None:
+        return _gateway_id(value)
+
     @field_validator("endpoint", mode="after")
     @classmethod
     def _versioned_endpoint(cls, value: str | None) -> str | None:
@@ -180,6 +213,9 @@ class Batch(_GatewayObject):
 
 
 T = TypeVar("T")
+# A list page holds at most 100 (the client asks for 100): a page of a million
+# items is not a page.
+MAX_PAGE_ITEMS = 1000
 
 
 class Page(BaseModel, Generic[T]):
@@ -187,6 +223,11 @@ class Page(BaseModel, Generic[T]):
 
     model_config = ConfigDict(extra="ignore")
 
-    data: list[T] = Field(default_factory=list)
+    data: list[T] = Field(default_factory=list, max_length=MAX_PAGE_ITEMS)
     has_more: bool = False
     last_id: str | None = None
+
+    @field_validator("last_id", mode="after")
+    @classmethod
+    def _id_shape(cls, value: str | None) -> str | None:
+        return _gateway_id(value)

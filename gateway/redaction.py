@@ -15,7 +15,7 @@ REDACTED = "[redacted]"
 
 
 def redact(text: str, secrets: Collection[str]) -> str:
-    """text with every secret replaced by REDACTED.
+    """text with every secret, and the credentials of every URL, replaced by REDACTED.
 
     Every secret is masked, however short. A minimum length (masking only values
     of 8 or 4 characters and more) leaks exactly the short keys it skips, and a
@@ -29,8 +29,14 @@ def redact(text: str, secrets: Collection[str]) -> str:
     pass, longest match first, so a secret that contains another is masked
     whole and a secret that happens to spell part of the marker cannot mangle it.
     """
+    text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
     pattern = _pattern(frozenset(secrets))
     return pattern.sub(REDACTED, text) if pattern is not None else text
+
+
+# user:password@ (or a token@) in any URL a message quotes: stripped whatever the
+# secret list holds, so a credential put in GATEWAY_URL or AWS_ENDPOINT_URL never shows.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@")
 
 
 def _quoted_forms(secret: str) -> set[str]:

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from enum import StrEnum
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -41,6 +42,26 @@ ENV_TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
 # Keys of the worker's other clients: never sent to the gateway, but the worker
 # holds them, so its messages and logs mask them like the gateway's own.
 OTHER_SECRET_ENV_VARS = (ENV_TEMPORAL_API_KEY, ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS)
+# The clouds' own secrets, as the object stores (obstore) and their SDKs read them.
+CLOUD_SECRET_ENV_VARS = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_OPENAI_API_KEY",
+    "OPENAI_API_KEY",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+)
+# URLs whose user:password@ part is a secret too.
+URL_ENV_VARS = ("GATEWAY_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT", "TEMPORAL_ADDRESS")
 
 DEFAULT_GATEWAY_URL = "http://localhost:8000"
 DEFAULT_AZURE_API_VERSION = "2025-01-01-preview"
@@ -166,10 +187,26 @@ def _positive_seconds(name: str, raw: str) -> float:
 
 def _other_secrets(env: Mapping[str, str]) -> list[str]:
     found: list[str] = []
-    for name in OTHER_SECRET_ENV_VARS:
+    for name in (*OTHER_SECRET_ENV_VARS, *CLOUD_SECRET_ENV_VARS):
         value = env.get(name, "").strip()
         if value:
             found.append(value)
         if value and name == ENV_CODEC_OLD_KEYS:
             found.extend(part.strip() for part in value.split(",") if part.strip())
+        if value and name == "GOOGLE_SERVICE_ACCOUNT_KEY":
+            found.extend(_private_key_of(value))
+    for name in URL_ENV_VARS:
+        password = urlsplit(env.get(name, "").strip()).password
+        if password:
+            found.extend({password, unquote(password)})
     return found
+
+
+def _private_key_of(service_account_json: str) -> list[str]:
+    """The key inside a service account's JSON, which a message may quote on its own."""
+    try:
+        parsed = json.loads(service_account_json)
+    except ValueError:
+        return []
+    key = parsed.get("private_key") if isinstance(parsed, dict) else None
+    return [key] if isinstance(key, str) and key else []

@@ -17,6 +17,7 @@ BATCH_CODEC_OLD_KEYS) become ``[redacted]``.
 from __future__ import annotations
 
 import contextvars
+import copy
 import json
 import logging
 import re
@@ -32,11 +33,14 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from contracts.text import escape_controls, printable
 from gateway.redaction import redact
 
 ENV_LOG_FORMAT = "LOG_FORMAT"
 ENV_LOG_LEVEL = "LOG_LEVEL"
 LOG_FORMATS = ("text", "json")
+# A log line's own text; a longer one (a gateway's page) is cut with a marker.
+MAX_LOG_MESSAGE_CHARS = 4000
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _batch_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("batch_id", default=None)
@@ -131,12 +135,22 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
         self._secrets = frozenset(secrets)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line's own text with control characters escaped: one record, one line.
+
+        An id or a gateway's words with a newline in them cannot forge a second
+        line (an ERROR that never happened); a traceback, added after, keeps its lines.
+        """
+        safe = copy.copy(record)
+        safe.message = printable(record.message, MAX_LOG_MESSAGE_CHARS)
+        return super().formatMessage(safe)
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         fields = log_fields(record)
         message = record.getMessage()
         tags = [
-            f"{key}={fields[key]}"
+            f"{key}={escape_controls(str(fields[key]))}"
             for key in ("batch_id", "custom_id")
             if key in fields and str(fields[key]) not in message
         ]

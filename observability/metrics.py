@@ -25,7 +25,7 @@ from temporalio.runtime import (
 )
 
 from contracts.constants import ENV_METRICS_PORT
-from gateway.client import GatewayClient
+from gateway.client import MAX_DOWNLOAD_BYTES, GatewayClient
 from gateway.models import FileObject
 from observability.names import (
     BATCH_WAIT_BUCKETS,
@@ -98,7 +98,9 @@ class MeteredGatewayClient(GatewayClient):
         _count(METRIC_BYTES_UPLOADED, "Input bytes uploaded to the gateway", size)
         return uploaded
 
-    async def download_file(self, file_id: str, destination: Path) -> int:
-        size = await super().download_file(file_id, destination)
+    async def download_file(
+        self, file_id: str, destination: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES
+    ) -> int:
+        size = await super().download_file(file_id, destination, max_bytes=max_bytes)
         _count(METRIC_BYTES_DOWNLOADED, "Result bytes downloaded from the gateway", size)
         return size

@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -84,8 +84,11 @@ def _client_options(scheme: str) -> ClientConfig:
 
 
 def _redacted(text: str) -> str:
-    """One line of a store's error, with any URL query (an Azure SAS token) removed."""
+    """One line of a store's error, with any URL query (an Azure SAS token) and URL
+    credentials removed."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    # A credential in an endpoint URL (http://user:secret@minio:9000) goes too.
+    first = re.sub(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@", r"\1[redacted]@", first)
     return re.sub(r"\?[^\s\"'<>]*", "", first)[:300]
 
 
@@ -230,11 +233,19 @@ class ObjectStorage:
             _raise_for(exc, folder)
         return found
 
-    async def delete_under(self, folder: str) -> int:
-        """Remove every object whose key starts with ``folder/``; how many there were."""
+    async def delete_under(self, folder: str, only: Callable[[str], bool]) -> int:
+        """Remove the objects under ``folder/`` whose name there `only` accepts; how many.
+
+        Never a whole prefix: whoever names the folder may not own all of it.
+        """
         locations = await self.locations_under(folder)
         store, _ = self._open(folder)
-        keys = [self.split(location)[2] for location in locations]
+        prefix = folder.rstrip("/") + "/"
+        keys = [
+            self.split(location)[2]
+            for location in locations
+            if location.startswith(prefix) and only(location[len(prefix) :])
+        ]
         try:
             for start in range(0, len(keys), 1000):
                 await obstore.delete_async(store, keys[start : start + 1000])

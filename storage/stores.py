@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from storage.allowed import AllowedLocations
 from storage.base import LocationError, Storage
 from storage.local import LocalStorage
 from storage.objects import SCHEMES, ObjectStorage
@@ -15,11 +16,24 @@ from storage.objects import SCHEMES, ObjectStorage
 class Stores:
     """Paths and file:// under the data directory; s3://, az://, gs:// in object stores."""
 
-    def __init__(self, local: LocalStorage, objects: ObjectStorage | None = None) -> None:
+    def __init__(
+        self,
+        local: LocalStorage,
+        objects: ObjectStorage | None = None,
+        allowed: AllowedLocations | None = None,
+    ) -> None:
+        """allowed: the worker's allow-list, checked on every access; None allows all."""
         self.local = local
         self.objects = objects or ObjectStorage()
+        self.allowed = allowed
 
     def store_for(self, location: str) -> Storage:
+        """The store of location, once the allow-list lets jobs use it."""
+        if self.allowed is not None:
+            self.allowed.check(location)
+        return self._store(location)
+
+    def _store(self, location: str) -> Storage:
         if "://" not in location:
             return self.local
         scheme = urlparse(location).scheme
@@ -32,7 +46,7 @@ class Stores:
         )
 
     def describe(self, location: str) -> str:
-        return self.store_for(location).describe(location)
+        return self._store(location).describe(location)
 
     async def check(self, location: str) -> None:
         await self.store_for(location).check(location)

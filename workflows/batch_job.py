@@ -300,6 +300,7 @@ class BatchJobWorkflow(Watching):
             limits=job.limits,
             output_path=self._output_path,
             errors_path=self._errors_path,
+            replace_results=job.replace_results,
         )
 
     async def _validate(self) -> InputSummary:
@@ -386,6 +387,8 @@ class BatchJobWorkflow(Watching):
         self._set_phase(JobPhase.CREATING_BATCH, reason=f"attaching to batch {batch_id}")
         request = AttachBatchRequest(
             batch_id=batch_id,
+            job_key=self._job_key,
+            input_sha256=summary.sha256,
             input_path=self._job.input_path,
             input_bytes=summary.bytes,
             endpoint=self._job.endpoint,
@@ -759,7 +762,13 @@ class BatchJobWorkflow(Watching):
     async def _cancel(self, batch_id: str | None) -> BatchSnapshot | None:
         return await self._step(
             BatchActivities.cancel_batch,
-            CancelBatchRequest(batch_id=batch_id, job_key=self._job_key, not_before=self._started),
+            CancelBatchRequest(
+                batch_id=batch_id,
+                job_key=self._job_key,
+                not_before=self._started,
+                input_file_id=self._input_file_id,
+                input_sha256=self._validated.sha256 if self._validated else None,
+            ),
             step_options.CANCEL,
         )
 

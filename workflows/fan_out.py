@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.names import SHARDED_WORKFLOW_NAME
 
 from workflows.batch_job import BatchJobWorkflow
+from workflows.carried import own_carried
 
 
 # An input that does not validate fails the workflow with pydantic's message,
@@ -46,7 +47,7 @@ class BatchFanOutWorkflow:
             raise
 
     async def _run(self, request: FanOutInput) -> FanOutResult:
-        progress = request.carried or FanOutProgress()
+        progress = own_carried(request.carried) or FanOutProgress()
         started = 0
         while progress.next_job < len(request.jobs) or self._in_flight:
             if self._unexpected:

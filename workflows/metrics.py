@@ -50,8 +50,10 @@ def record_cost(cost: JobCost) -> None:
         METRIC_TOKENS, "Tokens of finished jobs by model, from the responses' usage", "tokens"
     )
     for row in cost.by_model:
-        tokens.add(row.input_tokens, {"model": row.model, "direction": "input"})
-        tokens.add(row.output_tokens, {"model": row.model, "direction": "output"})
+        # The price table's name, not the responses': a label's values stay few.
+        model = row.priced_as or "unpriced"
+        tokens.add(row.input_tokens, {"model": model, "direction": "input"})
+        tokens.add(row.output_tokens, {"model": model, "direction": "output"})
     meter.create_histogram_float(
         METRIC_JOB_COST, "Cost of each finished job at batch prices", cost.currency
     ).record(cost.total, {"currency": cost.currency})

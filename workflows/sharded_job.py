@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import metrics, step_options
 from workflows.admission import Admission, innermost_message, quota_refused
 from workflows.batch_job import BatchJobWorkflow
+from workflows.carried import own_sharded_progress
 from workflows.progress import describe
 
 TOKEN_WINDOW = 1000
@@ -128,7 +129,7 @@ class ShardedBatchJobWorkflow:
         self._request = request
         info = workflow.info()
         output, errors = request.job.output_paths_for(info.workflow_id)
-        self._state = request.carried or ShardedProgress(
+        self._state = own_sharded_progress(request.carried, output) or ShardedProgress(
             started_at=workflow.now(), usage=TokenTotals(by_model={})
         )
         self._work_dir = self._state.work_dir or self._choose_work_dir(
@@ -198,6 +199,11 @@ class ShardedBatchJobWorkflow:
         split = await workflow.execute_activity_method(
             ShardingActivities.split_input,
             SplitInputRequest(
+                refuse_results_at=list(
+                    self._request.job.output_paths_for(workflow.info().workflow_id)
+                )
+                if number == 0 and not self._request.job.replace_results
+                else [],
                 input_path=source,
                 round_dir=round_dir(self._work_dir, number),
                 max_batch_requests=options.max_batch_requests,

@@ -451,7 +451,13 @@ async def test_collect_results_writes_each_request_once_in_place(
     collected = await job.runner.run(job.acts.collect_results, request)
 
     folder = job.storage.path("results/deep")
-    assert sorted(p.name for p in folder.iterdir()) == ["errors.jsonl", "out.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".errors.jsonl.written-by",  # which job wrote them: a rerun of it may write again
+        ".out.jsonl.written-by",
+        "errors.jsonl",
+        "out.jsonl",
+    ]
+    assert (folder / ".out.jsonl.written-by").read_text() == "test"
     assert not list(job.storage.root.rglob("*.part"))
     results = read_jsonl(folder / "out.jsonl")
     errors = read_jsonl(folder / "errors.jsonl")

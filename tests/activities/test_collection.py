@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities import results as results_module
 from activities.batch_activities import BatchActivities
 from activities.input_index import input_index_location, write_input_index
 from contracts.job import JobStatus
@@ -260,3 +261,52 @@ async def test_without_an_index_a_changed_input_is_still_refused(
     assert caught.value.message.startswith(f"{INPUT} changed since batch {done.id} was created")
     assert "no input index was kept at validation" in caught.value.message
     assert not storage.path(OUTPUT).exists()
+
+
+async def test_a_json_bomb_and_an_oversized_line_cost_only_themselves(
+    job: Job, gateway: GatewayClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line of 100,000 '[' and a line over the limit: collection ends, each line named."""
+    monkeypatch.setattr(results_module, "MAX_OUTPUT_LINE_BYTES", 200_000)
+    requests = 4
+    summary, done = await run_batch(job, chat_file(requests))
+    assert done.output_file_id
+    real = job.storage.root / "real-output.jsonl"
+    await gateway.download_file(done.output_file_id, real)
+    lines = real.read_bytes().splitlines(keepends=True)
+    hostile = job.storage.root / "hostile.jsonl"
+    hostile.write_bytes(
+        lines[0]
+        + b"[" * 100_000
+        + b"\n"  # line 2: nested past any parser's depth
+        + b"".join(lines[1:3])
+        + b'{"custom_id": "'
+        + b"x" * 300_000
+        + b'"}\n'  # line 5: over the line limit
+        + lines[3]
+    )
+    uploaded = await gateway.upload_file(hostile, filename="hostile.jsonl")
+
+    collected = await asyncio.wait_for(
+        job.runner.run(
+            job.acts.collect_results,
+            collect_request(done.model_copy(update={"output_file_id": uploaded.id}), summary),
+        ),
+        60,
+    )
+
+    assert collected.requests.succeeded == requests, "every real line is still joined"
+    assert joined_ids(job.storage) == ids("req", requests)
+    kept = {
+        row["error"]["code"]: row
+        for row in read_jsonl(job.storage.path(ERRORS))
+        if row["custom_id"] is None
+    }
+    assert kept["unparseable_output_line"]["error"]["line"] == 2
+    assert "nested too deeply" in kept["unparseable_output_line"]["error"]["message"]
+    assert kept["oversized_output_line"]["error"]["line"] == 5
+    assert len(kept["oversized_output_line"]["raw"]) <= results_module.MAX_KEPT_RAW_BYTES
+    problems = " ".join(collected.problems)
+    assert f"output file {uploaded.id} line 2 (nested too deeply)" in problems
+    assert f"output file {uploaded.id} line 5 (300018 bytes, over the 200000" in problems
+    assert all(len(problem) < 2000 for problem in collected.problems)

@@ -254,3 +254,35 @@ async def test_a_look_up_reaches_back_to_the_job_however_many_batches_came_since
     found = await runner.run(acts.cancel_batch, request)
 
     assert found is not None and found.id == "mine", "bounded by the job's start, not a count"
+
+
+async def test_cancel_by_key_cancels_only_the_batches_of_the_jobs_own_input(
+    gateway: GatewayClient, acts: BatchActivities, runner: ActivityRunner, tmp_path: Path
+) -> None:
+    """A caller-chosen job key naming another team's job: their batch runs on."""
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    key = f"shared-key-{started.timestamp()}"
+    theirs_file = await upload(gateway, tmp_path)
+    theirs = await gateway.create_batch(
+        input_file_id=theirs_file, endpoint=CHAT, metadata={JOB_KEY_METADATA: key}
+    )
+    mine_file = await upload(gateway, tmp_path)
+    mine = await gateway.create_batch(
+        input_file_id=mine_file, endpoint=CHAT, metadata={JOB_KEY_METADATA: key}
+    )
+
+    found = await runner.run(
+        acts.cancel_batch,
+        CancelBatchRequest(batch_id=None, job_key=key, not_before=started, input_file_id=mine_file),
+    )
+
+    assert found is not None and found.id == mine.id
+    assert (await gateway.get_batch(mine.id)).status in ("cancelling", "cancelled")
+    assert (await gateway.get_batch(theirs.id)).status not in ("cancelling", "cancelled")
+
+    by_content = await runner.run(
+        acts.cancel_batch,
+        CancelBatchRequest(batch_id=None, job_key=key, not_before=started, input_sha256="ef" * 32),
+    )
+    assert by_content is None, "no batch of theirs runs a file uploaded from this input"
+    assert (await gateway.get_batch(theirs.id)).status not in ("cancelling", "cancelled")

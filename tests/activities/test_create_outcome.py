@@ -14,7 +14,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.batch_activities import BatchActivities
+from activities.batch_activities import BatchActivities, upload_filename
 from contracts.names import (
     FAILURE_BATCH_NOT_FOR_INPUT,
     FAILURE_CREATE_OUTCOME_UNKNOWN,
@@ -157,3 +157,58 @@ async def test_attach_refuses_a_batch_that_does_not_run_this_input(
     assert error.non_retryable
     assert f"cannot attach in.jsonl to batch {target}" in error.message
     assert named in error.message
+
+
+async def test_attach_refuses_a_batch_that_is_not_the_jobs_unless_the_worker_allows_it(
+    gateway: GatewayClient, acts: BatchActivities, runner: ActivityRunner, tmp_path: Path
+) -> None:
+    """Another team's batch on the same endpoint and count: refused, and nothing about it said."""
+    file_id, size = await _upload(gateway, tmp_path)
+    theirs = await gateway.create_batch(input_file_id=file_id, endpoint=CHAT)
+    request = AttachBatchRequest(
+        batch_id=theirs.id,
+        input_path="in.jsonl",
+        input_bytes=size + 1,
+        endpoint=CHAT,
+        job_key="job-mine",
+        input_sha256="ab" * 32,
+    )
+
+    with pytest.raises(ApplicationError) as caught:
+        await runner.run(acts.attach_batch, request)
+    assert caught.value.type == FAILURE_BATCH_NOT_FOR_INPUT and caught.value.non_retryable
+    assert "it is not this job's" in caught.value.message
+    assert "bytes" not in caught.value.message, "the other file's size is not told"
+
+    lenient = BatchActivities(acts.client, acts.storage, attach_any_batch=True)
+    with pytest.raises(ApplicationError, match="bytes"):
+        await runner.run(lenient.attach_batch, request)  # allowed, then compared
+
+
+async def test_attach_takes_a_batch_tagged_with_the_job_key_or_uploaded_from_its_input(
+    gateway: GatewayClient, acts: BatchActivities, runner: ActivityRunner, tmp_path: Path
+) -> None:
+    sha256 = "cd" * 32
+    source = tmp_path / "named.jsonl"
+    source.write_bytes(chat_file(3))
+    named = await gateway.upload_file(source, filename=upload_filename("job-before", sha256))
+    size = source.stat().st_size
+    by_upload = await gateway.create_batch(input_file_id=named.id, endpoint=CHAT)
+    file_id, _ = await _upload(gateway, tmp_path)
+    tagged = await gateway.create_batch(
+        input_file_id=file_id, endpoint=CHAT, metadata={JOB_KEY_METADATA: "job-mine"}
+    )
+
+    for batch, key in ((by_upload, "job-after"), (tagged, "job-mine")):
+        attached = await runner.run(
+            acts.attach_batch,
+            AttachBatchRequest(
+                batch_id=batch.id,
+                input_path="in.jsonl",
+                input_bytes=size if batch is by_upload else (await gateway.get_file(file_id)).bytes,
+                endpoint=CHAT,
+                job_key=key,
+                input_sha256=sha256,
+            ),
+        )
+        assert attached.id == batch.id

@@ -13,6 +13,8 @@ import pytest
 
 from activities.results import (
     EXAMPLES_PER_PROBLEM,
+    MAX_MODELS,
+    OTHER_MODELS,
     CollectedFiles,
     collect_results,
     read_input_ids,
@@ -456,3 +458,31 @@ def test_usage_is_counted_by_the_model_each_response_names(tmp_path: Path) -> No
         "gpt-4o-mini-2024-07-18": (30, 3),
         "unknown": (40, 4),
     }
+
+
+def test_token_counts_by_model_stay_few_whatever_models_the_responses_name(tmp_path: Path):
+    """A hostile output naming 500 models cannot grow the job's result (and its history)."""
+    lines = []
+    for i in range(500):
+        line = ok(f"r{i}")
+        line["response"]["body"]["model"] = f"m-{i}\n" + "x" * 1000
+        lines.append(line)
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(jsonl(lines))
+    collected = collect_results(
+        input_ids={f"r{i}": i + 1 for i in range(500)},
+        output_file=output,
+        error_file=None,
+        results_out=io.BytesIO(),
+        errors_out=io.BytesIO(),
+        not_run_code=NOT_RUN,
+        not_run_message="not run",
+        batch_counts=None,
+        batch_completed=True,
+    )
+    by_model = collected.usage.by_model
+    assert by_model is not None
+    assert len(by_model) == MAX_MODELS + 1
+    assert by_model[OTHER_MODELS].prompt_tokens == (500 - MAX_MODELS) * 10
+    assert sum(m.prompt_tokens for m in by_model.values()) == 500 * 10
+    assert all("\n" not in name and len(name) < 150 for name in by_model)

@@ -214,7 +214,39 @@ async def test_resubmission_and_merge_in_the_store_keep_input_order_and_each_id_
     # round 0: 5 shards x 3 files and the plan; round 1: its input, 2 x 3 files, the plan
     assert removed == 5 * 3 + 1 + 1 + 2 * 3 + 1
     assert await names_under(work) == []
-    assert await names_under(f"{bucket}/out") == ["errors.jsonl", "results.jsonl"]
+    assert await names_under(f"{bucket}/out") == [
+        ".errors.jsonl.written-by",  # results are create-only: which job wrote them
+        ".results.jsonl.written-by",
+        "errors.jsonl",
+        "results.jsonl",
+    ]
+
+
+async def test_removing_a_shard_folder_deletes_only_the_files_a_sharded_job_writes(
+    sharding: ShardingActivities, bucket: str
+) -> None:
+    """A work_dir naming someone's folder: their objects stay, whatever the job was told."""
+    theirs = [
+        f"{bucket}/prod/ledger.jsonl",
+        f"{bucket}/prod/round-0/notes.txt",
+        f"{bucket}/prod/round-0/shard-00001.jsonl.bak",
+        f"{bucket}/prod/deep/round-0/shard-00001.jsonl",
+    ]
+    for location in theirs:
+        await put(location, b"keep me\n")
+    ours = [
+        shard_input(round_dir(f"{bucket}/prod", 0), 0),
+        shard_results(round_dir(f"{bucket}/prod", 0), 0),
+    ]
+    for location in ours:
+        await put(location, b"{}\n")
+
+    removed = await ActivityRunner().run(
+        sharding.remove_shard_files, RemoveShardFilesRequest(work_dir=f"{bucket}/prod")
+    )
+
+    assert removed == len(ours)
+    assert sorted(await ObjectStorage().locations_under(f"{bucket}/prod")) == sorted(theirs)
 
 
 async def test_a_failed_and_an_unrun_shard_become_errors_without_writing_the_store(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from activities.validation import MAX_REPORTED_PROBLEMS, InputProblems, validate_jsonl
-from contracts.job import InputLimits
+from contracts.job import BatchJobInput, InputLimits
 from tests.activities.helpers import CHAT, MODEL, chat_file, chat_line, jsonl
 
 # What the user typed, distinct from the path on disk: messages must name this.
@@ -263,3 +263,25 @@ def test_validation_estimates_the_input_tokens_the_quota_counts(tmp_path: Path) 
     valid = validate_jsonl(write(tmp_path, data), label=LABEL, endpoint=CHAT, limits=InputLimits())
     assert valid.input_tokens == (6 + 10) + (6 + 100)
     assert (valid.largest_request_tokens, valid.largest_request_id) == (106, "long")
+
+
+def test_a_json_bomb_in_the_input_names_its_line(tmp_path: Path) -> None:
+    data = chat_file(2) + b"[" * 100_000 + b"\n" + jsonl([chat_line("req-2")])
+    problem = only_problem(problems_of(write(tmp_path, data)))
+    assert problem == f"{LABEL}:3: not a request: JSON nested too deeply"
+
+
+def test_a_hostile_custom_id_is_quoted_short_and_escaped(tmp_path: Path) -> None:
+    hostile = "x\nERROR forged line\x1b[31m" + "y" * 10_000
+    data = jsonl([chat_line(hostile), chat_line(hostile)])
+    problem = only_problem(problems_of(write(tmp_path, data)))
+    assert "\n" not in problem and "\x1b" not in problem
+    assert "x\\nERROR forged line\\x1b[31m" in problem
+    assert len(problem) < 500
+
+
+def test_a_job_cannot_raise_the_input_limits_past_what_any_provider_takes() -> None:
+    with pytest.raises(ValueError, match="a batch's input holds at most"):
+        BatchJobInput(input_path="in.jsonl", limits=InputLimits(max_bytes=2 * 1024**3))
+    with pytest.raises(ValueError, match="a batch's input holds at most"):
+        BatchJobInput.parse({"input_path": "in.jsonl", "limits": {"max_requests": 10**9}})

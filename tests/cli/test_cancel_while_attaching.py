@@ -26,7 +26,7 @@ async def test_cancel_while_attaching_cancels_the_batch_and_says_so(stack: Stack
     batch_id = batch_made_by_hand(stack, "in.jsonl")
     # Every answer held 6 s: the attach's read of the batch is still out when the cancel lands.
     stack.emulator.set_knobs(response_delay_seconds=6.0)
-    with stack.worker():
+    with stack.worker(BATCH_ATTACH_ANY_BATCH="true"):  # a batch made by hand
         started = starter_now(
             stack, "attach", batch_id, str(stack.data_dir / "in.jsonl"), "--start", *FAST
         )

@@ -161,7 +161,15 @@ def batch_made_by_hand(stack: Stack, name: str) -> str:
 async def test_attach_collects_a_batch_made_at_the_gateway_by_hand(stack: Stack):
     stack.write_input("in.jsonl", 12)
     batch_id = batch_made_by_hand(stack, "in.jsonl")
-    with stack.worker():
+    with stack.worker("default"):
+        # Not the job's (no job key, an upload named by hand): another team's, as far
+        # as the worker can tell. Refused before anything about the batch is said.
+        foreign = starter_now(stack, "attach", batch_id, str(stack.data_dir / "in.jsonl"), *FAST)
+    assert foreign.returncode == 1
+    assert f"cannot attach in.jsonl to batch {batch_id}: it is not this job's" in foreign.stderr
+    assert "BATCH_ATTACH_ANY_BATCH=true" in foreign.stderr
+    assert not (stack.data_dir / "in.output.jsonl").exists()
+    with stack.worker(BATCH_ATTACH_ANY_BATCH="true"):
         attached = starter_now(stack, "attach", batch_id, str(stack.data_dir / "in.jsonl"), *FAST)
         unknown = starter_now(stack, "attach", "batch_nope", str(stack.data_dir / "in.jsonl"))
     assert attached.returncode == 0, attached.stderr

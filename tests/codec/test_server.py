@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +17,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from codec import AesGcmCodec, key_id
-from codec.server import app_from_env, build_app
+from codec.server import app_from_env, build_app, is_loopback
 from tests.codec.helpers import KEY, KEY_B64, OLD_KEY, serve_in_thread
 
 UI = "http://localhost:8233"
@@ -228,3 +232,49 @@ async def test_over_real_http():
             assert payloads_of(decoded) == [plain()]
             assert decoded.headers["access-control-allow-origin"] == UI
             assert (await http.post("/decode", json=encoded.json())).status_code == 401
+
+
+def _serve_exit(host: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codec", "serve", "--host", host, "--port", "1"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "BATCH_CODEC_KEY": KEY_B64, "CODEC_SERVER_TOKEN": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_without_a_token_it_refuses_to_serve_beyond_this_machine():
+    refused = _serve_exit("0.0.0.0")
+    assert refused.returncode == 2
+    assert "CODEC_SERVER_TOKEN is not set and --host 0.0.0.0 is not a loopback" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "10.0.0.5"])
+def test_loopback_addresses_are_told_apart(host):
+    assert is_loopback(host) is (host != "10.0.0.5")
+
+
+def test_an_explicit_flag_serves_a_container_without_a_token():
+    refused = _serve_exit("0.0.0.0", BATCH_CODEC_KEY="")
+    assert "BATCH_CODEC_KEY is not set" in refused.stderr, "the token check comes after the key's"
+    wrong_host = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "codec",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--without-token-on",
+            "10.1.1.1",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "BATCH_CODEC_KEY": KEY_B64, "CODEC_SERVER_TOKEN": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong_host.returncode == 2 and "not a loopback" in wrong_host.stderr

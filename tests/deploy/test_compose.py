@@ -83,6 +83,8 @@ SECRET_FIELDS = frozenset(
     {"header_value", "param_value", "key", "password", "token", "api_key", "secret"}
 )
 # Environment names that hold a secret: their value must come from the shell.
+# Every published port binds here: the host's loopback unless STACK_BIND_ADDRESS opens it.
+LOCAL_BIND = "${STACK_BIND_ADDRESS:-127.0.0.1}"
 SECRET_ENV_NAME = re.compile(r"KEY|SECRET|PASSWORD|PWD|TOKEN|LICENSE")
 # Development credentials of Temporal's database, which is not published to the host.
 LOCAL_DATABASE_SECRETS = frozenset({"POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD"})
@@ -488,7 +490,7 @@ def test_namespace_setup_creates_the_workers_namespace_with_retries(
 
 def test_ui_on_port_8080(services: dict[str, dict[str, Any]]) -> None:
     ui = services[UI]
-    assert "8080:8080" in [str(p) for p in ui["ports"]]
+    assert f"{LOCAL_BIND}:8080:8080" in [str(p) for p in ui["ports"]]
     assert service_env(ui)["TEMPORAL_ADDRESS"] == f"{SERVER}:7233"
     assert depends_on(ui) == {SERVER: "service_healthy"}
 
@@ -637,7 +639,7 @@ def test_workers_are_replicas_that_share_no_volume(services: dict[str, dict[str,
     assert constants.ENV_DATA_DIR not in service_env(worker)
     # One metrics port on the host per replica.
     [ports] = worker["ports"]
-    first, last = (int(p) for p in ports.split(":")[0].split("-"))
+    first, last = (int(p) for p in ports.removeprefix(f"{LOCAL_BIND}:").split(":")[0].split("-"))
     assert last - first + 1 >= worker["deploy"]["replicas"]
 
 
@@ -658,12 +660,14 @@ def test_workers_and_starter_reach_minio_through_the_standard_aws_names(
         assert env["AWS_ACCESS_KEY_ID"] is None and env["AWS_SECRET_ACCESS_KEY"] is None
         assert interpolate(env[constants.ENV_BATCH_STORE] or "").startswith("s3://")
         assert depends_on(services[name])[MINIO_SETUP] == "service_completed_successfully"
-    # MinIO's root user is that same pair, required from the shell.
+    # MinIO's admin is another pair, required from the shell, that workers never get.
     minio_env = service_env(minio)
-    assert (minio_env["MINIO_ROOT_USER"] or "").startswith("${AWS_ACCESS_KEY_ID:?")
-    assert (minio_env["MINIO_ROOT_PASSWORD"] or "").startswith("${AWS_SECRET_ACCESS_KEY:?")
-    with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID"):
+    assert (minio_env["MINIO_ROOT_USER"] or "").startswith("${MINIO_ROOT_USER:?")
+    assert (minio_env["MINIO_ROOT_PASSWORD"] or "").startswith("${MINIO_ROOT_PASSWORD:?")
+    with pytest.raises(ValueError, match="MINIO_ROOT_USER"):
         interpolate(minio_env["MINIO_ROOT_USER"] or "")
+    for name in (WORKER, STARTER):
+        assert not {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} & set(service_env(services[name]))
     assert 9000 in container_ports(minio)
     assert " ".join(command_argv(minio["healthcheck"]["test"])) == "CMD mc ready local"
 
@@ -780,7 +784,7 @@ def test_environment_of_the_kong_file_reaches_kong(
             if match := VAULT_ENV_REF.match(value):
                 # Kong's env vault: upper case, '-' becomes '_'.
                 vault_vars.add(match.group(1).upper().replace("-", "_"))
-    assert deck_vars == set(service_env(services[KONG_CONFIG]))
+    assert deck_vars | {"DECK_KONG_CONSUMER_KEY"} == set(service_env(services[KONG_CONFIG]))
     assert vault_vars == {"AZURE_OPENAI_API_KEY"}
     kong_env = service_env(services[KONG])
     for name in vault_vars:
@@ -961,9 +965,84 @@ def test_codec_profile_serves_the_codec_the_ui_is_pointed_at(
     assert codec.get("profiles") == ["codec"]
     assert codec["command"][:4] == ["python", "-m", "codec", "serve"]
     port = codec["command"][codec["command"].index("--port") + 1]
-    assert f"{port}:{port}" in codec["ports"]
+    assert f"{LOCAL_BIND}:{port}:{port}" in codec["ports"]
     known = {ENV_CODEC_KEY, ENV_CODEC_OLD_KEYS, ENV_TOKEN, ENV_CORS_ORIGINS, ENV_NAMESPACES}
     assert set(codec["environment"]) <= known
     assert ENV_CODEC_KEY in codec["environment"]
     assert "http://localhost:8080" in codec["environment"][ENV_CORS_ORIGINS]
     assert "TEMPORAL_CODEC_ENDPOINT" in services["temporal-ui"]["environment"]
+
+
+# --- private by default (docs/security.md) --------------------------------------
+
+
+def test_every_published_port_is_on_the_hosts_loopback_unless_opened(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = 0
+    for name, service in services.items():
+        for item in service.get("ports") or []:
+            published += 1
+            assert isinstance(item, str) and item.startswith(f"{LOCAL_BIND}:"), (name, item)
+            assert interpolate(item).startswith("127.0.0.1:"), (name, item)
+            opened = interpolate(item, {"STACK_BIND_ADDRESS": "0.0.0.0"})
+            assert opened.startswith("0.0.0.0:"), (name, item)
+    assert published >= 7
+
+
+def test_the_codec_server_in_the_stack_is_reachable_from_this_machine_alone(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from codec.server import is_loopback
+
+    argv = command_argv(services["codec-server"]["command"])
+    host = argv[argv.index("--host") + 1]
+    # Without a token only because the flag names the container's own address,
+    # whose published port binds the host's loopback.
+    assert argv[argv.index("--without-token-on") + 1] == host
+    assert not is_loopback(host)
+    [port] = services["codec-server"]["ports"]
+    assert interpolate(port).startswith("127.0.0.1:")
+
+
+def test_kong_loads_key_auth_with_the_consumer_key_from_the_shell(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    render = services[KONG_CONFIG]
+    argv = command_argv(render["command"])
+    sources = argv[3 : argv.index("--output-file")]
+    assert [host_path_for(render, source) for source in sources] == [
+        KONG_FILE,
+        KONG_DIR / "key-auth.yaml",
+    ]
+    key_auth = yaml.safe_load((KONG_DIR / "key-auth.yaml").read_text())
+    guarded = {p["service"] for p in key_auth["plugins"] if p["name"] == "key-auth"}
+    kong_config = yaml.safe_load(KONG_FILE.read_text())
+    assert guarded == {service["name"] for service in kong_config["services"]}
+    assert service_env(render)["DECK_KONG_CONSUMER_KEY"] is None, "from the shell, never here"
+
+
+def test_workers_sign_in_to_minio_as_a_user_allowed_one_bucket() -> None:
+    commands = list(shell_commands(MINIO_SCRIPT.read_text()))
+    # The stack's MinIO: the set-up signs in as its admin (alias "minio"), the
+    # workers get a user of their own; AWS S3 (alias "store") keeps its own keys.
+    assert any(
+        c.startswith(
+            'until mc alias set minio "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"'
+        )
+        for c in commands
+    )
+    assert 'mc admin user add minio "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"' in commands
+    script = MINIO_SCRIPT.read_text()
+    assert '"arn:aws:s3:::$BUCKET"' in script and '"arn:aws:s3:::$BUCKET/*"' in script
+    assert "arn:aws:s3:::*" not in script
+    assert any(c.startswith('mc admin policy attach minio "$POLICY" --user') for c in commands)
+    assert "AWS_ACCESS_KEY_ID is MinIO's admin" in script
+
+
+def test_the_workers_allow_list_is_the_store_they_are_given(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = service_env(services[WORKER])
+    allowed = interpolate(env[constants.ENV_ALLOWED_LOCATIONS] or "")
+    assert allowed == interpolate(env[constants.ENV_BATCH_STORE] or "")

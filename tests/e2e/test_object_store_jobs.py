@@ -47,7 +47,9 @@ def stores(
     env = {**moto.env(access_key=ACCESS_KEY, secret_key=SECRET_KEY), **azurite.env()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    yield {**env, "s3": f"s3://batches-{n}", "az": f"az://batches-{n}"}
+    # The workers' allow-list: the bucket and container, and their data directory.
+    allowed = {"BATCH_ALLOWED_LOCATIONS": f"s3://batches-{n}, az://batches-{n}, ."}
+    yield {**env, **allowed, "s3": f"s3://batches-{n}", "az": f"az://batches-{n}"}
 
 
 def request_lines(count: int, *, endpoint: str = "/v1/chat/completions", dims: int = 0) -> bytes:
@@ -160,7 +162,9 @@ async def test_local_inputs_run_through_batch_store_with_no_shared_disk(
     assert_every_request_once(await get(remote_output), count=25)
     left = keys_under(moto, bucket)
     kept_keys = [key for key in left if key.startswith("batches/local-b.")]
-    assert len(kept_keys) == 3, "input, output and errors of the kept job"
+    marks = [key for key in kept_keys if key.endswith(".written-by")]
+    assert len(kept_keys) - len(marks) == 3, "input, output and errors of the kept job"
+    assert len(marks) == 2, "which job wrote its output and errors (results are create-only)"
     assert not [key for key in left if key.startswith("batches/local-a.")], "copies not removed"
 
     for workflow_id in ("local-a", "local-b", "local-c"):

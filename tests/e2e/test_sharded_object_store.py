@@ -38,7 +38,7 @@ def bucket(
     env = moto.env()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield f"s3://{name}", env
+    yield f"s3://{name}", {**env, "BATCH_ALLOWED_LOCATIONS": f"s3://{name}, ."}
 
 
 def ids_of(data: bytes) -> list[str]:
@@ -80,9 +80,11 @@ async def test_a_sharded_job_with_s3_input_and_results_shares_no_disk(
     assert ids_of(await get(f"{root}/out/day.errors.jsonl")) == []
     assert keys_in(moto, root) == [
         "in/day.jsonl",
+        "out/.day.errors.jsonl.written-by",  # results are create-only: which job wrote them
+        "out/.day.results.jsonl.written-by",
         "out/day.errors.jsonl",
         "out/day.results.jsonl",
-    ], "shard inputs, results, errors, indexes and plans removed after the merge"
+    ], "shard inputs, results, errors, indexes, plans and marks removed after the merge"
     assert list(laptop.iterdir()) == []
     history = await stack.client.get_workflow_handle("sharded-s3").fetch_history()
     assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == (

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from gateway.client import GatewayClient
+from gateway.redaction import REDACTED, redact
 from gateway.settings import (
     DEFAULT_AZURE_API_VERSION,
     DEFAULT_GATEWAY_URL,
@@ -312,3 +313,44 @@ def test_secret_values_are_every_secret_the_worker_holds():
     }
     assert "2024-10-21" not in loaded.secret_values()
     assert "codec-old-1" not in repr(loaded)
+
+
+def test_the_clouds_secrets_and_url_passwords_are_masked_like_the_key():
+    service_account = json.dumps({"type": "service_account", "private_key": "-----PRIV-----\n"})
+    loaded = GatewaySettings.from_env(
+        {
+            "GATEWAY_URL": "https://gw-user:gw%2Fpass@gateway.example.com",
+            "AWS_ENDPOINT_URL": "http://minio-user:minio-pass@minio:9000",
+            "AWS_SECRET_ACCESS_KEY": "aws-secret",
+            "AWS_SESSION_TOKEN": "aws-session",
+            "AZURE_STORAGE_ACCOUNT_KEY": "az-account-key",
+            "AZURE_STORAGE_SAS_TOKEN": "sv=2024&sig=az-sas",
+            "AZURE_CLIENT_SECRET": "az-client-secret",
+            "GOOGLE_SERVICE_ACCOUNT_KEY": service_account,
+            "AWS_ACCESS_KEY_ID": "AKIAPUBLIC",
+        }
+    )
+    secrets = loaded.secret_values()
+    assert secrets >= {
+        "gw%2Fpass",
+        "gw/pass",
+        "minio-pass",
+        "aws-secret",
+        "aws-session",
+        "az-account-key",
+        "sv=2024&sig=az-sas",
+        "az-client-secret",
+        service_account,
+        "-----PRIV-----\n",
+    }
+    assert "AKIAPUBLIC" not in secrets, "an access key id is a name, not a secret"
+    text = (
+        "no answer from the gateway at https://gw-user:gw%2Fpass@gateway.example.com/files; "
+        "store said aws-secret; key -----PRIV-----\\n"
+    )
+    masked = redact(text, secrets)
+    assert "gw-user" not in masked and "gw%2Fpass" not in masked
+    assert "aws-secret" not in masked and "PRIV" not in masked
+    assert masked.startswith(
+        f"no answer from the gateway at https://{REDACTED}@gateway.example.com"
+    )

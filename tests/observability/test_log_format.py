@@ -114,3 +114,25 @@ def test_a_secret_that_spells_part_of_the_marker_leaves_the_marker_whole():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         configure_logging({"LOG_FORMAT": "xml"}, secrets=())
+
+
+def test_a_newline_in_an_id_cannot_forge_a_text_log_line():
+    forged = "batch_1\n2026-01-01 00:00:00,000 ERROR worker: all keys rotated\x1b[2K"
+    text = TextFormatter().format(
+        record("created batch %s", forged, custom_id="req\r\nINFO forged too")
+    )
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    assert "created batch batch_1\\n2026-01-01 00:00:00,000 ERROR worker" in text
+    assert "custom_id=req\\r\\nINFO forged too" in text
+
+
+def test_a_traceback_keeps_its_lines_and_a_huge_message_is_cut():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        made = record("x" * 100_000)
+        made.exc_info = sys.exc_info()
+    text = TextFormatter().format(made)
+    first, *rest = text.splitlines()
+    assert first.endswith("[cut at 4000 characters]")
+    assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: boom"

@@ -9,11 +9,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.job import BatchJobInput, JobStatus
-from contracts.names import PATCH_SHARDS_IN_STORE
-from contracts.sharding import LEFT_EXAMPLES, ShardedJobInput, ShardedJobResult, ShardingOptions
+from contracts.names import FAILURE_INVALID_JOB, PATCH_SHARDS_IN_STORE
+from contracts.sharding import (
+    LEFT_EXAMPLES,
+    ShardedJobInput,
+    ShardedJobResult,
+    ShardedProgress,
+    ShardingOptions,
+)
 from devstack.storage_servers import MotoServer
 from storage import ObjectStorage
 from tests.storage.conftest import moto  # noqa: F401  (session fixture)
@@ -74,7 +82,12 @@ async def test_shard_files_live_beside_the_results_in_the_store_and_go_after_the
     assert await read(f"{bucket}/out/day.errors.jsonl") == []
     assert result.work_dir == f"{bucket}/out/.shards/{handle.id}"
     left = await ObjectStorage().locations_under(f"{bucket}/out")
-    assert sorted(left) == [f"{bucket}/out/day.errors.jsonl", f"{bucket}/out/day.results.jsonl"]
+    assert sorted(left) == [
+        f"{bucket}/out/.day.errors.jsonl.written-by",  # results are create-only: whose they are
+        f"{bucket}/out/.day.results.jsonl.written-by",
+        f"{bucket}/out/day.errors.jsonl",
+        f"{bucket}/out/day.results.jsonl",
+    ]
     assert files_in(tmp_path) == [], "nothing on the data directory"
     assert _patches(history) == [PATCH_SHARDS_IN_STORE], "a new job takes the store path"
 
@@ -101,9 +114,48 @@ async def test_the_parent_counts_its_shards_gateway_files_and_names_a_few_left(
 async def _run(env: WorkflowEnvironment, root: Path, *, keep: bool) -> ShardedJobResult:
     request = sharded(max_batch_requests=2, max_concurrent_batches=3)
     request.job = request.job.model_copy(
-        update={"keep_gateway_files": keep, "output_path": f"keep-{keep}.jsonl"}
+        update={
+            "keep_gateway_files": keep,
+            "output_path": f"keep-{keep}.jsonl",
+            "errors_path": f"keep-{keep}.errors.jsonl",
+        }
     )
     async with ShardGateway(root).serving(env) as start:
         result = await (await start(request)).result()
     assert isinstance(result, ShardedJobResult)
     return result
+
+
+async def test_a_callers_carried_folder_deletes_nothing(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, bucket: str
+) -> None:
+    """`carried` is the job's own state across continue-as-new: a caller's is refused at start."""
+    prod = [f"{bucket}/prod/ledger.jsonl", f"{bucket}/prod/round-0/shard-00000.jsonl"]
+    for location in prod:
+        await ObjectStorage().put_file(location, write_path(tmp_path / "x.jsonl"))
+    write_input(tmp_path / "in.jsonl", 4)
+    await ObjectStorage().put_file(f"{bucket}/in/day.jsonl", tmp_path / "in.jsonl")
+    request = ShardedJobInput(
+        job=BatchJobInput(
+            input_path=f"{bucket}/in/day.jsonl", output_path=f"{bucket}/out/day.results.jsonl"
+        ),
+        sharding=ShardingOptions(max_batch_requests=2),
+        carried=ShardedProgress(work_dir=f"{bucket}/prod"),
+    )
+    gateway = ShardGateway(tmp_path)
+    async with gateway.serving(time_skipping_env) as start:
+        handle = await start(request)
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == FAILURE_INVALID_JOB
+    assert "a caller may not send it" in caught.value.cause.message
+    assert sorted(await ObjectStorage().locations_under(f"{bucket}/prod")) == sorted(prod)
+    assert await ObjectStorage().locations_under(f"{bucket}/out") == []
+    assert gateway.creates == 0
+
+
+def write_path(path: Path) -> Path:
+    path.write_text("someone else's data\n")
+    return path

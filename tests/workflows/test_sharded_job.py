@@ -83,10 +83,10 @@ async def test_a_byte_limit_cuts_shards_and_a_line_over_it_fails_the_job_naming_
 
     with (tmp_path / "in.jsonl").open("a") as out:
         out.write(json.dumps({"custom_id": "huge", "body": {"x": "y" * 3 * line_bytes}}) + "\n")
+    again = sharded(max_batch_bytes=2 * line_bytes)
+    again.job = again.job.model_copy(update={"replace_results": True})  # the first run's
     with pytest.raises(WorkflowFailureError) as failure:
-        await run(
-            time_skipping_env, ShardGateway(tmp_path), sharded(max_batch_bytes=2 * line_bytes)
-        )
+        await run(time_skipping_env, ShardGateway(tmp_path), again)
     message = str(failure.value.cause.cause if failure.value.cause else failure.value)
     assert "in.jsonl:7: custom_id='huge'" in message
     assert "--max-batch-bytes" in message
