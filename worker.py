@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,12 @@ from temporalio.worker import Worker
 from activities.batch_activities import BatchActivities
 from activities.sharding import ShardingActivities
 from activities.watch import hand_over_watches
-from contracts.constants import ENV_DATA_DIR, ENV_MAX_CONCURRENT_ACTIVITIES, ENV_TASK_QUEUE
+from contracts.constants import (
+    ENV_DATA_DIR,
+    ENV_MAX_CONCURRENT_ACTIVITIES,
+    ENV_TASK_QUEUE,
+    ENV_WEBHOOK_FALLBACK_POLL,
+)
 from contracts.names import TASK_QUEUE
 from gateway.client import GatewayClient
 from gateway.errors import (
@@ -71,6 +77,20 @@ async def check_gateway(gateway: GatewayClient) -> None:
         log.info("gateway at %s answers", url)
 
 
+def fallback_poll_seconds(environ: Mapping[str, str]) -> float | None:
+    """WEBHOOK_FALLBACK_POLL_SECONDS: where batch events arrive, how rarely a watch reads."""
+    raw = environ.get(ENV_WEBHOOK_FALLBACK_POLL, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{ENV_WEBHOOK_FALLBACK_POLL} must be seconds above 0, not {raw!r}")
+    return seconds
+
+
 async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     storage = Stores(LocalStorage(Path(os.environ.get(ENV_DATA_DIR, "."))))
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
@@ -78,7 +98,10 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     client = await connect(runtime=worker_runtime(os.environ))
     async with MeteredGatewayClient(settings) as gateway:
         await check_gateway(gateway)
-        activities = BatchActivities(gateway, storage)
+        fallback = fallback_poll_seconds(os.environ)
+        activities = BatchActivities(gateway, storage, fallback_poll_seconds=fallback)
+        if fallback is not None:
+            log.info("batch events expected: a waiting job reads its batch every %.0f s", fallback)
         sharding = ShardingActivities(storage, settings.dialect.value)
         worker = Worker(
             client,

@@ -191,9 +191,17 @@ def _sha256_of(path: Path) -> str:
 
 
 class BatchActivities:
-    def __init__(self, client: GatewayClient, storage: Storage) -> None:
+    def __init__(
+        self,
+        client: GatewayClient,
+        storage: Storage,
+        *,
+        fallback_poll_seconds: float | None = None,
+    ) -> None:
         self.client = client
         self.storage = storage
+        # Set where batch events arrive (webhooks/): a watch reads its batch this rarely.
+        self.fallback_poll_seconds = fallback_poll_seconds
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
@@ -530,6 +538,10 @@ class BatchActivities:
     async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
         """Poll inside one attempt until there is news, detached from the worker's slots
         (see activities.watch); inline where there is no client (ActivityEnvironment)."""
+        if self.fallback_poll_seconds is not None:
+            request = request.model_copy(
+                update={"poll_seconds": max(request.poll_seconds, self.fallback_poll_seconds)}
+            )
         watch = Watch(request, self._read_batch)
         info = activity.info()
         try:

@@ -19,3 +19,11 @@ ENV_DATA_DIR = "BATCH_DATA_DIR"
 # Object-store folder (s3://bucket/prefix, az://container/prefix, gs://...) the
 # starter copies local inputs to, and brings results back from: no shared disk.
 ENV_BATCH_STORE = "BATCH_STORE"
+
+# The webhook receiver (python -m webhooks) and the worker's watch when events arrive.
+ENV_WEBHOOK_HOST = "WEBHOOK_HOST"
+ENV_WEBHOOK_PORT = "WEBHOOK_PORT"
+ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"
+"""One whsec_ secret, or several comma-separated while one is rotated."""
+ENV_WEBHOOK_FALLBACK_POLL = "WEBHOOK_FALLBACK_POLL_SECONDS"
+"""Set on workers whose gateway sends batch events: a watch then reads its batch this rarely."""

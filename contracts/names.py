@@ -18,6 +18,10 @@ SHARDED_WORKFLOW_NAME = "BatchFanOutWorkflow"
 # Queries.
 QUERY_PROGRESS = "progress"
 
+# Signals.
+SIGNAL_BATCH_EVENT = "batch_event"
+"""A batch's end as the provider pushed it (webhooks/): the job reads its batch at once."""
+
 # Activity types (the method names of activities.batch_activities.BatchActivities).
 ACTIVITY_VALIDATE_INPUT = "validate_input"
 ACTIVITY_UPLOAD_INPUT = "upload_input"
@@ -86,6 +90,9 @@ clean-up step after it); a job on it runs validate-and-upload-v1's code, and ask
 PATCH_SUBMIT = "submit-v1"
 """A new job validates, uploads and creates its batch in one step (submit_batch); a job on
 it runs collect-cleans-up-v1's code, and asks only this."""
+PATCH_BATCH_EVENTS = "batch-events-v1"
+"""A batch event (signal) cuts the in-flight watch short and a fresh watch reads the batch
+at once; asked only when such an event arrives, so a job without events records nothing."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.
