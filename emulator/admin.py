@@ -64,6 +64,7 @@ def admin_router() -> APIRouter:
             "injected_errors": faults.injected if faults else 0,
             "ambiguous_creates": faults.ambiguous_creates if faults else 0,
             "api_calls": dict(sorted(faults.calls.items())) if faults else {},
+            "webhooks": rt.webhooks.stats(),
         }
 
     return router

@@ -12,6 +12,7 @@ from emulator.knobs import Knobs
 from emulator.quota import EnqueuedTokens
 from emulator.scheduler import Scheduler
 from emulator.store import Store
+from emulator.webhooks import EventSender
 
 
 class Runtime:
@@ -21,6 +22,8 @@ class Runtime:
         self.store = Store(data_dir)
         self.scheduler = Scheduler(self.store, lambda: self.knobs)
         self.quota = EnqueuedTokens(self.store, self.scheduler)
+        self.webhooks = EventSender(lambda: self.knobs)
+        self.scheduler.on_end = self.webhooks.batch_ended
         self.faults: FaultsMiddleware | None = None
 
     def claim_ambiguous_create(self) -> bool:
