@@ -18,10 +18,12 @@ import subprocess
 import sys
 import time
 
+from contracts.constants import ENV_WEBHOOK_FALLBACK_POLL
 from devstack.emulator import EmulatorProcess, emulator_healthy
 from devstack.ports import LOCALHOST, port_open
 from devstack.process import REPO_ROOT, ManagedProcess
 from devstack.temporal import DevServerProcess
+from devstack.webhooks import FALLBACK_POLL_SECONDS, LOCAL_PORT, WebhookReceiverProcess
 from devstack.worker import WorkerProcess
 from temporal_client import connect, register_search_attributes
 
@@ -38,6 +40,7 @@ class LocalStack:
 
     def __init__(self) -> None:
         self.procs: list[ManagedProcess] = []
+        self.worker_env: dict[str, str] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
     def launch(self, process: ManagedProcess) -> None:
@@ -86,9 +89,21 @@ class LocalStack:
         self.launch(emulator)
         print(f"stack: gateway emulator on {emulator.base_url}", file=sys.stderr)
 
+    def webhooks(self) -> None:
+        """The emulator's batch events through a receiver: a job hears its batch end at once."""
+        if "GATEWAY_URL" in os.environ or port_open(LOCAL_PORT):
+            return
+        receiver = WebhookReceiverProcess(
+            LOGS / "webhooks.log", f"{LOCALHOST}:{TEMPORAL_PORT}", port=LOCAL_PORT
+        )
+        self.launch(receiver)
+        receiver.wire(f"http://{LOCALHOST}:{GATEWAY_PORT}")
+        self.worker_env[ENV_WEBHOOK_FALLBACK_POLL] = str(FALLBACK_POLL_SECONDS)
+        print(f"stack: batch events to {receiver.url}", file=sys.stderr)
+
     def worker(self) -> None:
         gateway = os.environ.get("GATEWAY_URL", f"http://{LOCALHOST}:{GATEWAY_PORT}")
-        worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway})
+        worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway, **self.worker_env})
         self.launch(worker)
         time.sleep(1.0)
         if not worker.running:
@@ -112,6 +127,7 @@ def main() -> int:
     try:
         stack.temporal()
         stack.emulator()
+        stack.webhooks()
         stack.worker()
         if command.command == "up":
             print("stack: up; Ctrl-C stops it. Try: python starter.py run examples/batch.jsonl")

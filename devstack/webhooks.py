@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from devstack.emulator import EmulatorProcess
 from devstack.ports import LOCALHOST, free_port
 from devstack.process import REPO_ROOT, ManagedProcess
 
-FALLBACK_POLL_SECONDS = 1800.0
-"""What the local stack's worker reads its waiting batches at, with events to wake it."""
+LOCAL_PORT = 8300
+FALLBACK_POLL_SECONDS = 1800
+"""How rarely the local stack's worker reads a waiting batch, with events to wake it."""
 
 
 def new_secret() -> str:
@@ -86,6 +86,7 @@ class WebhookReceiverProcess(ManagedProcess):
         self.kill()
         raise RuntimeError(f"webhook receiver not up after {self.startup_timeout}s")
 
-    def wire(self, emulator: EmulatorProcess) -> None:
-        """Have the emulator post its batch events here."""
-        emulator.set_knobs(webhook_url=self.url, webhook_secret=self.secret)
+    def wire(self, emulator_url: str) -> None:
+        """Have the emulator at ``emulator_url`` post its batch events here."""
+        knobs = {"webhook_url": self.url, "webhook_secret": self.secret}
+        httpx.patch(f"{emulator_url}/_emulator/knobs", json=knobs, timeout=10.0).raise_for_status()

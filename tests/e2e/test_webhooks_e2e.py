@@ -39,7 +39,7 @@ NEVER = "3600"
 @pytest.fixture
 def receiver(stack: Stack) -> Iterator[WebhookReceiverProcess]:
     with WebhookReceiverProcess(stack.logs / "webhooks.log", stack.address) as process:
-        process.wire(stack.emulator)
+        process.wire(stack.emulator.base_url)
         yield process
 
 
