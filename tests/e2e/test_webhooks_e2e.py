@@ -234,3 +234,28 @@ async def test_each_shard_finishes_on_its_own_event(stack: Stack, receiver: Webh
     assert result.succeeded == shards * per_shard
     for child in children:
         assert await history_counts(child) == (1, 1)
+
+
+async def test_an_event_no_job_knows_yet_is_asked_again_and_an_old_one_acknowledged(
+    stack: Stack, receiver: WebhookReceiverProcess
+):
+    async with httpx.AsyncClient(timeout=30) as http:
+        # Young: the job may not have recorded its batch yet; the provider delivers it again.
+        body, headers = signed(receiver.secret, "batch_nobody_made")
+        young = await http.post(receiver.url, content=body, headers=headers)
+        assert young.status_code == 503
+        # Created 20 minutes ago (delivered again now, freshly signed): nobody will know it.
+        event = json.loads(body)
+        event["created_at"] -= 20 * 60
+        old_body = json.dumps(event)
+        stamp = int(time.time())
+        signature = Webhook(receiver.secret).sign(
+            headers["webhook-id"], datetime.fromtimestamp(stamp, UTC), old_body
+        )
+        old = await http.post(
+            receiver.url,
+            content=old_body,
+            headers={**headers, "webhook-timestamp": str(stamp), "webhook-signature": signature},
+        )
+        assert old.status_code == 200 and old.json()["status"] == "no job knows the batch"
+    assert "batch_nobody_made" in receiver.log()
