@@ -22,8 +22,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.names import PATCH_BATCH_EVENTS, SIGNAL_BATCH_EVENT
     from contracts.steps import BatchWatch, WatchBatchRequest
 
-# Each wake costs a watch (four history events) and a read; a flood of events (a
-# misbehaving sender, a loop) stops waking the job, and the fallback poll remains.
+# Each wake costs about 10 history events (the signal, the cancel, a fresh watch and
+# their workflow tasks) and a read; past this many, events (a misbehaving sender, a
+# loop) stop waking the job and the fallback poll remains: the history stays bounded.
 MAX_EVENT_WAKES = 20
 
 
