@@ -5,7 +5,8 @@
 
 State lives under .local/ (the dev server's SQLite database, the emulator's
 data, logs). A Temporal server or emulator already listening on its port is
-reused, not started twice.
+reused, not started twice. With the local emulator, a webhook receiver on :8300
+relays its batch events, so a job hears its batch end at once (devstack.webhooks).
 """
 
 from __future__ import annotations
