@@ -32,6 +32,7 @@ from contracts.constants import (
     ENV_DATA_DIR,
     ENV_MAX_CONCURRENT_ACTIVITIES,
     ENV_TASK_QUEUE,
+    ENV_WEBHOOK_FALLBACK_POLL,
 )
 from contracts.names import TASK_QUEUE
 from gateway.client import GatewayClient
@@ -105,6 +106,20 @@ def worker_storage(environ: Mapping[str, str]) -> Stores:
     return Stores(local, allowed=allowed)
 
 
+def fallback_poll_seconds(environ: Mapping[str, str]) -> float | None:
+    """WEBHOOK_FALLBACK_POLL_SECONDS: where batch events arrive, how rarely a watch reads."""
+    raw = environ.get(ENV_WEBHOOK_FALLBACK_POLL, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{ENV_WEBHOOK_FALLBACK_POLL} must be seconds above 0, not {raw!r}")
+    return seconds
+
+
 async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     storage = worker_storage(os.environ)
     task_queue = os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE)
@@ -113,7 +128,12 @@ async def run_worker(stop: asyncio.Event, settings: GatewaySettings) -> None:
     async with MeteredGatewayClient(settings) as gateway:
         await check_gateway(gateway)
         attach_any = os.environ.get(ENV_ATTACH_ANY_BATCH, "").strip().lower() == "true"
-        activities = BatchActivities(gateway, storage, attach_any_batch=attach_any)
+        fallback = fallback_poll_seconds(os.environ)
+        activities = BatchActivities(
+            gateway, storage, attach_any_batch=attach_any, fallback_poll_seconds=fallback
+        )
+        if fallback is not None:
+            log.info("batch events expected: a waiting job reads its batch every %.0f s", fallback)
         sharding = ShardingActivities(storage, settings.dialect.value)
         worker = Worker(
             client,

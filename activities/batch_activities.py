@@ -216,7 +216,12 @@ def _sha256_of(path: Path) -> str:
 
 class BatchActivities:
     def __init__(
-        self, client: GatewayClient, storage: Storage, *, attach_any_batch: bool = False
+        self,
+        client: GatewayClient,
+        storage: Storage,
+        *,
+        attach_any_batch: bool = False,
+        fallback_poll_seconds: float | None = None,
     ) -> None:
         """attach_any_batch: the operator's choice (BATCH_ATTACH_ANY_BATCH) to let jobs
         attach to batches that are not theirs (made by hand, by another tool)."""
@@ -225,6 +230,8 @@ class BatchActivities:
         # Seen at a create: the gateway answers batches without the job key.
         self._drops_metadata = False
         self.attach_any_batch = attach_any_batch
+        # Set where batch events arrive (webhooks/): a watch reads its batch this rarely.
+        self.fallback_poll_seconds = fallback_poll_seconds
 
     @activity.defn
     async def validate_input(self, request: ValidateInputRequest) -> InputSummary:
@@ -688,6 +695,10 @@ class BatchActivities:
     async def watch_batch(self, request: WatchBatchRequest) -> BatchWatch:
         """Poll inside one attempt until there is news, detached from the worker's slots
         (see activities.watch); inline where there is no client (ActivityEnvironment)."""
+        if self.fallback_poll_seconds is not None:
+            request = request.model_copy(
+                update={"poll_seconds": max(request.poll_seconds, self.fallback_poll_seconds)}
+            )
         info = activity.info()
         watch = Watch(
             request,

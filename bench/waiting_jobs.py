@@ -44,6 +44,7 @@ import psutil
 from temporalio.client import Client
 
 from bench.waiting_table import PeakWatch, Window, measure, side_by_side
+from contracts.constants import ENV_WEBHOOK_FALLBACK_POLL
 from contracts.job import BatchJobInput
 from contracts.names import SEARCH_ATTRIBUTE_BATCH_STATUS, WORKFLOW_NAME
 from devstack.emulator import EmulatorProcess
@@ -218,6 +219,9 @@ async def run_design(design: str, args: argparse.Namespace) -> DesignRun:
             "BATCH_ATTACH_ANY_BATCH": "true",
         },
     )
+    if args.fallback_seconds is not None:
+        # Batch events configured (webhooks/): the watch reads its batch this rarely.
+        worker.env[ENV_WEBHOOK_FALLBACK_POLL] = str(args.fallback_seconds)
     try:
         emulator.start()
         worker.env["GATEWAY_URL"] = emulator.base_url
@@ -286,6 +290,7 @@ def figures(run: DesignRun, args: argparse.Namespace) -> dict[str, Any]:
         "jobs": run.jobs,
         "poll_seconds": args.poll_seconds,
         "heartbeat_timeout_seconds": args.heartbeat_timeout_seconds,
+        "fallback_seconds": args.fallback_seconds,
         "waiting": run.waiting,
         "batches_seconds": round(run.batches_seconds),
         "ramp_seconds": round(run.ramp_seconds),
@@ -330,6 +335,12 @@ def main() -> int:
         type=float,
         default=None,
         help="the jobs' heartbeat_timeout (default the job's, 60 s); a watch beats every third",
+    )
+    parser.add_argument(
+        "--fallback-seconds",
+        type=float,
+        default=None,
+        help="the worker's WEBHOOK_FALLBACK_POLL_SECONDS: waiting as with batch events",
     )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(

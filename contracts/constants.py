@@ -31,3 +31,11 @@ ENV_BATCH_STORE = "BATCH_STORE"
 # Temporal address and the poll interval its gateway emulator allows. The starter
 # reads it for --poll-seconds' default, so a first run there finishes with its batch.
 LOCAL_STACK_FILE = ".local/stack.json"
+
+# The webhook receiver (python -m webhooks) and the worker's watch when events arrive.
+ENV_WEBHOOK_HOST = "WEBHOOK_HOST"
+ENV_WEBHOOK_PORT = "WEBHOOK_PORT"
+ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"
+"""One whsec_ secret, or several comma-separated while one is rotated."""
+ENV_WEBHOOK_FALLBACK_POLL = "WEBHOOK_FALLBACK_POLL_SECONDS"
+"""Set on workers whose gateway sends batch events: a watch then reads its batch this rarely."""

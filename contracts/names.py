@@ -18,6 +18,10 @@ SHARDED_WORKFLOW_NAME = "BatchFanOutWorkflow"
 # Queries.
 QUERY_PROGRESS = "progress"
 
+# Signals.
+SIGNAL_BATCH_EVENT = "batch_event"
+"""A batch's end as the provider pushed it (webhooks/): the job reads its batch at once."""
+
 # Activity types (the method names of activities.batch_activities.BatchActivities).
 ACTIVITY_VALIDATE_INPUT = "validate_input"
 ACTIVITY_UPLOAD_INPUT = "upload_input"
@@ -115,6 +119,9 @@ else once it has lasted quota_retry.max_wait."""
 PATCH_REFUSED_NOT_CANCELLED = "refused-not-cancelled-v1"
 """A wait the gateway refused to read for longer than the worker's patience ends the job
 without a cancel (it could not be sent either), naming the batch and how to attach to it."""
+PATCH_BATCH_EVENTS = "batch-events-v1"
+"""A batch event (signal) cuts the in-flight watch short and a fresh watch reads the batch
+at once; asked only when such an event arrives, so a job without events records nothing."""
 
 # Metadata key that tags a batch with the job that created it, so a retried
 # create adopts the batch instead of paying for a second one.

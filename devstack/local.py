@@ -5,7 +5,8 @@
 
 State lives under .local/ (the dev server's SQLite database, the emulator's
 data, logs). A Temporal server or emulator already listening on its port is
-reused, not started twice.
+reused, not started twice. With the local emulator, a webhook receiver on :8300
+relays its batch events, so a job hears its batch end at once (devstack.webhooks).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from contracts.constants import ENV_TASK_QUEUE, LOCAL_STACK_FILE
+from contracts.constants import ENV_TASK_QUEUE, ENV_WEBHOOK_FALLBACK_POLL, LOCAL_STACK_FILE
 from contracts.names import TASK_QUEUE
 from devstack.emulator import EmulatorProcess, emulator_healthy
 from devstack.ports import LOCALHOST, port_open
 from devstack.process import REPO_ROOT, ManagedProcess
 from devstack.temporal import DevServerProcess
+from devstack.webhooks import FALLBACK_POLL_SECONDS, LOCAL_PORT, WebhookReceiverProcess
 from devstack.worker import WorkerProcess
 from temporal_client import connect, register_search_attributes
 
@@ -96,6 +98,7 @@ class LocalStack:
 
     def __init__(self) -> None:
         self.procs: list[ManagedProcess] = []
+        self.worker_env: dict[str, str] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
     def launch(self, process: ManagedProcess) -> None:
@@ -144,9 +147,21 @@ class LocalStack:
         self.launch(emulator)
         print(f"stack: gateway emulator on {emulator.base_url}", file=sys.stderr)
 
+    def webhooks(self) -> None:
+        """The emulator's batch events through a receiver: a job hears its batch end at once."""
+        if "GATEWAY_URL" in os.environ or port_open(LOCAL_PORT):
+            return
+        receiver = WebhookReceiverProcess(
+            LOGS / "webhooks.log", f"{LOCALHOST}:{TEMPORAL_PORT}", port=LOCAL_PORT
+        )
+        self.launch(receiver)
+        receiver.wire(f"http://{LOCALHOST}:{GATEWAY_PORT}")
+        self.worker_env[ENV_WEBHOOK_FALLBACK_POLL] = str(FALLBACK_POLL_SECONDS)
+        print(f"stack: batch events to {receiver.url}", file=sys.stderr)
+
     def worker(self) -> WorkerProcess:
         gateway = os.environ.get("GATEWAY_URL", f"http://{LOCALHOST}:{GATEWAY_PORT}")
-        worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway})
+        worker = WorkerProcess(LOGS / "worker.log", {"GATEWAY_URL": gateway, **self.worker_env})
         self.launch(worker)
         deadline = time.monotonic() + WORKER_START_SECONDS
         while not asyncio.run(_worker_polls()):
@@ -216,6 +231,7 @@ def main() -> int:
     try:
         stack.temporal()
         stack.emulator()
+        stack.webhooks()
         worker = stack.worker()
         if command.command == "up":
             stack.say_up()

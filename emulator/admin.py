@@ -78,6 +78,7 @@ def admin_router() -> APIRouter:
             "ambiguous_creates": faults.ambiguous_creates if faults else 0,
             "refused_reads": faults.refused_reads if faults else 0,
             "api_calls": dict(sorted(faults.calls.items())) if faults else {},
+            "webhooks": rt.webhooks.stats(),
         }
 
     return router

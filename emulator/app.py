@@ -271,6 +271,7 @@ def create_app(data_dir: Path, knobs: Knobs) -> ASGIApp:
             yield
         finally:
             await rt.scheduler.stop()
+            await rt.webhooks.stop()
             await rt.store.close()
 
     app = FastAPI(

@@ -169,6 +169,32 @@ class Knobs(BaseModel):
         description="How a refused read is answered: '401' invalid_api_key, '403', or "
         "'no_route' (Kong's 404 'no Route matched with those values').",
     )
+    webhook_url: str | None = Field(
+        None, description="URL the end of each batch is posted to as a signed event (webhooks)."
+    )
+    webhook_secret: str | None = Field(
+        None, description="whsec_ secret the events are signed with (Standard Webhooks)."
+    )
+    webhook_drop_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of batch events never sent (dice of seed)."
+    )
+    webhook_duplicates: int = Field(
+        0, ge=0, description="Extra copies of each event, with the same webhook-id."
+    )
+    webhook_delay_seconds: float = Field(
+        0.0, ge=0, description="Real seconds each event is held before it is sent."
+    )
+    webhook_reorder_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Each event is held up to this many more real seconds (random), "
+        "so later events overtake earlier ones.",
+    )
+    webhook_retry_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Real seconds an event not answered 2xx is retried for (backoff 1 s to 30 s).",
+    )
 
     @property
     def auth_required(self) -> bool:

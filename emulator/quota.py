@@ -99,4 +99,5 @@ class EnqueuedTokens:
                 {"code": REFUSAL_CODE, "message": message, "param": None, "line": None}
             ]
             await self._store.add_batch(record)
+            self._scheduler.ended(record)
             return record

@@ -14,6 +14,7 @@ from emulator.models import BatchRecord
 from emulator.quota import EnqueuedTokens
 from emulator.scheduler import Scheduler
 from emulator.store import Store
+from emulator.webhooks import EventSender
 
 
 class Runtime:
@@ -23,6 +24,8 @@ class Runtime:
         self.store = Store(data_dir)
         self.scheduler = Scheduler(self.store, lambda: self.knobs)
         self.quota = EnqueuedTokens(self.store, self.scheduler)
+        self.webhooks = EventSender(lambda: self.knobs)
+        self.scheduler.on_end = self.webhooks.batch_ended
         self.faults: FaultsMiddleware | None = None
         self._late: set[asyncio.Task[None]] = set()
 

@@ -89,6 +89,8 @@ class Scheduler:
         self._inflight_total = 0
         self._rotation = 0
         self.lines_executed = 0
+        # Told of each batch that reached a terminal status (the webhook events).
+        self.on_end: Callable[[BatchRecord], None] | None = None
 
     # start and stop
 
@@ -343,6 +345,11 @@ class Scheduler:
         act.dirty = True
         self.active.pop(record.id, None)
         self._spawn(self.store.finish_batch(record, []), f"drop-lines-{record.id}")
+        self.ended(record)
+
+    def ended(self, record: BatchRecord) -> None:
+        if self.on_end is not None:
+            self.on_end(record)
 
     # lines
 
@@ -467,6 +474,7 @@ class Scheduler:
                     record.cancelled_at = stamp
                 await self.store.finish_batch(record, files)
                 self.active.pop(record.id, None)
+            self.ended(record)
         except Exception:
             log.exception("finishing %s failed; trying again next tick", record.id)
             act.busy = False

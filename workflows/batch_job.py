@@ -35,6 +35,7 @@ from temporalio.exceptions import (
 from temporalio.types import MethodAsyncSingleParam
 
 from workflows import leftovers, metrics, step_options
+from workflows.batch_events import HearsBatchEvents
 from workflows.outcome import Outcome, quota_refusal, rejection
 from workflows.progress import describe
 from workflows.step_options import StepOptions
@@ -122,7 +123,7 @@ else:
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class BatchJobWorkflow(Watching):
+class BatchJobWorkflow(HearsBatchEvents, Watching):
     # Fixed when the run starts; every phase reads them.
     _job: BatchJobInput
     _job_key: str
@@ -869,7 +870,15 @@ class BatchJobWorkflow(Watching):
         request: Request,
         options: StepOptions,
     ) -> Response:
-        return await workflow.execute_activity_method(
+        return await self._start_step(activity, request, options)
+
+    def _start_step(
+        self,
+        activity: MethodAsyncSingleParam[BatchActivities, Request, Response],
+        request: Request,
+        options: StepOptions,
+    ) -> workflow.ActivityHandle[Response]:
+        return workflow.start_activity_method(
             activity,
             request,
             start_to_close_timeout=options.start_to_close,

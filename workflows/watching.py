@@ -70,6 +70,9 @@ class Watching:
     def _observe(self, batch: BatchSnapshot) -> None:
         raise NotImplementedError
 
+    async def _watch_step(self, request: WatchBatchRequest, options: StepOptions) -> BatchWatch:
+        raise NotImplementedError
+
     async def _watch(self, batch: BatchSnapshot, limit: timedelta | None) -> BatchSnapshot:
         """Until the status changes; past the phase's deadline, read again, then give up.
 
@@ -111,8 +114,7 @@ class Watching:
         if counts is not None and counts.total and self._progress_reports < MAX_PROGRESS_REPORTS:
             report_every = max(1, math.ceil(counts.total * PROGRESS_STEP))
         report_errors = self._error_reports < MAX_ERROR_REPORTS
-        watched: BatchWatch = await self._step(
-            BatchActivities.watch_batch,
+        watched = await self._watch_step(
             WatchBatchRequest(
                 batch=batch,
                 poll_seconds=self._job.poll_interval.total_seconds(),

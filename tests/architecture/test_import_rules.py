@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "codec": {"contracts"},
     "cli": {"contracts", "storage", "shards", "temporal_client", "activities.validation"},
     "emulator": set(),
+    "webhooks": {"contracts", "temporal_client"},
     "devstack": {"contracts", "temporal_client", "workflows"},
     "bench": {"*"} - {"tests"},
     "scripts": {"*"} - {"tests"},

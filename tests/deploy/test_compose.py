@@ -51,6 +51,7 @@ KONG_CONFIG = "kong-config"
 KONG = "kong"
 MINIO = "minio"
 MINIO_SETUP = "minio-setup"
+WEBHOOKS = "webhooks"
 MINIO_SCRIPT = ROOT / "deploy" / "minio" / "create-bucket.sh"
 
 # Environment variables temporalio.envconfig reads (sdk-core
@@ -733,6 +734,32 @@ def test_only_the_stack_services_run_without_a_profile(
         MINIO_SETUP,
         WORKER,
     }
+
+
+# --- webhooks profile ----------------------------------------------------------
+
+
+def test_webhooks_profile_runs_the_receiver_on_localhost_with_the_workers_temporal(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    receiver = services[WEBHOOKS]
+    assert receiver["profiles"] == ["webhooks"]
+    assert command_argv(receiver["command"]) == ["python", "-m", "webhooks"]
+    env = service_env(receiver)
+    worker_env = service_env(services[WORKER])
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "BATCH_CODEC_KEY"):
+        assert env[name] == worker_env[name], name
+    assert env[constants.ENV_WEBHOOK_SECRET] is None, "the secret comes from the shell"
+    port = int(str(env[constants.ENV_WEBHOOK_PORT]))
+    assert [str(p) for p in receiver["ports"]] == [f"127.0.0.1:{port}:{port}"]
+    assert f"localhost:{port}/healthz" in " ".join(receiver["healthcheck"]["test"])
+    for name in env:
+        assert is_known_env_name(name), name
+    assert constants.ENV_WEBHOOK_FALLBACK_POLL in worker_env
+    emulator_env = service_env(services[EMULATOR])
+    assert emulator_env["EMULATOR_WEBHOOK_SECRET"] == "${WEBHOOK_SECRET:-}"
+    assert "EMULATOR_WEBHOOK_URL" in emulator_env
+    assert "webhook_url" in emulator_knobs.Knobs.model_fields
 
 
 # --- kong profile --------------------------------------------------------------

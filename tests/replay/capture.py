@@ -25,8 +25,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.events import BatchEvent
 from contracts.job import BatchJobInput, FanOutInput, PhaseDeadlines, QuotaRetry, RequestTally
-from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN
+from contracts.names import FAILURE_CREATE_OUTCOME_UNKNOWN, SIGNAL_BATCH_EVENT
 from contracts.steps import CollectedResults
 from devstack.scripted import ScriptedBatch
 from devstack.temporal import start_time_skipping
@@ -210,6 +211,7 @@ async def main() -> None:
         await capture_submit_scenarios(env)
         await capture_wait_out_scenarios(env)
         await capture_gateway_edge_scenarios(env)
+        await capture_batch_event_scenarios(env)
     finally:
         await env.shutdown()
 
@@ -592,6 +594,40 @@ async def capture_gateway_edge_scenarios(env: WorkflowEnvironment) -> None:
         simple(job(quota_retry=QuotaRetry(max_wait=timedelta(hours=1)))),
         env,
     )
+
+
+async def capture_batch_event_scenarios(env: WorkflowEnvironment) -> None:
+    """A batch event (the webhook receiver's signal) wakes a watch (batch-events-v1), and
+    one for another batch changes nothing (no marker)."""
+
+    def woken(script: ScriptedBatch, event_batch: str) -> Scenario:
+        async def body(client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+            handle = await client.start_workflow(
+                BatchJobWorkflow.run, job(), id=f"replay-{uuid.uuid4().hex[:8]}", task_queue=queue
+            )
+            # The watch holds in one attempt, as a real one does between its rare reads.
+            for _ in range(400):
+                if script.called("watch_batch"):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            if event_batch == script.batch_id:
+                script.hold_at, script.path = None, []  # the batch ended at the gateway
+            await handle.signal(
+                SIGNAL_BATCH_EVENT, BatchEvent(batch_id=event_batch, type="batch.completed")
+            )
+            if event_batch != script.batch_id:
+                await asyncio.sleep(0.5)
+                script.release.set()
+            await handle.result()
+            return handle
+
+        return body
+
+    script = ScriptedBatch(path=[("in_progress", 10**6)], hold_at=("in_progress", 0))
+    await capture("batch_event_woke_the_watch", script, woken(script, script.batch_id), env)
+    script = ScriptedBatch(path=[("in_progress", 10**6)], hold_at=("in_progress", 0))
+    await capture("batch_event_for_another_batch", script, woken(script, "batch_other"), env)
 
 
 if __name__ == "__main__":
