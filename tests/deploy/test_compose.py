@@ -751,7 +751,7 @@ def test_webhooks_profile_runs_the_receiver_on_localhost_with_the_workers_tempor
         assert env[name] == worker_env[name], name
     assert env[constants.ENV_WEBHOOK_SECRET] is None, "the secret comes from the shell"
     port = int(str(env[constants.ENV_WEBHOOK_PORT]))
-    assert [str(p) for p in receiver["ports"]] == [f"127.0.0.1:{port}:{port}"]
+    assert [str(p) for p in receiver["ports"]] == [f"{LOCAL_BIND}:{port}:{port}"]
     assert f"localhost:{port}/healthz" in " ".join(receiver["healthcheck"]["test"])
     for name in env:
         assert is_known_env_name(name), name
